@@ -1,0 +1,26 @@
+"""Source registry: kind -> module with `iter_batches(cfg, interval, on_reject)`. Modules load lazily so that
+parsing a DAG file never imports a driver it does not need."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from sluice.sources.base import OnReject, Reject
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from sluice.config import PipelineConfig
+    from sluice.interval import Interval
+
+SOURCE_MODULES = {"s3": "sluice.sources.s3", "http": "sluice.sources.http", "sql": "sluice.sources.sql"}
+
+__all__ = ["Reject", "SOURCE_MODULES", "iter_source"]
+
+
+def iter_source(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+    """Stream the pipeline's source for one interval as Arrow record batches."""
+    module = importlib.import_module(SOURCE_MODULES[cfg.source.kind])
+    return module.iter_batches(cfg, interval, on_reject)
