@@ -24,10 +24,9 @@ def _require_env(name: str) -> str:
 def warehouse_dsn() -> str:
     """libpq URI of the warehouse database (from the Airflow connection)."""
     _require_env("AIRFLOW_CONN_SLUICE_WAREHOUSE")
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from sluice.connections import pg_dsn
 
-    uri = PostgresHook(postgres_conn_id=WAREHOUSE_CONN).get_uri()
-    return uri.replace("postgres://", "postgresql://", 1)
+    return pg_dsn(WAREHOUSE_CONN)
 
 
 @pytest.fixture
