@@ -36,6 +36,7 @@ PORTS = {
     "api": ("SLUICE_API_PORT", 18080),
     "demo_api": ("SLUICE_DEMO_API_PORT", 18765),
     "webhooks": ("SLUICE_WEBHOOK_PORT", 18090),
+    "worker_logs": ("SLUICE_WORKER_LOG_PORT", 18793),  # worker i serves its logs on this + i - 1
 }
 BUCKETS = ("sluice-staging", "sluice-landing")
 CORE = ("postgres", "redis", "s3")
@@ -271,9 +272,10 @@ class Stack:
             progs.pop("webhooks")
         for i in range(1, self.workers + 1):
             progs[f"airflow-worker-{i}"] = {
-                "command": f"{airflow} celery worker --hostname worker{i}@%%h --concurrency {self.concurrency} "
-                "--without-gossip --without-mingle",
+                "command": f"{airflow} celery worker --celery-hostname worker{i}@%%h "
+                f"--concurrency {self.concurrency} --without-gossip --without-mingle",
                 "priority": "40",
+                "environment": f"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT={p['worker_logs'] + i - 1}",
             }
         user = self.service_user()
         if user:
@@ -281,11 +283,10 @@ class Stack:
         return progs
 
     def write_supervisor_conf(self) -> None:
-        env = ",".join(f'{k}="{supervisor_escape(v)}"' for k, v in self.env().items())
         parts = [
             "[unix_http_server]", f"file={self.sock}", "chmod=0700", "",
             "[supervisord]", f"logfile={self.log_dir}/supervisord.log", f"pidfile={self.run_dir}/supervisord.pid",
-            f"directory={REPO}", "childlogdir=" + str(self.log_dir), f"environment={env}", "",
+            f"directory={REPO}", "childlogdir=" + str(self.log_dir), "",
             "[rpcinterface:supervisor]",
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
             "[supervisorctl]", f"serverurl=unix://{self.sock}", "",
@@ -295,7 +296,7 @@ class Stack:
                       "startsecs=3", "startretries=10", "stopasgroup=true", "killasgroup=true", "stopwaitsecs=30",
                       f"stdout_logfile={self.log_dir}/{name}.log", "redirect_stderr=true",
                       "stdout_logfile_maxbytes=50MB", "stdout_logfile_backups=2", f"priority={prog['priority']}"]
-            for key in ("stopsignal", "user"):
+            for key in ("stopsignal", "user", "environment"):
                 if key in prog:
                     parts.append(f"{key}={prog[key]}")
             parts.append("")
@@ -341,7 +342,9 @@ class Stack:
         (self.home / "admin_passwords.json").write_text(json.dumps({"admin": self.secrets()["admin_password"]}))
         if not running:
             log(f"starting supervisord (logs in {self.log_dir})")
-            subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(self.conf)], check=True)
+            # Programs inherit supervisord's environment: the shared secrets and connections (see env()).
+            subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(self.conf)], check=True,
+                           env={**os.environ, **self.env()})
             wait_for(lambda: self.sock.exists() and self.ctl("pid").returncode == 0, 20, "supervisord")
         else:
             log(f"supervisord already running (pid {running}); starting anything that is stopped")
@@ -457,10 +460,6 @@ def shell_quote(value: str) -> str:
 
 def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def supervisor_escape(value: str) -> str:
-    return value.replace("%", "%%").replace('"', '\\"')
 
 
 def pid_alive(pid: int) -> bool:
