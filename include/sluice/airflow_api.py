@@ -1,0 +1,94 @@
+"""A small client of Airflow 3's REST API, for `make demo`, the e2e tests and operators' scripts.
+It only ever talks to the api-server; nothing here touches the metadata database."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+TERMINAL = {"success", "failed"}
+
+
+class AirflowApiError(RuntimeError):
+    pass
+
+
+@dataclass
+class AirflowApi:
+    base_url: str
+    username: str
+    password: str
+    timeout: float = 30
+    _token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls) -> AirflowApi:
+        """Reads $SLUICE_API_URL and the admin password the stack generated ($SLUICE_HOME/secrets.json)."""
+        import json
+        from pathlib import Path
+
+        home = Path(os.environ.get("SLUICE_HOME", ".sluice"))
+        password = os.environ.get("SLUICE_ADMIN_PASSWORD") or json.loads(
+            (home / "secrets.json").read_text())["admin_password"]
+        return cls(os.environ.get("SLUICE_API_URL", "http://127.0.0.1:18080"), "admin", password)
+
+    def token(self) -> str:
+        if self._token is None:
+            r = requests.post(f"{self.base_url}/auth/token", json={"username": self.username,
+                                                                   "password": self.password}, timeout=self.timeout)
+            if r.status_code not in (200, 201):
+                raise AirflowApiError(f"POST /auth/token -> {r.status_code}: {r.text[:300]}")
+            self._token = r.json()["access_token"]
+        return self._token
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        r = requests.request(method, f"{self.base_url}/api/v2{path}", timeout=self.timeout,
+                             headers={"Authorization": f"Bearer {self.token()}"}, **kwargs)
+        if r.status_code >= 400:
+            raise AirflowApiError(f"{method} {path} -> {r.status_code}: {r.text[:500]}")
+        return r.json() if r.content else None
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict:
+        """Wait until the dag-processor has parsed the DAG into the database."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                return self.request("GET", f"/dags/{dag_id}")
+            except AirflowApiError as exc:
+                if "404" not in str(exc):
+                    raise
+            time.sleep(2)
+        raise AirflowApiError(f"DAG {dag_id} did not appear within {timeout:.0f}s (see the dag-processor log)")
+
+    def unpause(self, dag_id: str) -> None:
+        self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, logical_date: str | None = None, conf: dict | None = None,
+                run_id: str | None = None) -> str:
+        body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return self.request("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+        deadline = time.time() + timeout
+        state = "unknown"
+        while time.time() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in TERMINAL:
+                return state
+            time.sleep(2)
+        raise AirflowApiError(f"{dag_id} run {run_id} still {state} after {timeout:.0f}s")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
+    def import_errors(self) -> list[dict]:
+        return self.request("GET", "/importErrors")["import_errors"]

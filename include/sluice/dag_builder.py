@@ -1,0 +1,231 @@
+"""PipelineConfig -> Airflow DAG. The one module that knows Airflow's authoring API.
+
+Task shape (DESIGN.md): extract_and_stage -> validate_chunk (mapped) -> quality_gate -> load_chunk (mapped) -> finalize.
+Tasks receive only the interval, the config (closed over: workers rebuild the same DAG from the same file) and small
+XCom values. Stage modules are imported inside the tasks, so parsing a DAG file never imports pyarrow, GX or a driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, Asset, Param, get_parsing_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from sluice import config as sluice_config
+from sluice.config import PipelineConfig
+from sluice.interval import Interval
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PIPELINES_DIR = Path(__file__).resolve().parents[2] / "config" / "pipelines"
+DEADLINE_CALLBACK = "sluice_deadline.on_deadline_missed"
+
+
+def pipelines_dirs() -> list[Path]:
+    """Where pipeline files live: $SLUICE_PIPELINES_DIRS (os.pathsep-separated) or config/pipelines."""
+    raw = os.environ.get("SLUICE_PIPELINES_DIRS")
+    return [Path(p) for p in raw.split(os.pathsep) if p] if raw else [DEFAULT_PIPELINES_DIR]
+
+
+def load_configs(only: str | None = None) -> sluice_config.LoadResult:
+    """Load the pipelines; with `only`, a worker loads just the file of the DAG it runs when it can find it."""
+    dirs = pipelines_dirs()
+    if only:
+        for d in dirs:
+            for suffix in (".yaml", ".yml"):
+                path = d / f"{only}{suffix}"
+                if path.exists():
+                    try:
+                        cfg = sluice_config.load_pipeline(path, sluice_config.load_defaults(d.parent))
+                    except sluice_config.ConfigError:
+                        break
+                    if cfg.name == only:
+                        return sluice_config.LoadResult(pipelines={only: cfg}, errors={})
+    return sluice_config.load_all(dirs)
+
+
+def interval_params() -> dict[str, Param]:
+    doc = ("ISO-8601 UTC timestamp, e.g. 2024-01-01T00:00:00+00:00. Leave both interval fields empty to process the "
+           "run's data interval (a manual run without a logical date takes the latest complete interval).")
+    return {
+        "interval_start": Param(None, type=["null", "string"], title="Interval start (inclusive)",
+                                description=f"Start of the data interval to process. {doc}"),
+        "interval_end": Param(None, type=["null", "string"], title="Interval end (exclusive)",
+                              description=f"End of the data interval to process. {doc}"),
+    }
+
+
+def resolve_interval(context: dict[str, Any], timetable: CronDataIntervalTimetable) -> Interval:
+    """The run's interval: the trigger form's params, else the run's data interval, else the latest complete
+    interval before the run was created (recorded in the run, so a retry computes the same interval)."""
+    params = context.get("params") or {}
+    start, end = params.get("interval_start"), params.get("interval_end")
+    if start or end:
+        if not (start and end):
+            raise ValueError("set both interval_start and interval_end, or neither")
+        return Interval(datetime.fromisoformat(start), datetime.fromisoformat(end))
+    dis, die = context.get("data_interval_start"), context.get("data_interval_end")
+    if dis is not None and die is not None and die > dis:
+        return Interval(dis, die)
+    run_after = context["dag_run"].run_after
+    inferred = timetable.infer_manual_data_interval(run_after=run_after)
+    return Interval(inferred.start, inferred.end)
+
+
+def target_asset(cfg: PipelineConfig) -> Asset:
+    t = cfg.target
+    return Asset(name=f"{t.conn_id}.{t.schema_}.{t.table}", uri=f"sluice://{t.conn_id}/{t.schema_}/{t.table}",
+                 group="sluice")
+
+
+def doc_md(cfg: PipelineConfig) -> str:
+    src = cfg.source.model_dump(exclude_none=True)
+    t = cfg.target
+    cols = "\n".join(f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} |" for c in t.columns)
+    exps = "\n".join(f"- `{e.type}` {e.kwargs or ''} → **{e.severity.value}**" for e in cfg.expectations) or "- none"
+    return (
+        f"# {cfg.name}\n\n{cfg.description}\n\n"
+        f"**Source** `{cfg.source.kind}`: `{src}`\n\n"
+        f"**Target** `{t.schema_}.{t.table}` on `{t.conn_id}`, mode **{t.write_mode.value}**, "
+        f"primary key `{', '.join(t.primary_key)}`\n\n| column | type | nullable |\n|---|---|---|\n{cols}\n\n"
+        f"**Expectations**\n{exps}\n\n"
+        f"Quarantine threshold: {cfg.quality.max_quarantine_fraction:.2%}. Defined in `{cfg.source_file}`."
+    )
+
+
+def default_args(cfg: PipelineConfig) -> dict[str, Any]:
+    r = cfg.retries
+    args: dict[str, Any] = {
+        "owner": cfg.owner,
+        "retries": r.retries,
+        "retry_delay": timedelta(seconds=r.delay_seconds),
+        "retry_exponential_backoff": r.multiplier,
+        "max_retry_delay": timedelta(seconds=r.max_delay_seconds),
+    }
+    if cfg.alerts.channels:
+        from sluice.alerts import make_failure_callback
+
+        on_failure, on_retry = make_failure_callback(cfg.alerts.channels, cfg.alerts.on_retry)
+        args["on_failure_callback"] = on_failure
+        if on_retry is not None:
+            args["on_retry_callback"] = on_retry
+    return args
+
+
+def deadline_alert(cfg: PipelineConfig, timetable: CronDataIntervalTimetable):
+    """Sluice's deadline is "finished within X of the interval's end". The run's logical date is the interval start,
+    so the offset from DAGRUN_LOGICAL_DATE is one schedule period plus X."""
+    if cfg.deadline is None:
+        return None
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    probe = timetable.infer_manual_data_interval(run_after=_pendulum(cfg.start_date) + timedelta(days=400))
+    period = probe.end - probe.start
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+        interval=period + cfg.deadline.after_interval_end,
+        callback=AsyncCallback(DEADLINE_CALLBACK, kwargs={"pipeline": cfg.name, "channels": cfg.alerts.channels}),
+    )
+
+
+def _pendulum(value) -> Any:
+    import pendulum
+
+    return pendulum.datetime(value.year, value.month, value.day, tz="UTC")
+
+
+def build_dag(cfg: PipelineConfig) -> DAG:
+    timetable = CronDataIntervalTimetable(cfg.schedule, timezone="UTC")
+    deadline = deadline_alert(cfg, timetable)
+    dag = DAG(
+        dag_id=cfg.name,
+        description=(cfg.description or "").splitlines()[0][:200] if cfg.description else None,
+        schedule=timetable,
+        start_date=_pendulum(cfg.start_date),
+        end_date=_pendulum(cfg.end_date) if cfg.end_date else None,
+        catchup=cfg.catchup,
+        tags=sorted({"sluice", f"source:{cfg.source.kind}", *cfg.tags}),
+        doc_md=doc_md(cfg),
+        params=interval_params(),
+        default_args=default_args(cfg),
+        max_active_runs=4,
+        **({"deadline": deadline} if deadline is not None else {}),
+    )
+    asset = target_asset(cfg)
+
+    with dag:
+
+        @task
+        def extract_and_stage(**context) -> list[dict]:
+            from sluice.staging import extract_and_stage as run
+
+            interval = resolve_interval(context, timetable)
+            log.info("pipeline %s: interval [%s, %s)", cfg.name, interval.start, interval.end)
+            return run(cfg, interval, context["run_id"])
+
+        @task(map_index_template="chunk {{ task.op_kwargs['chunk']['index'] }}")
+        def validate_chunk(chunk: dict, **context) -> dict:
+            from sluice.validation import validate_chunk as run
+
+            return run(cfg, resolve_interval(context, timetable), context["run_id"], chunk)
+
+        @task(trigger_rule="none_failed")
+        def quality_gate(reports) -> list[dict]:
+            from sluice.quality import quality_gate as run
+
+            return run(cfg, list(reports or []))
+
+        @task(map_index_template="chunk {{ task.op_kwargs['report']['index'] }}")
+        def load_chunk(report: dict, **context) -> dict:
+            from sluice.loading.postgres import load_chunk as run
+
+            return run(cfg, resolve_interval(context, timetable), context["run_id"], report)
+
+        @task(trigger_rule="none_failed", outlets=[asset])
+        def finalize(results, gated, **context) -> dict:
+            from sluice.loading.postgres import finalize as run
+
+            summary = run(cfg, resolve_interval(context, timetable), context["run_id"], list(results or []))
+            context["outlet_events"][asset].extra = {
+                k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) and k != "table"
+            }
+            if summary.get("table"):
+                log.info("run summary\n%s", summary["table"])
+            return {k: v for k, v in summary.items() if k != "table"}
+
+        chunks = extract_and_stage()
+        reports = validate_chunk.expand(chunk=chunks)
+        gated = quality_gate(reports)
+        results = load_chunk.expand(report=gated)
+        finalize(results, gated)
+    return dag
+
+
+def register_pipelines(namespace: dict[str, Any]) -> dict[str, DAG]:
+    """Build one DAG per valid pipeline into `namespace` (a DAG file's globals). A worker, which runs one task,
+    builds only its own DAG. Invalid files are skipped here and reported by dags/sluice_config_errors.py."""
+    only = get_parsing_context().dag_id
+    result = load_configs(only)
+    dags: dict[str, DAG] = {}
+    for name, cfg in result.pipelines.items():
+        if only and name != only:
+            continue
+        dags[name] = namespace[f"sluice__{name}"] = build_dag(cfg)
+    for path in result.errors:
+        log.warning("skipped pipeline file %s: it has errors (see the import errors / `python -m sluice lint`)", path)
+    return dags
+
+
+def raise_config_errors() -> None:
+    """For dags/sluice_config_errors.py: turn every invalid pipeline file into one import error that names the
+    files, lines, fields and fixes, while the valid pipelines' DAGs keep working (they live in another file)."""
+    if get_parsing_context().dag_id:
+        return
+    result = sluice_config.load_all(pipelines_dirs())
+    if result.errors:
+        raise sluice_config.PipelineFilesInvalid(result.errors)
