@@ -33,20 +33,32 @@ def pipelines_dirs() -> list[Path]:
 
 
 def load_configs(only: str | None = None) -> sluice_config.LoadResult:
-    """Load the pipelines; with `only`, a worker loads just the file of the DAG it runs when it can find it."""
+    """Load the pipelines of every directory together (so a name used twice anywhere is caught), with the defaults
+    of the first directory's config folder. With `only`, a worker loads just the file of the DAG it runs."""
     dirs = pipelines_dirs()
+    defaults = sluice_config.load_defaults(dirs[0].parent)
     if only:
         for d in dirs:
-            for suffix in (".yaml", ".yml"):
-                path = d / f"{only}{suffix}"
-                if path.exists():
-                    try:
-                        cfg = sluice_config.load_pipeline(path, sluice_config.load_defaults(d.parent))
-                    except sluice_config.ConfigError:
-                        break
-                    if cfg.name == only:
-                        return sluice_config.LoadResult(pipelines={only: cfg}, errors={})
-    return sluice_config.load_all(dirs)
+            path = sluice_config.find_pipeline_file(only, d) if d.is_dir() else None
+            if path is not None:
+                try:
+                    cfg = sluice_config.load_pipeline(path, defaults)
+                except sluice_config.ConfigError:
+                    break
+                if cfg.name == only:
+                    return sluice_config.LoadResult(pipelines={only: cfg})
+    files = [f for d in dirs if d.is_dir() for f in sluice_config.pipeline_files(d)]
+    return sluice_config.load_paths(files, defaults)
+
+
+class PipelineFilesInvalid(Exception):
+    """Raised by dags/sluice_config_errors.py so that Airflow shows it as that file's import error."""
+
+    def __init__(self, errors: dict[str, Exception]):
+        self.errors = errors
+        body = "\n\n".join(str(e) for e in errors.values())
+        super().__init__(f"{len(errors)} pipeline file(s) invalid; their DAGs are not loaded, every other pipeline "
+                         f"is unaffected. Check them with `python -m sluice lint`.\n\n{body}")
 
 
 def interval_params() -> dict[str, Param]:
@@ -226,6 +238,6 @@ def raise_config_errors() -> None:
     files, lines, fields and fixes, while the valid pipelines' DAGs keep working (they live in another file)."""
     if get_parsing_context().dag_id:
         return
-    result = sluice_config.load_all(pipelines_dirs())
+    result = load_configs()
     if result.errors:
-        raise sluice_config.PipelineFilesInvalid(result.errors)
+        raise PipelineFilesInvalid(result.errors)
