@@ -36,7 +36,10 @@ def load_configs(only: str | None = None) -> sluice_config.LoadResult:
     """Load the pipelines of every directory together (so a name used twice anywhere is caught), with the defaults
     of the first directory's config folder. With `only`, a worker loads just the file of the DAG it runs."""
     dirs = pipelines_dirs()
-    defaults = sluice_config.load_defaults(dirs[0].parent)
+    try:
+        defaults, defaults_errors = sluice_config.load_defaults(dirs[0].parent), {}
+    except sluice_config.ConfigError as exc:  # reported like a bad pipeline file; the pipelines load without it
+        defaults, defaults_errors = {}, {exc.path: exc}
     if only:
         for d in dirs:
             path = sluice_config.find_pipeline_file(only, d) if d.is_dir() else None
@@ -48,7 +51,9 @@ def load_configs(only: str | None = None) -> sluice_config.LoadResult:
                 if cfg.name == only:
                     return sluice_config.LoadResult(pipelines={only: cfg})
     files = [f for d in dirs if d.is_dir() for f in sluice_config.pipeline_files(d)]
-    return sluice_config.load_paths(files, defaults)
+    result = sluice_config.load_paths(files, defaults)
+    result.errors = {**defaults_errors, **result.errors}
+    return result
 
 
 class PipelineFilesInvalid(Exception):
