@@ -127,26 +127,30 @@ def default_args(cfg: PipelineConfig) -> dict[str, Any]:
     if cfg.alerts.channels:
         from sluice.alerts import make_failure_callback
 
-        on_failure, on_retry = make_failure_callback(cfg.alerts.channels, cfg.alerts.on_retry)
+        secret_conns = [c for c in (getattr(cfg.source, "conn_id", None), cfg.staging.conn_id) if c]
+        on_failure, on_retry = make_failure_callback(cfg.alerts.channels, cfg.alerts.on_retry,
+                                                     warehouse_conn_id=cfg.target.conn_id, mask_conn_ids=secret_conns)
         args["on_failure_callback"] = on_failure
         if on_retry is not None:
             args["on_retry_callback"] = on_retry
     return args
 
 
-def deadline_alert(cfg: PipelineConfig, timetable: CronDataIntervalTimetable):
-    """Sluice's deadline is "finished within X of the interval's end". The run's logical date is the interval start,
-    so the offset from DAGRUN_LOGICAL_DATE is one schedule period plus X."""
+def deadline_alert(cfg: PipelineConfig):
+    """Sluice's deadline is "finished within X of the interval's end": a DeadlineAlert on the run's data interval
+    end (IntervalEndDeadline, registered by plugins/sluice_deadline.py). Only scheduled runs get one, so a backfill
+    of old intervals does not page anybody."""
     if cfg.deadline is None:
         return None
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+    from airflow.sdk import AsyncCallback, DeadlineAlert
 
-    probe = timetable.infer_manual_data_interval(run_after=_pendulum(cfg.start_date) + timedelta(days=400))
-    period = probe.end - probe.start
+    from sluice.alerts import IntervalEndDeadline, deadline_callback_kwargs
+
     return DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
-        interval=period + cfg.deadline.after_interval_end,
-        callback=AsyncCallback(DEADLINE_CALLBACK, kwargs={"pipeline": cfg.name, "channels": cfg.alerts.channels}),
+        reference=IntervalEndDeadline(),
+        interval=cfg.deadline.after_interval_end,
+        callback=AsyncCallback(DEADLINE_CALLBACK, kwargs=deadline_callback_kwargs(
+            cfg.name, cfg.alerts.channels, cfg.deadline.after_interval_end, warehouse_conn_id=cfg.target.conn_id)),
     )
 
 
@@ -158,7 +162,7 @@ def _pendulum(value) -> Any:
 
 def build_dag(cfg: PipelineConfig) -> DAG:
     timetable = CronDataIntervalTimetable(cfg.schedule, timezone="UTC")
-    deadline = deadline_alert(cfg, timetable)
+    deadline = deadline_alert(cfg)
     dag = DAG(
         dag_id=cfg.name,
         description=(cfg.description or "").splitlines()[0][:200] if cfg.description else None,

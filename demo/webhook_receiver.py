@@ -4,7 +4,7 @@ They reject a bad payload the way the real services do (Slack: 400 with a plain-
 Discord: 400 with a JSON error body), so a formatter bug fails a test instead of a production page. Use them as a
 pytest fixture (`running_receivers()`) or as a process:
 
-    python tests/receivers.py --port 18090 --out webhooks.jsonl [--fail-slack N] [--fail-discord N] [--delay S]
+    python demo/webhook_receiver.py --port 18090 --out webhooks.jsonl [--fail-slack N] [--fail-discord N] [--delay S]
 
 Routes: POST /slack/<token path> and /services/<token path> are Slack; POST /webhooks/<id>/<token>,
 /api/webhooks/... and /discord/... are Discord. GET /_received lists what arrived; POST /_control with
@@ -58,8 +58,8 @@ def _slack_block_ok(block: Any) -> bool:
     if kind == "actions":
         elements = block.get("elements")
         return isinstance(elements, list) and 0 < len(elements) <= 25 and all(
-            isinstance(e, dict) and e.get("type") != "button" or (
-                _text_obj(e.get("text"), 75, ("plain_text",)) and len(e.get("url", "")) <= 3000) for e in elements)
+            isinstance(e, dict) and (e.get("type") != "button" or (
+                _text_obj(e.get("text"), 75, ("plain_text",)) and len(e.get("url", "")) <= 3000)) for e in elements)
     return True
 
 
@@ -244,7 +244,7 @@ def make_handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
                 return self._answer(200, "ok")
             service = _service(path)
             if service is None:
-                return self._answer(404, "no_service" if path.startswith("/slack") else "not found")
+                return self._answer(404, "no_service")
             if state.delay:
                 time.sleep(state.delay)
             entry: dict[str, Any] = {"service": service, "path": path, "received_at": time.time(),
