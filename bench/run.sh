@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# make bench: every benchmark against the running local stack (make up), each printing ratios measured in one run.
+# Results land in bench/results/ (gitignored). Takes several minutes; see bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+home=${SLUICE_HOME:-.sluice}
+set -a; source "$home/env"; set +a
+mkdir -p bench/results
+for b in bench/bench_parse.py bench/bench_load.py bench/bench_staging.py bench/bench_validation.py bench/bench_sources.py; do
+  [ -f "$b" ] || continue
+  echo "=== $b"
+  .venv/bin/python "$b" "$@"
+done
