@@ -1,0 +1,367 @@
+"""S3 source: the files under an interval-templated prefix, streamed as Arrow record batches.
+
+Credentials and the endpoint come from the Airflow AWS connection (`S3Hook`); listing goes through the hook, and the
+bytes are read with pyarrow's S3 filesystem, which gives ranged reads (Parquet row groups) and streaming decompression
+(gzip), so no file is ever held whole in memory.
+
+What the reader yields, per format:
+- parquet: the file's own columns and types, by record batches of at most `batch_rows(cfg)` rows.
+- csv: every column as `string` (the cast to declared types happens later, so a bad value quarantines one row instead
+  of failing the file mid-stream). Empty fields are null. Without a header, the columns are the target's columns in
+  declared order (their `source_name` if set). Ragged or unparseable rows go to `on_reject` with the file, the record
+  number (header = 1; equal to the line number unless quoted fields span lines) and the reason.
+- jsonl: one object per line, each value as `string` (nested objects/arrays as JSON text). A line that is not a JSON
+  object goes to `on_reject` with its line number. Blank lines are not rows.
+
+Non-UTF-8 bytes: with `encoding: utf-8` (the default) a row holding invalid UTF-8 is rejected, not the file: one
+corrupt row is quarantined like any other bad row, while a file in the wrong encoding shows up as a high quarantine
+fraction that the quality gate stops. Set `csv.encoding` (e.g. latin-1) for files in another encoding; JSON Lines is
+UTF-8 by definition (RFC 8259). A byte sequence the declared non-UTF-8 codec cannot decode fails the file.
+
+Corrupt or truncated Parquet and gzip files raise `SourceReadError` naming the `s3://bucket/key`.
+Empty files and header-only CSV files give 0 rows.
+"""
+
+from __future__ import annotations
+
+import codecs
+import fnmatch
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from sluice.sources.base import OnReject, Reject
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+    from sluice.config import PipelineConfig
+    from sluice.interval import Interval
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_ROWS = 65_536
+CSV_BLOCK_BYTES = 1 << 20
+JSON_READ_BYTES = 1 << 20
+
+
+class SourceReadError(Exception):
+    """A source file cannot be read (corrupt, truncated, undecodable). The message starts with the file's URL."""
+
+
+READ_ERRORS = (pa.ArrowException, OSError, UnicodeError, EOFError, ValueError)
+
+
+def batch_rows(cfg: PipelineConfig) -> int:
+    """Upper bound of the rows in one yielded batch: small enough to keep memory bounded by the chunk size."""
+    return max(1, min(cfg.staging.chunk_rows, MAX_BATCH_ROWS))
+
+
+@lru_cache(maxsize=8)
+def arrow_s3_filesystem(conn_id: str) -> pafs.S3FileSystem:
+    """pyarrow's S3 filesystem built from an Airflow AWS connection (keys, session token, region, endpoint_url)."""
+    import pyarrow.fs as pafs
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(aws_conn_id=conn_id)
+    creds = hook.get_credentials()
+    config = hook.conn_config
+    return pafs.S3FileSystem(
+        access_key=creds.access_key,
+        secret_key=creds.secret_key,
+        session_token=creds.token,
+        region=config.region_name or "us-east-1",
+        endpoint_override=config.endpoint_url,
+        allow_bucket_creation=False,
+        allow_bucket_deletion=False,
+    )
+
+
+def matches(relative_key: str, pattern: str) -> bool:
+    """A pattern without '/' matches the file name; with '/', the key below the prefix (like .gitignore)."""
+    name = relative_key if "/" in pattern else relative_key.rsplit("/", 1)[-1]
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def list_source_keys(cfg: PipelineConfig, interval: Interval) -> list[str]:
+    """Keys under the rendered prefix that match the pattern, in sorted order (deterministic source order)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from sluice.config import render
+
+    src = cfg.source
+    prefix = render(src.prefix, interval).lstrip("/")
+    keys = S3Hook(aws_conn_id=src.conn_id).list_keys(bucket_name=src.bucket, prefix=prefix) or []
+    return sorted(k for k in keys if not k.endswith("/") and matches(k[len(prefix):].lstrip("/"), src.pattern))
+
+
+def is_gzip(key: str, compression: str) -> bool:
+    return compression == "gzip" or (compression == "auto" and key.endswith(".gz"))
+
+
+def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+    """Stream every matching file of the interval, in key order, as record batches of at most batch_rows(cfg)."""
+    from sluice.config import render
+
+    src = cfg.source
+    fs = arrow_s3_filesystem(src.conn_id)
+    keys = list_source_keys(cfg, interval)
+    log.info("s3://%s/%s: %d file(s) for %s", src.bucket, render(src.prefix, interval), len(keys), interval.key)
+    for key in keys:
+        yield from read_object(cfg, fs, f"{src.bucket}/{key}", f"s3://{src.bucket}/{key}", on_reject)
+
+
+def read_object(cfg: PipelineConfig, fs: pafs.FileSystem, path: str, url: str,
+                on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+    """Stream one object (any pyarrow filesystem, so unit tests can use local files); read errors name the URL."""
+    limit = batch_rows(cfg)
+
+    failed: list[Exception] = []
+
+    def guarded(reject: Reject) -> None:
+        try:
+            on_reject(reject)
+        except Exception as exc:
+            failed.append(exc)
+            raise
+
+    try:
+        for batch in _read_file(cfg, fs, path, url, guarded):
+            for start in range(0, batch.num_rows, limit):
+                yield batch.slice(start, limit)
+    except Exception as exc:
+        if failed:  # the callback failed (e.g. staging I/O): that is not a read error of this file
+            raise failed[0] from None
+        if isinstance(exc, SourceReadError) or not isinstance(exc, READ_ERRORS):
+            raise
+        raise SourceReadError(f"{url}: {type(exc).__name__}: {exc}") from exc
+
+
+def _read_file(cfg: PipelineConfig, fs: pafs.FileSystem, path: str, url: str,
+               on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+    src = cfg.source
+    gz = is_gzip(path, str(src.compression))
+    fmt = str(src.format)
+    if fs.get_file_info(path).size == 0:
+        log.info("%s: empty file, 0 rows", url)
+        return
+    if fmt == "parquet":
+        yield from _read_parquet(fs, path, gz, batch_rows(cfg))
+        return
+    stream = fs.open_input_stream(path, compression="gzip" if gz else None)
+    with stream:
+        if fmt == "csv":
+            yield from _read_csv(cfg, fs, path, gz, url, stream, on_reject)
+        elif fmt == "jsonl":
+            yield from _read_jsonl(stream, url, batch_rows(cfg), on_reject)
+        else:  # pragma: no cover - the config model only admits the formats above
+            raise SourceReadError(f"{url}: unsupported format {fmt!r}")
+
+
+# ---------------------------------------------------------------- parquet
+
+
+def _read_parquet(fs: pafs.FileSystem, path: str, gz: bool, rows: int) -> Iterator[pa.RecordBatch]:
+    """Row group by row group over ranged reads. A gzipped Parquet file (rare) is spooled to a local temp file first,
+    since Parquet needs random access."""
+    import pyarrow.parquet as pq
+
+    if not gz:
+        with fs.open_input_file(path) as f:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=rows)
+        return
+    with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
+        with fs.open_input_stream(path, compression="gzip") as src:
+            while block := src.read(CSV_BLOCK_BYTES):
+                tmp.write(block)
+        tmp.flush()
+        yield from pq.ParquetFile(tmp.name).iter_batches(batch_size=rows)
+
+
+# ---------------------------------------------------------------- csv
+
+
+def _is_utf8(encoding: str) -> bool:
+    return codecs.lookup(encoding).name == "utf-8"
+
+
+def _csv_options(cfg: PipelineConfig, on_invalid, column_names: list[str] | None):
+    import pyarrow.csv as pcsv
+
+    opts = cfg.source.csv
+    utf8 = _is_utf8(opts.encoding)
+    read = pcsv.ReadOptions(
+        use_threads=False,  # gives the record number of each invalid row
+        block_size=CSV_BLOCK_BYTES,
+        encoding="utf8" if utf8 else opts.encoding,
+        column_names=None if opts.header else column_names,
+    )
+    parse = pcsv.ParseOptions(delimiter=opts.delimiter, quote_char=opts.quote_char, newlines_in_values=True,
+                              invalid_row_handler=on_invalid)
+    return read, parse
+
+
+def _read_csv(cfg: PipelineConfig, fs: pafs.FileSystem, path: str, gz: bool, url: str, stream,
+              on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+    import pyarrow.csv as pcsv
+
+    opts = cfg.source.csv
+    names = None if opts.header else [c.source_column for c in cfg.target.columns]
+    header_rows = 1 if opts.header else 0
+    if names is None:
+        # First pass over the first block only: the header's column names, so every column can be read as string.
+        read, parse = _csv_options(cfg, lambda row: "skip", None)
+        try:
+            names = pcsv.open_csv(stream, read_options=read, parse_options=parse).schema.names
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV file" in str(exc):
+                log.info("%s: empty file, 0 rows", url)
+                return
+            raise
+        stream.close()
+        stream = fs.open_input_stream(path, compression="gzip" if gz else None)
+
+    rejected: list[int] = []  # record numbers of ragged rows, ascending; used to number the non-UTF-8 rows
+
+    def on_invalid(row) -> str:
+        if row.number is not None:
+            rejected.append(row.number)
+        reason = f"expected {row.expected_columns} columns, got {row.actual_columns}"
+        try:
+            on_reject(Reject(file=url, line=row.number, raw=row.text, reason=reason))
+        except Exception:
+            return "error"  # pyarrow cannot carry the exception; read_object re-raises it
+        return "skip"
+
+    read, parse = _csv_options(cfg, on_invalid, names if not opts.header else None)
+    convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True,
+                                  null_values=[""], quoted_strings_can_be_null=False, check_utf8=False)
+    try:
+        reader = pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" in str(exc):
+            log.info("%s: empty file, 0 rows", url)
+            return
+        raise
+    check_utf8 = _is_utf8(opts.encoding)
+    parsed = 0  # rows the reader produced so far (ragged rows excluded)
+    with stream:
+        for batch in reader:
+            produced = batch.num_rows
+            if check_utf8:
+                batch = _reject_invalid_utf8(batch, url, parsed, header_rows, rejected, opts.delimiter, on_reject)
+            parsed += produced
+            yield batch
+
+
+def _reject_invalid_utf8(batch: pa.RecordBatch, url: str, seen_before: int, header_rows: int, rejected: list[int],
+                         delimiter: str, on_reject: OnReject) -> pa.RecordBatch:
+    """Pass a batch that is valid UTF-8 through; otherwise reject its invalid rows and return the rest.
+    The full validation is one C++ pass; the per-value scan runs only for a batch that failed it."""
+    try:
+        batch.validate(full=True)
+        return batch
+    except pa.ArrowInvalid:
+        pass
+    columns = [col.cast(pa.binary()).to_pylist() for col in batch.columns]
+    keep = []
+    for i in range(batch.num_rows):
+        values = [col[i] for col in columns]
+        bad = [batch.schema.names[j] for j, v in enumerate(values) if v is not None and not _valid_utf8(v)]
+        keep.append(not bad)
+        if bad:
+            raw = delimiter.join("" if v is None else v.decode("utf-8", "backslashreplace") for v in values)
+            line = _record_number(seen_before + i + 1, header_rows, rejected)
+            reason = (f"invalid UTF-8 bytes in column(s) {', '.join(bad)}; "
+                      "if the file uses another encoding, set source.csv.encoding")
+            on_reject(Reject(file=url, line=line, raw=raw, reason=reason))
+    return batch.filter(pa.array(keep))
+
+
+def _valid_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _record_number(ordinal: int, header_rows: int, rejected: list[int]) -> int:
+    """The record number of the ordinal-th parsed (non-ragged) row, counting the header and the ragged rows."""
+    number = header_rows + ordinal
+    for r in rejected:
+        if r <= number:
+            number += 1
+        else:
+            break
+    return number
+
+
+# ---------------------------------------------------------------- json lines
+
+
+def _lines(stream) -> Iterator[bytes]:
+    """Lines of a byte stream, read in bounded blocks (no line-ending characters)."""
+    tail = b""
+    while block := stream.read(JSON_READ_BYTES):
+        parts = (tail + block).split(b"\n")
+        tail = parts.pop()
+        yield from parts
+    if tail:
+        yield tail
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return str(value)
+
+
+def _to_batch(records: list[dict[str, object]]) -> pa.RecordBatch:
+    names: dict[str, None] = {}
+    for rec in records:
+        names.update(dict.fromkeys(rec))
+    arrays = [pa.array([_as_text(rec.get(n)) for rec in records], type=pa.string()) for n in names]
+    return pa.RecordBatch.from_arrays(arrays, names=list(names))
+
+
+def _read_jsonl(stream, url: str, rows: int, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+    records: list[dict[str, object]] = []
+    for number, raw in enumerate(_lines(stream), start=1):
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            on_reject(Reject(file=url, line=number, raw=raw.decode("utf-8", "backslashreplace"),
+                             reason=f"invalid UTF-8 at byte {exc.start}: JSON Lines must be UTF-8"))
+            continue
+        except json.JSONDecodeError as exc:
+            on_reject(Reject(file=url, line=number, raw=raw.decode("utf-8"), reason=f"invalid JSON: {exc}"))
+            continue
+        if not isinstance(record, dict):
+            on_reject(Reject(file=url, line=number, raw=raw.decode("utf-8"),
+                             reason=f"not a JSON object but {type(record).__name__}"))
+            continue
+        records.append(record)
+        if len(records) >= rows:
+            yield _to_batch(records)
+            records = []
+    if records:
+        yield _to_batch(records)
+
+
+__all__ = ["SourceReadError", "arrow_s3_filesystem", "batch_rows", "iter_batches", "list_source_keys", "matches",
+           "read_object"]
