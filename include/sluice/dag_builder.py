@@ -101,7 +101,7 @@ def target_asset(cfg: PipelineConfig) -> Asset:
 
 
 def doc_md(cfg: PipelineConfig) -> str:
-    src = cfg.source.model_dump(exclude_none=True)
+    src = cfg.source.model_dump(mode="json", exclude_none=True)  # enums as their values, not <S3Format.csv: ...>
     t = cfg.target
     cols = "\n".join(f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} |" for c in t.columns)
     exps = "\n".join(f"- `{e.type}` {e.kwargs or ''} → **{e.severity.value}**" for e in cfg.expectations) or "- none"
