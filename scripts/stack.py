@@ -122,6 +122,7 @@ class Stack:
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{p['redis']}/0",
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://airflow:{s['pg_airflow']}@{pg}/airflow",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.concurrency),
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "sluice.celery_config.CELERY_CONFIG",
             "AIRFLOW__API__BASE_URL": api,
             "AIRFLOW__API__PORT": str(p["api"]),
             "AIRFLOW__API__HOST": "127.0.0.1",
