@@ -108,6 +108,7 @@ class Stack:
             "SLUICE_PIPELINES_DIRS": self.pipelines_dirs,
             "SLUICE_REDIS_URL": f"redis://127.0.0.1:{p['redis']}/2",
             "SLUICE_API_URL": api,
+            "SLUICE_WEBHOOK_PORT": str(p["webhooks"]),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),

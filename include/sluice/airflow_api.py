@@ -21,7 +21,7 @@ class AirflowApiError(RuntimeError):
 class AirflowApi:
     base_url: str
     username: str
-    password: str
+    password: str = field(repr=False)
     timeout: float = 30
     _token: str | None = field(default=None, repr=False)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from sluice.airflow_api import AirflowApi
 
 CHROMIUM = "/usr/bin/chromium"

@@ -7,7 +7,6 @@ import time
 
 import psycopg
 import requests
-
 from sluice.connections import pg_dsn
 
 DAG = "sluice_platform_check"

@@ -19,7 +19,6 @@ import pytest
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS.parent / "demo"))
 sys.path.insert(0, str(TESTS.parent / "plugins"))
-from webhook_receiver import running_receivers, validate_discord, validate_slack  # noqa: E402
 from sluice.alerts import (  # noqa: E402
     AlertContext,
     AlertKind,
@@ -28,6 +27,7 @@ from sluice.alerts import (  # noqa: E402
     on_deadline_missed,
     send_alert,
 )
+from webhook_receiver import running_receivers, validate_discord, validate_slack  # noqa: E402
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -252,3 +252,12 @@ def test_deadline_callback_without_warehouse_still_alerts(rx, channels, monkeypa
                                             context=deadline_context("orders")))
     assert result.count("sent") == 2
     assert "Freshness" in json.dumps(rx.accepted("slack")[0]["payload"])
+
+
+def test_no_bookkeeping_tables_yet_means_nothing_loaded(pg_schema):
+    """Before a pipeline's first load creates run_summary/load_ledger, the alert says "none loaded", not
+    "freshness unavailable" (which would hide a real outage of the warehouse behind an empty stack)."""
+    from sluice.alerts import Freshness, read_warehouse
+
+    fresh, rows = read_warehouse("sluice_warehouse", "orders", "scheduled__2024-01-02", schema=pg_schema)
+    assert fresh == Freshness() and rows is None

@@ -76,13 +76,16 @@ def _deliver(conn_id: str, ctx: AlertContext, deadline: float, secrets: Iterable
                     conn_type, mask_secrets(str(exc), secrets), [k.value for k in ChannelKind])
         return "skipped: not usable"
     payload = FORMATTERS[kind](ctx)
+    # the triggerer logs a deadline callback without dag_id/run_id: every line says which pipeline it is about
+    subject = ctx.pipeline + (f" run {ctx.run_id}" if ctx.run_id else "")
+    about = f"{ctx.kind.value} alert for {subject}"
 
     def no_time_left(state: Any) -> bool:
         return deadline - time.monotonic() < REQUEST_TIMEOUT + 0.5
 
     def log_retry(state: Any) -> None:
-        log.warning("Alert to %r failed on attempt %d (%s); retrying in %.1fs", conn_id, state.attempt_number,
-                    state.outcome.exception(), state.next_action.sleep)
+        log.warning("Alert to %r failed on attempt %d (%s); retrying in %.1fs (%s)", conn_id, state.attempt_number,
+                    state.outcome.exception(), state.next_action.sleep, about)
 
     try:
         for attempt in Retrying(stop=stop_after_attempt(ATTEMPTS) | no_time_left, reraise=False,
@@ -96,13 +99,14 @@ def _deliver(conn_id: str, ctx: AlertContext, deadline: float, secrets: Iterable
                 if status == 429 or status >= 500:
                     raise _Transient(f"HTTP {status}")
         if status >= 300:
-            log.error("Alert to %r rejected with HTTP %d: %s", conn_id, status, mask_secrets(body[:500], secrets))
+            log.error("Alert to %r rejected with HTTP %d: %s (%s)", conn_id, status, mask_secrets(body[:500], secrets),
+                      about)
             return f"rejected: HTTP {status}"
     except RetryError as exc:
-        log.error("Alert to %r failed after %d attempt(s): %s", conn_id, exc.last_attempt.attempt_number,
-                  exc.last_attempt.exception())
+        log.error("Alert to %r failed after %d attempt(s): %s (%s)", conn_id, exc.last_attempt.attempt_number,
+                  exc.last_attempt.exception(), about)
         return "failed"
-    log.info("Alert (%s) sent to %r", ctx.kind.value, conn_id)
+    log.info("Alert (%s) sent to %r for %s", ctx.kind.value, conn_id, subject)
     return "sent"
 
 

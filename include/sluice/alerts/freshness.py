@@ -56,12 +56,16 @@ def read_warehouse(conn_id: str, pipeline: str, run_id: str | None = None, *, sc
                 try:
                     r = conn.execute(freshness_sql(schema), args).fetchone() or (None,) * 8
                     fresh = Freshness(r[0], r[1], r[2], r[3], r[4], Rows(r[5], r[6], r[7]) if r[3] else None)
+                except psycopg.errors.UndefinedTable:  # the first load creates it: nothing was ever loaded
+                    fresh = Freshness()
                 except psycopg.Error as exc:
                     fresh = Freshness(unavailable=f"run summary not readable ({type(exc).__name__})")
             if run_id:
                 try:
                     n, rin, loaded, quar = conn.execute(run_progress_sql(schema), args).fetchone()
                     rows = Rows(rin, loaded, quar, n) if n else None
+                except psycopg.errors.UndefinedTable:
+                    pass
                 except psycopg.Error as exc:
                     log.warning("Sluice alert: load ledger not readable (%s)", type(exc).__name__)
     except Exception as exc:

@@ -1,0 +1,411 @@
+"""Issue 6 through the real scheduler, triggerer and Celery workers (`airflow dags test` cannot run DAGs with
+`deadline=`, apache/airflow#73428). Slack and Discord are the stack's loopback receivers (demo/webhook_receiver.py),
+which enforce each API's payload contract; the pipelines are tests/e2e/pipelines/e2e_alert_*.yaml.
+
+The receivers are shared by everything on the stack, so every check selects the messages of its own run (the run id
+is a field of every message) and the 500s are injected only while no other run of these tests is alerting.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import pytest
+import requests
+
+HOME = Path(os.environ.get("SLUICE_HOME", ".sluice"))
+TASK_LOGS = Path(os.environ.get("AIRFLOW__LOGGING__BASE_LOG_FOLDER", HOME / "logs" / "airflow"))
+PAYLOADS_OUT = HOME / "logs" / "e2e_alert_payloads.json"  # the alerts as received, for the issue's record
+
+DEADLINE_DAG, FAILURE_DAG, FLAKY_DAG = "e2e_alert_deadline", "e2e_alert_failure", "e2e_alert_flaky"
+OURS = (DEADLINE_DAG, FAILURE_DAG, FLAKY_DAG)
+EXTRACT = "extract_and_stage"
+DEADLINE_AFTER = timedelta(seconds=20)  # e2e_alert_deadline.yaml: deadline.after_interval_end
+UNPAUSE_WINDOW = 14  # s after a minute boundary: the run must exist before its deadline (boundary + 20 s)
+ALERT_WITHIN = 60  # s from the deadline to the message (issue 6)
+SETTLE = 8  # s to wait after the expected messages for a duplicate that must not come
+CHANNELS = ("slack", "discord")
+STARTED: list[tuple[str, str]] = []  # (dag_id, run_id) of every run started here, for the secrets check
+CAPTURED: dict[str, dict] = {}  # alert kind -> the messages as received, written to PAYLOADS_OUT
+
+
+# ---------------------------------------------------------------- the receivers
+class Receivers:
+    """Client of the stack's webhook receivers: what arrived (GET /_received), how to misbehave (POST /_control)."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def records(self) -> list[dict]:
+        r = requests.get(f"{self.url}/_received", timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def control(self, **body) -> None:
+        requests.post(f"{self.url}/_control", json=body, timeout=10).raise_for_status()
+
+    def of_run(self, run_id: str, kind: str | None = None) -> list[dict]:
+        """Requests (accepted or not) whose message is about `run_id`, each with its parsed `facts`."""
+        out = []
+        for rec in self.records():
+            facts = message_facts(rec)
+            if facts.get("Run") == run_id and kind in (None, facts.get("_kind")):
+                out.append({**rec, "facts": facts})
+        return out
+
+    def wait_for(self, run_id: str, kind: str, timeout: float) -> list[dict]:
+        """Poll until both channels have accepted a `kind` message about `run_id`; returns all its requests."""
+        end = time.time() + timeout
+        while True:
+            got = self.of_run(run_id, kind)
+            if all(any(r["accepted"] and r["service"] == s for r in got) for s in CHANNELS) or time.time() > end:
+                return got
+            time.sleep(0.5)
+
+
+def message_facts(rec: dict) -> dict[str, str]:
+    """Label -> value of one Slack Block Kit or Discord embed message, plus `_kind` (failure, retry, ...)."""
+    p = rec.get("payload")
+    facts: dict[str, str] = {}
+    if not isinstance(p, dict):
+        return facts
+    if rec.get("service") == "slack":
+        for block in p.get("blocks") or []:
+            for field in block.get("fields") or []:
+                label, _, value = field.get("text", "").partition("\n")
+                facts[label.strip("*")] = html.unescape(value)
+            if block.get("type") == "context":
+                parts = block["elements"][0].get("text", "").split(" · ")
+                facts["_kind"] = parts[1] if len(parts) > 1 else ""
+            if block.get("type") == "section" and "text" in block and block["text"]["text"].startswith("*Error*"):
+                facts["_error"] = html.unescape(block["text"]["text"])
+    else:
+        embed = (p.get("embeds") or [{}])[0]
+        facts = {f["name"]: f["value"] for f in embed.get("fields") or []}
+        facts["_kind"] = (embed.get("footer") or {}).get("text", "").rpartition(" · ")[2]
+        facts["_error"] = embed.get("description", "")
+    return facts
+
+
+@pytest.fixture(scope="module")
+def receivers() -> Receivers:
+    """$SLUICE_WEBHOOK_PORT, else the address the alert connections point at (they must point at the receivers)."""
+    slack_host = json.loads(os.environ.get("AIRFLOW_CONN_SLUICE_SLACK") or "{}").get("host", "")
+    port = os.environ.get("SLUICE_WEBHOOK_PORT") or urlsplit(slack_host).port
+    if not port:
+        pytest.fail("neither SLUICE_WEBHOOK_PORT nor AIRFLOW_CONN_SLUICE_SLACK is set: source $SLUICE_HOME/env",
+                    pytrace=False)
+    rx = Receivers(f"http://127.0.0.1:{port}")
+    assert slack_host.startswith(rx.url), f"sluice_slack points at {slack_host}, not at the receivers {rx.url}"
+    rx.records()  # reachable
+    return rx
+
+
+@pytest.fixture(scope="module")
+def dags(api):
+    """The three pipelines parsed and paused, with no run left over from an interrupted session (a paused DAG's
+    runs stay running for ever and count against max_active_runs); paused again at the end whatever happens."""
+    for dag_id in OURS:
+        api.wait_for_dag(dag_id, timeout=180)
+        api.request("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+        for state in ("queued", "running"):
+            for run in api.request("GET", f"/dags/{dag_id}/dagRuns", params={"state": state})["dag_runs"]:
+                api.request("PATCH", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
+    yield
+    for dag_id in OURS:
+        api.request("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+
+
+# ---------------------------------------------------------------- helpers
+def ti_of(api, dag_id: str, run_id: str, task_id: str = EXTRACT) -> dict | None:
+    return next((t for t in api.task_instances(dag_id, run_id) if t["task_id"] == task_id), None)
+
+
+def wait_ti(api, dag_id: str, run_id: str, states: set[str], timeout: float, task_id: str = EXTRACT) -> dict:
+    end = time.time() + timeout
+    ti = None
+    while time.time() < end:
+        ti = ti_of(api, dag_id, run_id, task_id)
+        if ti and ti["state"] in states:
+            return ti
+        time.sleep(0.5)
+    raise AssertionError(f"{dag_id} {run_id} {task_id} not in {states} after {timeout:.0f}s: {ti and ti['state']}")
+
+
+def task_log(dag_id: str, run_id: str, task_id: str, attempt: int) -> Path:
+    return TASK_LOGS / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}" / f"attempt={attempt}.log"
+
+
+def wait_log_lines(path: Path, needles: list[str], timeout: float) -> str:
+    """A task's log once it holds every needle (callbacks write after the task state is reported)."""
+    end = time.time() + timeout
+    text = ""
+    while time.time() < end:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if all(n in text for n in needles):
+            return text
+        time.sleep(0.5)
+    missing = [n for n in needles if n not in text]
+    raise AssertionError(f"{path} lacks {missing} after {timeout:.0f}s")
+
+
+def unique_day() -> date:
+    """A data interval no other run of these tests uses (each run reads its own S3 prefix)."""
+    return date(2001, 1, 1) + timedelta(days=uuid.uuid4().int % 7000)
+
+
+def trigger_interval(api, dag_id: str, day: date) -> str:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    run_id = api.trigger(dag_id, conf={"interval_start": start.isoformat(),
+                                       "interval_end": (start + timedelta(days=1)).isoformat()})
+    STARTED.append((dag_id, run_id))
+    return run_id
+
+
+def put_corrupt_parquet(s3_client, dag_id: str, day: date) -> str:
+    key = f"e2e/alerts/{dag_id.removeprefix('e2e_alert_')}/{day.isoformat()}/part-0.parquet"
+    s3_client.put_object(Bucket="sluice-landing", Key=key, Body=b"PAR1 this is not a parquet file PAR1")
+    return key
+
+
+def ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def one_per_channel(messages: list[dict]) -> dict[str, dict]:
+    by = {s: [m for m in messages if m["service"] == s] for s in CHANNELS}
+    for service, got in by.items():
+        assert len(got) == 1, f"{service}: expected exactly one message, got {len(got)}: {[m['facts'] for m in got]}"
+        assert got[0]["accepted"], f"{service} rejected the message: {got[0].get('error')}"
+    return {s: got[0] for s, got in by.items()}
+
+
+def capture(kind: str, got: dict[str, dict], **info) -> None:
+    CAPTURED[kind] = {**info, **{s: {"received_at": m["received_at"], "path": re.sub(r"[^/]+$", "<token>", m["path"]),
+                                     "payload": m["payload"]} for s, m in got.items()}}
+    PAYLOADS_OUT.write_text(json.dumps(CAPTURED, indent=2, ensure_ascii=False))
+
+
+# ---------------------------------------------------------------- tests
+@pytest.mark.timeout(150)
+def test_webhook_500_is_retried_logged_and_never_fails_the_task(api, dags, receivers, s3_client):
+    """Try 1 fails (corrupt file) and sends a retry notice (on_retry: true) to receivers that answer 500 twice:
+    the notice is retried and logged, and try 2 (file removed) succeeds: the reported task is not failed by it."""
+    day = unique_day()
+    key = put_corrupt_parquet(s3_client, FLAKY_DAG, day)
+    api.unpause(FLAKY_DAG)  # end_date is in the past: no scheduled run
+    receivers.control(fail={"slack": 2, "discord": 2})
+    try:
+        run_id = trigger_interval(api, FLAKY_DAG, day)
+        wait_ti(api, FLAKY_DAG, run_id, {"up_for_retry"}, timeout=60)
+        s3_client.delete_object(Bucket="sluice-landing", Key=key)  # retry_delay 8 s: try 2 reads an empty prefix
+        ti = wait_ti(api, FLAKY_DAG, run_id, {"success", "failed"}, timeout=75)
+        api.wait_for_run(FLAKY_DAG, run_id, timeout=60)  # before pausing: a paused DAG's run stops where it is
+    finally:
+        receivers.control(fail={"slack": 0, "discord": 0})
+        api.request("PATCH", f"/dags/{FLAKY_DAG}", json={"is_paused": True})
+    assert ti["state"] == "success" and ti["try_number"] == 2, ti
+
+    log = wait_log_lines(task_log(FLAKY_DAG, run_id, EXTRACT, 1),
+                         ["Alert (retry) sent to 'sluice_slack'", "Alert (retry) sent to 'sluice_discord'"], 20)
+    messages = receivers.of_run(run_id)
+    for service, conn_id in (("slack", "sluice_slack"), ("discord", "sluice_discord")):
+        got = [m for m in messages if m["service"] == service]
+        assert {m["facts"]["_kind"] for m in got} == {"retry"}, "only the retry notice: try 2 succeeded"
+        assert any(m["status"] == 500 for m in got), f"{service}: no 500 reached this run's notice"
+        assert sum(m["accepted"] for m in got) == 1, f"{service}: {[m['status'] for m in got]}"
+        assert re.search(rf"Alert to '{conn_id}' failed on attempt \d \(HTTP 500\); retrying in", log), \
+            f"the {service} retry is not in the task log"
+    facts = next(m for m in messages if m["accepted"])["facts"]
+    assert facts["Task"] == EXTRACT and facts["Try"] == "1 of 2" and facts["Pipeline"] == FLAKY_DAG
+
+
+@pytest.mark.timeout(120)
+def test_failure_after_retries_alerts_once_per_channel(api, dags, receivers, s3_client):
+    """A corrupt Parquet file fails extract on both tries (retries: 1, delay 1 s): one alert per channel, none for
+    the retry (on_retry: false), naming the pipeline, task, interval, try and error, with links."""
+    day = unique_day()
+    key = put_corrupt_parquet(s3_client, FAILURE_DAG, day)
+    api.unpause(FAILURE_DAG)  # end_date is in the past: no scheduled run
+    try:
+        run_id = trigger_interval(api, FAILURE_DAG, day)
+        assert api.wait_for_run(FAILURE_DAG, run_id, timeout=90) == "failed"
+    finally:
+        api.request("PATCH", f"/dags/{FAILURE_DAG}", json={"is_paused": True})
+        s3_client.delete_object(Bucket="sluice-landing", Key=key)
+    ti = ti_of(api, FAILURE_DAG, run_id)
+    assert ti["state"] == "failed" and ti["try_number"] == 2, ti
+
+    # the callback runs after the task reported its state: its log says when both channels are done
+    wait_log_lines(task_log(FAILURE_DAG, run_id, EXTRACT, 2),
+                   ["Alert (failure) sent to 'sluice_slack'", "Alert (failure) sent to 'sluice_discord'"], 30)
+    time.sleep(2)  # anything else (a retry notice, a downstream task's alert) would have arrived by now
+    messages = receivers.of_run(run_id)
+    assert {m["facts"]["_kind"] for m in messages} == {"failure"}, [m["facts"] for m in messages]
+    got = one_per_channel(messages)
+    for service, msg in got.items():
+        f = msg["facts"]
+        assert f["Pipeline"] == FAILURE_DAG and f["Task"] == EXTRACT and f["Try"] == "2 of 2", f
+        assert f["Data interval"].startswith(f"{day.isoformat()} 00:00 UTC → "), f
+        assert "SourceReadError" in f["_error"] and key in f["_error"], f"{service}: {f['_error'][:300]}"
+    capture("failure", got, run_id=run_id)
+    slack, discord = got["slack"]["payload"], got["discord"]["payload"]
+    assert "View task log" in json.dumps(slack) and discord["embeds"][0]["url"].startswith(api.base_url)
+    assert f"task {EXTRACT} failed" in slack["text"]
+
+
+def wait_for_fresh_next_run(api, budget: float) -> datetime:
+    """Block until the dag-processor has computed the run of the interval ending at the latest minute boundary,
+    and that boundary is at most UNPAUSE_WINDOW s ago; return the boundary. Then a run created now is created
+    before its deadline (boundary + 20 s), so the measured delay is Airflow's own, not the test's."""
+    file_token = api.request("GET", f"/dags/{DEADLINE_DAG}")["file_token"]
+    end = time.time() + budget
+    asked_for: datetime | None = None
+    while time.time() < end:
+        now = datetime.now(UTC)
+        boundary = now.replace(second=0, microsecond=0)
+        if (now - boundary).total_seconds() > UNPAUSE_WINDOW:
+            time.sleep(60.2 - (now - boundary).total_seconds())
+            continue
+        if asked_for != boundary:  # parse now rather than at the next refresh
+            api.request("PUT", f"/parseDagFile/{file_token}")
+            asked_for = boundary
+        if ts(api.request("GET", f"/dags/{DEADLINE_DAG}")["next_dagrun_data_interval_end"]) == boundary:
+            return boundary
+        time.sleep(0.5)
+    raise AssertionError(f"the dag-processor never had {DEADLINE_DAG}'s next run ready within {UNPAUSE_WINDOW}s "
+                         f"of a minute boundary in {budget:.0f}s (see airflow-dag-processor.log)")
+
+
+def start_one_scheduled_run(api) -> tuple[dict, datetime]:
+    """Unpause at the right moment and take the first scheduled run. The DAG stays unpaused (a paused DAG's runs
+    do not progress) until `finish_or_stop`, which pauses it before the next run is due."""
+    boundary = wait_for_fresh_next_run(api, budget=150)
+    api.unpause(DEADLINE_DAG)
+    end = time.time() + 30
+    while time.time() < end:
+        runs = api.request("GET", f"/dags/{DEADLINE_DAG}/dagRuns",
+                           params={"run_type": "scheduled", "order_by": "-id", "limit": 3})["dag_runs"]
+        if run := next((r for r in runs if ts(r["data_interval_end"]) == boundary), None):
+            STARTED.append((DEADLINE_DAG, run["dag_run_id"]))
+            return run, boundary
+        time.sleep(0.3)
+    api.request("PATCH", f"/dags/{DEADLINE_DAG}", json={"is_paused": True})
+    raise AssertionError(f"the scheduler created no run of {DEADLINE_DAG} for the interval ending {boundary}")
+
+
+def finish_or_stop(api, run_id: str, boundary: datetime) -> str:
+    """Let the run finish until just before the next one is due (boundary + 60 s), then pause; a run still going
+    then would never progress, so it is marked failed rather than left running."""
+    stop_at = (boundary + timedelta(seconds=55)).timestamp()
+    state = api.run_state(DEADLINE_DAG, run_id)
+    while state not in ("success", "failed") and time.time() < stop_at:
+        time.sleep(1)
+        state = api.run_state(DEADLINE_DAG, run_id)
+    api.request("PATCH", f"/dags/{DEADLINE_DAG}", json={"is_paused": True})
+    if state not in ("success", "failed"):
+        api.request("PATCH", f"/dags/{DEADLINE_DAG}/dagRuns/{run_id}", json={"state": "failed"})
+        return f"stopped by the test while {state}"
+    return state
+
+
+@pytest.mark.timeout(300)
+def test_missed_deadline_alerts_once_per_channel_with_freshness(api, dags, receivers):
+    """A scheduled run still running 20 s after its interval's end (its extract waits until 25 s after it, on a
+    Celery worker): exactly one Slack and one Discord message, within 60 s of the deadline, with freshness fields."""
+    from sluice.alerts import read_warehouse
+
+    fresh, _ = read_warehouse("sluice_warehouse", DEADLINE_DAG)  # as the callback will read it: no run ends between
+    run, boundary = start_one_scheduled_run(api)
+    try:
+        check_deadline_alert(api, receivers, run, fresh)
+    finally:
+        outcome = finish_or_stop(api, run["dag_run_id"], boundary)
+        print(f"{run['dag_run_id']}: {outcome}")
+
+
+def check_deadline_alert(api, receivers, run: dict, fresh) -> None:
+    run_id = run["dag_run_id"]
+    deadline = ts(run["data_interval_end"]) + DEADLINE_AFTER
+    created = ts(run["queued_at"]) or ts(run["run_after"])
+    print(f"\n{run_id}: created {(deadline - created).total_seconds():.1f}s before its deadline {deadline:%H:%M:%S}")
+
+    messages = receivers.wait_for(run_id, "deadline_missed",
+                                  timeout=max(5.0, (deadline - datetime.now(UTC)).total_seconds()) + ALERT_WITHIN + 5)
+    assert messages, f"no deadline alert for {run_id} (see airflow-triggerer.log)"
+    time.sleep(SETTLE)
+    got = one_per_channel(receivers.of_run(run_id, "deadline_missed"))
+
+    delays = {s: m["received_at"] - deadline.timestamp() for s, m in got.items()}
+    print("deadline -> receipt: " + ", ".join(f"{s} {d:.2f}s" for s, d in delays.items()))
+    capture("deadline_missed", got, run_id=run_id, deadline=deadline.isoformat(), run_created=created.isoformat(),
+            delay_seconds=delays)
+    for service, delay in delays.items():
+        assert 0 <= delay <= ALERT_WITHIN, f"{service}: {delay:.1f}s from the deadline to the message"
+
+    assert fresh is not None and not fresh.unavailable, f"warehouse freshness unreadable: {fresh}"
+    for msg in got.values():
+        f = msg["facts"]
+        assert f["Pipeline"] == DEADLINE_DAG and f["Run"] == run_id, f
+        assert f["Data interval"] == f"{run['data_interval_start'][:16].replace('T', ' ')} UTC → " \
+                                     f"{run['data_interval_end'][:16].replace('T', ' ')} UTC", f
+        assert f["Deadline"] == f"20s after the interval end ({deadline:%Y-%m-%d %H:%M:%S} UTC)", f
+        assert f["Run state"] in ("queued", "running"), f
+        assert "Freshness" not in f, f"freshness unavailable in the alert: {f['Freshness']}"
+        assert "This run so far" in f, f
+        if fresh.last_end is None:
+            assert f["Last loaded interval"] == "none: no successful run recorded", f
+        else:
+            assert f"→ {fresh.last_end.astimezone(UTC):%Y-%m-%d %H:%M} UTC" in f["Last loaded interval"], f
+            assert f["Staleness"].startswith("data ends "), f
+        if fresh.last_run_id:
+            assert f["Last run"].startswith(f"{fresh.last_run_status} · ") and fresh.last_run_id in f["Last run"], f
+    extract = wait_ti(api, DEADLINE_DAG, run_id, {"running", "success", "failed"}, timeout=30)
+    assert extract["hostname"], extract  # a Celery worker ran it
+    assert extract["end_date"] is None or ts(extract["end_date"]) > deadline, extract  # still working at the deadline
+    assert "Open run in Airflow" in json.dumps(got["slack"]["payload"])
+    assert got["discord"]["payload"]["embeds"][0]["url"].endswith(f"/runs/{quote(run_id)}")
+
+
+def secret_values() -> dict[str, str]:
+    """Every credential the stack generated, and the token part of each webhook path on its own."""
+    s = json.loads((HOME / "secrets.json").read_text())
+    values = {k: v for k, v in s.items() if k != "s3_access_key"}  # an access key id is a user name, not a secret
+    for key in ("slack_token", "discord_token"):
+        values[f"{key} (last part)"] = s[key].rsplit("/", 1)[-1]
+    return values
+
+
+@pytest.mark.timeout(150)
+def test_no_token_or_password_in_any_message_or_task_log(api, receivers):
+    """Grep every message the receivers recorded (webhooks.jsonl; the request path is the webhook URL itself, so
+    only the bodies count) and every task log of these pipelines, once the runs started here have finished."""
+    assert STARTED, "run the whole module: this test checks the runs the other tests start"
+    end = time.time() + 120
+    for dag_id, run_id in STARTED:
+        while api.run_state(dag_id, run_id) not in ("success", "failed") and time.time() < end:
+            time.sleep(2)
+    secrets = secret_values()
+    bodies = [json.loads(line).get("raw", "") for line in
+              (HOME / "logs" / "webhooks.jsonl").read_text(errors="replace").splitlines() if line.strip()]
+    assert bodies, "webhooks.jsonl is empty"
+    logs = {p: p.read_text(errors="replace") for dag_id in OURS
+            for p in (TASK_LOGS / f"dag_id={dag_id}").rglob("*.log")}
+    for dag_id, run_id in STARTED:
+        assert any(f"run_id={run_id}" in str(p) for p in logs), f"no task log of {dag_id} {run_id}"
+    triggerer = (HOME / "logs" / "airflow-triggerer.log").read_text(errors="replace")  # the deadline callback's log
+    leaks = [f"{name} in {where}" for name, value in secrets.items()
+             for where, texts in (("webhooks.jsonl", bodies), ("the triggerer log", [triggerer]))
+             if any(value in t for t in texts)]
+    leaks += [f"{name} in {path.relative_to(TASK_LOGS)}" for name, value in secrets.items()
+              for path, text in logs.items() if value in text]
+    assert not leaks, leaks
+    print(f"\nno secret in {len(bodies)} messages, {len(logs)} task logs, the triggerer log")
