@@ -93,9 +93,10 @@ def main() -> None:
     from sluice.casting import cast_table
     from sluice.config import PipelineConfig
     from sluice.connections import pg_dsn
+    from sluice.gx_suite import _batch_definition, _classes
     from sluice.interval import Interval
     from sluice.staging import StagingStore
-    from sluice.validation import _batch_definition, _classes, validate_chunk
+    from sluice.validation import validate_chunk
 
     t0 = time.perf_counter()
     table, broken = spoil(lineitem(args.rows))

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def run_pipelines(api, names: list[str], start: date, days: int) -> list[tuple[s
         api.wait_for_dag(name)
         api.unpause(name)
         for i in range(days):
-            s = datetime.combine(start + timedelta(days=i), datetime.min.time(), tzinfo=timezone.utc)
+            s = datetime.combine(start + timedelta(days=i), datetime.min.time(), tzinfo=UTC)
             conf = {"interval_start": s.isoformat(), "interval_end": (s + timedelta(days=1)).isoformat()}
             run_id = api.trigger(name, conf=conf)
             runs.append((name, conf["interval_start"][:10], run_id, "queued"))
@@ -60,7 +60,6 @@ def run_pipelines(api, names: list[str], start: date, days: int) -> list[tuple[s
 
 def summary_rows(runs) -> dict[str, tuple]:
     import psycopg
-
     from sluice.connections import pg_dsn
 
     out = {}

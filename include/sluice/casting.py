@@ -2,54 +2,35 @@
 
 A value that does not cast never fails the chunk: its row goes to the bad rows with one reason per failing column
 (`{"column", "value", "reason"}`) and every other row continues. A clean string column costs one Arrow cast (the
-optimistic path); a column with bad values takes the careful path: regexes, arithmetic and masks, still vectorised.
-Per-row Python runs only on failing rows (to write their reasons) and in three narrow cases: jsonb text (each value
-is parsed by json.loads), numeric strings with an exponent or over 38 digits, and any value Arrow refuses although
-the checks passed (found by bisection, O(k log n) casts).
-
-Conventions (PostgreSQL's unless said otherwise): surrounding whitespace is ignored and an empty string is NULL for
-every type but text; numeric rounds half away from zero to its scale and fails only when the integer part is too
-long; naive timestamps are UTC, and a string with an offset given to a `timestamp` column is converted to UTC
-(PostgreSQL would drop the offset silently); a date column accepts a timestamp only at midnight.
+optimistic path); a column with bad values takes the careful path of its type's caster in casting_types.py (regexes,
+arithmetic and masks, still vectorised), where the conventions for each type are described.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sluice.config import ColumnSpec, ColumnType, ExtraColumnsPolicy
+from sluice.casting_types import CASTERS, Failures, any_true, as_mask, optimistic_cast, plain_array, to_strings
+from sluice.config import ColumnSpec, ExtraColumnsPolicy
 from sluice.config_errors import suggest
 
-__all__ = ["BAD_REASONS", "BAD_ROW", "CastResult", "SchemaMismatch", "cast_column", "cast_table", "raw_strings",
+__all__ = ["BAD_REASONS", "BAD_ROW", "CastResult", "CastSchemaError", "cast_column", "cast_table", "raw_strings",
            "to_strings"]
 
 BAD_ROW = "_sluice_row"
 BAD_REASONS = "_sluice_reasons"
 MAX_VALUE_CHARS = 200
-_INT_RANGE = {"smallint": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
-_TRUE = ["true", "t", "yes", "y", "on", "1"]
-_FALSE = ["false", "f", "no", "n", "off", "0"]
-_MONTH_DAYS = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-_DAY = r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
-_TIME = r"[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?"
-_OFFSET = r"(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)"
-_DECIMAL = r"^[+-]?(\d+\.?\d*|\.\d+)$"
-_FLOAT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-_NON_FINITE = r"(?i)^[+-]?(nan|inf|infinity)$"
-
-Failures = list[tuple[pa.BooleanArray, str]]
 
 
-class SchemaMismatch(ValueError):
+class CastSchemaError(ValueError):
     """The source's columns cannot produce the declared ones (a required column is absent, or extra columns under
-    on_extra_columns: fail). The whole chunk stops: this is a config or upstream problem, not a bad row."""
+    on_extra_columns: fail). The whole chunk stops: this is a config or upstream problem, not a bad row. (Not to be
+    confused with sluice.loading.postgres.SchemaMismatch: the target table differs from the config.)"""
 
 
 @dataclass(frozen=True)
@@ -65,349 +46,23 @@ class CastResult:
         return self.bad_rows.num_rows
 
 
-# ---------------------------------------------------------------- small vectorised helpers
-
-
-def _mask(values: pa.Array) -> pa.BooleanArray:
-    return pc.fill_null(values, False)
-
-
-def _any(mask: pa.Array) -> bool:
-    return bool(pc.any(mask).as_py())
-
-
-def _keep(mask: pa.Array, values: pa.Array) -> pa.Array:
-    """values where mask, else NULL."""
-    return pc.if_else(_mask(mask), values, pa.scalar(None, values.type))
-
-
-def _flags(n: int, rows: list[int] | pa.Array) -> pa.BooleanArray:
-    """A boolean mask of length n, true at the given row positions."""
-    out = np.zeros(n, dtype=bool)
-    out[np.asarray(rows, dtype=np.int64)] = True
-    return pa.array(out)
-
-
-def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """One contiguous array in a classic type: no chunks, dictionaries, views, large strings or extensions."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    if isinstance(arr.type, pa.ExtensionType):
-        arr = arr.storage
-    t = arr.type
-    if pa.types.is_dictionary(t):
-        return _plain(arr.cast(t.value_type))
-    if pa.types.is_string_view(t) or pa.types.is_large_string(t):
-        return arr.cast(pa.string())
-    if pa.types.is_binary_view(t) or pa.types.is_large_binary(t):
-        return arr.cast(pa.binary())
-    return arr
-
-
-def _py_text(value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return json.dumps(value, default=str, ensure_ascii=False)
-
-
-def to_strings(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Any column as strings (nested values as JSON, invalid UTF-8 replaced): how raw values are kept."""
-    arr = _plain(arr)
-    if pa.types.is_string(arr.type):
-        return arr
-    try:
-        return pc.cast(arr, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pa.array([_py_text(v) for v in arr.to_pylist()], pa.string())
-
-
-def _cast_or_null(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.BooleanArray]:
-    """Cast, turning the values Arrow refuses into NULL + a failure flag. One cast when all is well; otherwise
-    bisection, so k bad values cost O(k log n) casts instead of a Python loop over every row."""
-    try:  # an unsupported cast (ArrowNotImplementedError) is a bug, not bad data: it propagates
-        return pc.cast(arr, target), pa.repeat(False, len(arr))
-    except pa.ArrowInvalid:
-        pass
-    pieces: list[pa.Array] = []
-    failed: list[int] = []
-
-    def split(part: pa.Array, offset: int) -> None:
-        try:
-            pieces.append(pc.cast(part, target))
-            return
-        except pa.ArrowInvalid:
-            if len(part) == 1:
-                pieces.append(pa.nulls(1, target))
-                failed.append(offset)
-                return
-        half = len(part) // 2
-        split(part.slice(0, half), offset)
-        split(part.slice(half), offset + half)
-
-    split(arr, 0)
-    return pa.concat_arrays(pieces), _flags(len(arr), failed)
-
-
-def _text_in(arr: pa.Array) -> pa.Array:
-    """Strings prepared for parsing into a non-text type: trimmed, empty -> NULL."""
-    s = pc.utf8_trim_whitespace(to_strings(arr))
-    return _keep(pc.not_equal(s, ""), s)
-
-
-def _outside(values: pa.Array, lo: int, hi: int) -> pa.BooleanArray:
-    """values < lo or > hi, for any integer or decimal array (bounds the type cannot hold are skipped)."""
-    out = pa.repeat(False, len(values))
-    for bound, op in ((lo, pc.less), (hi, pc.greater)):
-        try:
-            out = pc.or_(out, _mask(op(values, pa.scalar(bound).cast(values.type))))
-        except (pa.ArrowInvalid, OverflowError):  # the bound lies beyond the type: no value can cross it
-            continue
-    return out
-
-
-# ---------------------------------------------------------------- one function per declared type
-
-
-def _integer(arr: pa.Array, ct: ColumnType, target: pa.DataType) -> tuple[pa.Array, Failures]:
-    lo, hi = _INT_RANGE[ct.name]
-    t = arr.type
-    if pa.types.is_boolean(t):
-        return pc.cast(arr, target), []
-    if pa.types.is_floating(t):
-        whole = _mask(pc.and_(pc.is_finite(arr), pc.equal(arr, pc.trunc(arr))))
-        out = pc.and_(whole, _mask(pc.or_(pc.less(arr, float(lo)), pc.greater_equal(arr, float(hi + 1)))))
-        values = pc.cast(_keep(pc.and_(whole, pc.invert(out)), arr), target, safe=False)
-        not_int = pc.and_(pc.is_valid(arr), pc.invert(whole))
-        return values, [(not_int, "not an integer"), (out, f"out of range for {ct}")]
-    if pa.types.is_decimal(t):
-        whole = _mask(pc.equal(arr, pc.round(arr, 0)))
-        not_int = pc.and_(pc.is_valid(arr), pc.invert(whole))
-        arr, failures = _cast_or_null(_keep(whole, arr), pa.decimal128(38, 0))[0], [(not_int, "not an integer")]
-    elif not pa.types.is_integer(t):  # text: exact through decimal128(38, 0), then the range check below
-        s = pc.replace_substring_regex(_text_in(arr), r"\.0*$", "")
-        syntax = _mask(pc.match_substring_regex(s, r"^[+-]?\d+$"))
-        fits = _mask(pc.match_substring_regex(s, r"^[+-]?\d{1,38}$"))
-        failures = [(pc.and_(pc.is_valid(s), pc.invert(syntax)), "not an integer"),
-                    (pc.and_(syntax, pc.invert(fits)), f"out of range for {ct}")]
-        arr = pc.cast(_keep(fits, s), pa.decimal128(38, 0))
-    else:
-        failures = []
-    out = _outside(arr, lo, hi)
-    failures.append((out, f"out of range for {ct}"))
-    return pc.cast(_keep(pc.invert(out), arr), target), failures
-
-
-def _numeric(arr: pa.Array, ct: ColumnType, target: pa.DataType) -> tuple[pa.Array, Failures]:
-    p, s = ct.precision, ct.scale
-    overflow = f"numeric field overflow: numeric({p},{s}) holds absolute values below 10^{p - s}"
-    t = arr.type
-    if pa.types.is_integer(t) or pa.types.is_boolean(t):
-        return _fit_decimal(pc.cast(arr, pa.decimal128(38, 0)), p, s, target, overflow, [])
-    if pa.types.is_decimal(t):
-        return _fit_decimal(arr, p, s, target, overflow, [])
-    text = _text_in(arr)  # floats too: their shortest repr ("1.005") rounds as PostgreSQL's float8 -> numeric does
-    plain = _mask(pc.match_substring_regex(text, _DECIMAL))
-    digits = pc.utf8_ltrim(pc.replace_substring_regex(text, r"^[+-]", ""), characters="0")
-    point = pc.find_substring(digits, ".")
-    length = pc.utf8_length(digits)
-    int_len = pc.if_else(pc.less(point, 0), length, point)
-    frac_len = pc.if_else(pc.less(point, 0), 0, pc.subtract(pc.subtract(length, point), 1))
-    too_big = pc.and_(plain, _mask(pc.greater(int_len, p - s)))
-    room = 37 - (p - s)
-    fast = pc.and_(pc.and_(plain, pc.invert(too_big)), _mask(pc.less_equal(frac_len, room)))
-    scale = max(s, min(room, int(pc.max(_keep(fast, frac_len)).as_py() or 0)))
-    parsed, _ = _cast_or_null(_keep(fast, text), pa.decimal128(38, scale))
-    values, failures = _fit_decimal(parsed, p, s, target, overflow, [(too_big, overflow)])
-    slow = pc.and_(pc.is_valid(text), pc.invert(pc.or_(fast, too_big)))
-    if _any(slow):  # exponents, non-finite floats, very long fractions: exact with Python's decimal, rows one by one
-        idx = pc.indices_nonzero(slow)
-        fixed, reasons = zip(*(_py_numeric(v, p, s) for v in text.take(idx).to_pylist()), strict=True)
-        values = pc.replace_with_mask(values, slow, pa.array(fixed, target))
-        for reason in set(reasons) - {None}:
-            flagged = [i for i, r in zip(idx.to_pylist(), reasons, strict=True) if r == reason]
-            failures.append((_flags(len(arr), flagged), reason if reason != "overflow" else overflow))
-    return values, failures
-
-
-def _py_numeric(text: str, p: int, s: int) -> tuple[Decimal | None, str | None]:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        return None, "not a number"
-    if not value.is_finite():
-        return None, "not a finite number (NaN and Infinity do not fit numeric)"
-    value = value.quantize(Decimal(1).scaleb(-s), rounding=ROUND_HALF_UP)
-    return (None, "overflow") if abs(value) >= Decimal(10) ** (p - s) else (value, None)
-
-
-def _fit_decimal(d: pa.Array, p: int, s: int, target: pa.DataType, overflow: str,
-                 failures: Failures) -> tuple[pa.Array, Failures]:
-    """Round to scale s (half away from zero), then flag values whose integer part is too long for numeric(p,s)."""
-    if d.type.scale > s:
-        d = pc.round(d, ndigits=s, round_mode="half_towards_infinity")
-    d, too_long = _cast_or_null(d, pa.decimal128(38, s))
-    if p < 38:
-        bound = pa.scalar(Decimal(10) ** (p - s), pa.decimal128(38, s))
-        too_long = pc.or_(too_long, _mask(pc.greater_equal(pc.abs(d), bound)))
-    return pc.cast(_keep(pc.invert(too_long), d), target), [*failures, (too_long, overflow)]
-
-
-def _double(arr: pa.Array, ct: ColumnType, target: pa.DataType) -> tuple[pa.Array, Failures]:
-    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_decimal(arr.type):
-        return pc.cast(arr, target, safe=False), []
-    text = _text_in(arr)
-    special = _mask(pc.match_substring_regex(text, _NON_FINITE))
-    syntax = pc.or_(_mask(pc.match_substring_regex(text, _FLOAT)), special)
-    values, refused = _cast_or_null(_keep(syntax, text), target)
-    bad = pc.or_(pc.and_(pc.is_valid(text), pc.invert(syntax)), refused)
-    huge = pc.and_(_mask(pc.is_inf(values)), pc.invert(special))  # "1e999": PostgreSQL says out of range
-    return _keep(pc.invert(huge), values), [(bad, "not a number"), (huge, "out of range for double precision")]
-
-
-def _boolean(arr: pa.Array, ct: ColumnType, target: pa.DataType) -> tuple[pa.Array, Failures]:
-    if pa.types.is_boolean(arr.type):
-        return arr, []
-    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
-        ok = _mask(pc.is_in(arr, value_set=pa.array([0, 1]).cast(arr.type)))
-        bad = pc.and_(pc.is_valid(arr), pc.invert(ok))
-        return pc.cast(_keep(ok, arr), target), [(bad, "not a boolean (expected 0 or 1)")]
-    text = pc.utf8_lower(_text_in(arr))
-    true, false = _mask(pc.is_in(text, value_set=pa.array(_TRUE))), _mask(pc.is_in(text, value_set=pa.array(_FALSE)))
-    values = _keep(pc.or_(true, false), true)
-    bad = pc.and_(pc.is_valid(text), pc.is_null(values))
-    return values, [(bad, "not a boolean (expected true/false, t/f, yes/no, y/n, on/off or 1/0)")]
-
-
-def _text(arr: pa.Array, ct: ColumnType, target: pa.DataType) -> tuple[pa.Array, Failures]:
-    if pa.types.is_binary(arr.type):
-        values, bad = _cast_or_null(arr, target)
-        return values, [(bad, "not valid UTF-8")]
-    return to_strings(arr), []
-
-
-def _temporal_in(arr: pa.Array) -> pa.Array:
-    """Typed date/time input as naive UTC timestamp[us] (tz-aware values are converted, ns truncated)."""
-    if pa.types.is_date(arr.type):
-        return pc.cast(arr, pa.timestamp("us"))
-    return pc.cast(pc.cast(arr, pa.timestamp(arr.type.unit, "UTC")), pa.timestamp("us"), safe=False)
-
-
-def _real_days(text: pa.Array, syntax: pa.BooleanArray) -> pa.BooleanArray:
-    """syntax, minus days the calendar lacks (2023-02-29, 2024-04-31), which the regex cannot tell: month lengths
-    are checked with integer arithmetic on the few strings whose day is 29-31 (no bisection, no per-row Python)."""
-    late = pc.and_(syntax, _mask(pc.match_substring_regex(text, r"^\d{4}-\d{2}-(29|3[01])")))
-    if not _any(late):
-        return syntax
-    part = text.filter(late)
-    y, m, d = (pc.cast(pc.utf8_slice_codeunits(part, a, b), pa.int32()) for a, b in ((0, 4), (5, 7), (8, 10)))
-
-    def divisible(k: int) -> pa.BooleanArray:
-        return pc.equal(pc.multiply(pc.divide(y, k), k), y)
-
-    leap = pc.or_(pc.and_(divisible(4), pc.invert(divisible(100))), divisible(400))
-    length = pc.add(pc.take(pa.array(_MONTH_DAYS, pa.int32()), m), pc.cast(pc.and_(pc.equal(m, 2), leap), pa.int32()))
-    wrong = pc.indices_nonzero(late).filter(pc.greater(d, length))
-    return pc.and_(syntax, pc.invert(_flags(len(text), wrong)))
-
-
-def _parse_timestamps(text: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.BooleanArray]:
-    """ISO-8601 strings -> target; naive strings are UTC; fractions beyond microseconds are truncated."""
-    text = pc.replace_substring_regex(text, r"(\.\d{6})\d+", r"\1")
-    syntax = _mask(pc.match_substring_regex(text, rf"^{_DAY}({_TIME}{_OFFSET}?)?$"))
-    syntax = _real_days(text, syntax)
-    zoned = _mask(pc.match_substring_regex(text, rf"{_TIME}{_OFFSET}$"))
-    naive, bad_naive = _cast_or_null(_keep(pc.and_(syntax, pc.invert(zoned)), text), pa.timestamp("us"))
-    aware, bad_aware = _cast_or_null(_keep(zoned, text), pa.timestamp("us", "UTC"))
-    values = pc.if_else(zoned, pc.cast(aware, target), pc.cast(naive, target))
-    bad = pc.or_(pc.or_(pc.and_(pc.is_valid(text), pc.invert(syntax)), bad_naive), bad_aware)
-    return values, bad
-
-
-def _timestamp(arr: pa.Array, ct: ColumnType, target: pa.DataType) -> tuple[pa.Array, Failures]:
-    if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
-        return pc.cast(_temporal_in(arr), target), []
-    values, bad = _parse_timestamps(_text_in(arr), target)
-    return values, [(bad, "not a timestamp (expected ISO 8601, e.g. 2024-01-31T12:00:00 or with +02:00 / Z)")]
-
-
-def _date(arr: pa.Array, ct: ColumnType, target: pa.DataType) -> tuple[pa.Array, Failures]:
-    reason = "not a date (expected YYYY-MM-DD)"
-    if pa.types.is_date(arr.type):
-        return pc.cast(arr, target), []
-    if pa.types.is_timestamp(arr.type):
-        ts = _temporal_in(arr)
-        days = pc.cast(ts, target)
-        midnight = _mask(pc.equal(pc.cast(days, pa.timestamp("us")), ts))
-        return _keep(midnight, days), [(pc.and_(pc.is_valid(ts), pc.invert(midnight)), f"{reason}: has a time")]
-    text = pc.replace_substring_regex(_text_in(arr), r"[T ]00:00(:00(\.0+)?)?$", "")
-    syntax = _real_days(text, _mask(pc.match_substring_regex(text, rf"^{_DAY}$")))
-    values, refused = _cast_or_null(_keep(syntax, text), target)
-    return values, [(pc.or_(pc.and_(pc.is_valid(text), pc.invert(syntax)), refused), reason)]
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _jsonb(arr: pa.Array, ct: ColumnType, target: pa.DataType) -> tuple[pa.Array, Failures]:
-    """JSON text is parsed once per value (no vectorised JSON validator in Arrow); other values are serialised."""
-    if not pa.types.is_string(arr.type):
-        return pa.array([None if v is None else json.dumps(v, default=str, ensure_ascii=False)
-                         for v in arr.to_pylist()], target), []
-    bad = []
-    for i, value in enumerate(arr.to_pylist()):
-        if value is not None:
-            try:
-                json.loads(value, parse_constant=_reject_constant)
-            except ValueError:
-                bad.append(i)
-    if not bad:
-        return arr, []
-    flags = _flags(len(arr), bad)
-    return _keep(pc.invert(flags), arr), [(flags, "not valid JSON")]
-
-
-def _optimistic(arr: pa.Array, ct: ColumnType, target: pa.DataType) -> pa.Array | None:
-    """The happy path for strings: one Arrow cast straight to the declared type (Arrow checks integer ranges and
-    decimal precision). Arrow accepts a subset of what the careful casters accept, with the same result, so any
-    refusal (a bad value, whitespace, an offset, rounding needed) just means: take the careful path."""
-    if not pa.types.is_string(arr.type) or ct.name not in _OPTIMISTIC:
-        return None
-    try:
-        values = pc.cast(arr, target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    return None if ct.name == "double" and _any(pc.is_inf(values)) else values
-
-
-_OPTIMISTIC = frozenset({"smallint", "integer", "bigint", "numeric", "double", "date", "timestamp", "timestamptz"})
-
-CASTERS: dict[str, Callable[[pa.Array, ColumnType, pa.DataType], tuple[pa.Array, Failures]]] = {
-    "smallint": _integer, "integer": _integer, "bigint": _integer, "numeric": _numeric, "double": _double,
-    "boolean": _boolean, "text": _text, "date": _date, "timestamp": _timestamp, "timestamptz": _timestamp,
-    "jsonb": _jsonb,
-}
-
-
 def cast_column(arr: pa.Array | pa.ChunkedArray, spec: ColumnSpec) -> tuple[pa.Array, Failures]:
     """One source column -> the declared type, plus (mask, reason) pairs of the values that did not cast; a NULL in a
     non-nullable column is a failure too."""
-    arr, target, ct = _plain(arr), spec.arrow_type, spec.column_type
+    arr, target, ct = plain_array(arr), spec.arrow_type, spec.column_type
     if pa.types.is_null(arr.type):
         values, failures = pa.nulls(len(arr), target), []
-    elif (fast := _optimistic(arr, ct, target)) is not None:
+    elif (fast := optimistic_cast(arr, ct, target)) is not None:
         values, failures = fast, []
     else:
         values, failures = CASTERS[ct.name](arr, ct, target)
-    failures = [(_mask(m), r) for m, r in failures]
+    failures = [(as_mask(m), r) for m, r in failures]
     if not spec.nullable:
         failed = pa.repeat(False, len(arr))
         for mask, _ in failures:
             failed = pc.or_(failed, mask)
         failures.append((pc.and_(pc.is_null(values), pc.invert(failed)), "null in non-nullable column"))
-    return values, [(m, r) for m, r in failures if _any(m)]
+    return values, [(m, r) for m, r in failures if any_true(m)]
 
 
 # ---------------------------------------------------------------- the table
@@ -429,7 +84,7 @@ def _missing_message(spec: ColumnSpec, source: list[str], unused: list[str]) -> 
 
 def _evolved(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """An undeclared column kept under on_extra_columns: evolve: primitive types stay, the rest becomes text."""
-    arr = _plain(arr)
+    arr = plain_array(arr)
     t = arr.type
     if pa.types.is_null(t) or pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_time(t) \
             or pa.types.is_duration(t) or pa.types.is_interval(t) or pa.types.is_decimal256(t):
@@ -439,17 +94,17 @@ def _evolved(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def cast_table(table: pa.Table, columns: list[ColumnSpec], policy: ExtraColumnsPolicy) -> CastResult:
     """Raw source table -> the declared columns (good rows) and the rows that did not cast (bad rows, with reasons).
-    Raises SchemaMismatch when a non-nullable column is absent, or on extra columns under policy fail."""
+    Raises CastSchemaError when a non-nullable column is absent, or on extra columns under policy fail."""
     policy = ExtraColumnsPolicy(policy)
     source = table.column_names
     wanted = {c.source_column for c in columns}
     extra = [n for n in source if n not in wanted and not n.startswith("_sluice_")]
     if extra and policy is ExtraColumnsPolicy.fail:
-        raise SchemaMismatch(f"the source has columns that target.columns does not declare: {', '.join(extra)} "
+        raise CastSchemaError(f"the source has columns that target.columns does not declare: {', '.join(extra)} "
                              "(on_extra_columns: fail). Declare them, or set on_extra_columns to ignore or evolve.")
     clash = [n for n in extra if n in {c.name for c in columns}]
     if clash and policy is ExtraColumnsPolicy.evolve:
-        raise SchemaMismatch(f"undeclared source column(s) {', '.join(clash)} would be added under a name a declared "
+        raise CastSchemaError(f"undeclared source column(s) {', '.join(clash)} would be added under a name a declared "
                              "column already uses (it reads another source column via source_name); rename one.")
     n = table.num_rows
     names, values, missing = [], [], []
@@ -457,7 +112,7 @@ def cast_table(table: pa.Table, columns: list[ColumnSpec], policy: ExtraColumnsP
     for spec in columns:
         if spec.source_column not in source:
             if not spec.nullable and n:
-                raise SchemaMismatch(_missing_message(spec, source, extra))
+                raise CastSchemaError(_missing_message(spec, source, extra))
             missing.append(spec.name)
             names.append(spec.name)
             values.append(pa.nulls(n, spec.arrow_type))

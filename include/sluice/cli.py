@@ -67,6 +67,13 @@ def _run_lint(args: argparse.Namespace) -> int:
             errors[str(path)] = ConfigError.single(path, "no such file or directory")
     result: LoadResult = load_paths(list(dict.fromkeys(files)), defaults)
     errors.update(result.errors)
+    if any(cfg.expectations for cfg in result.pipelines.values()):  # GX is imported (seconds) only when needed
+        from sluice.gx_suite import expectation_issues
+
+        for name, cfg in list(result.pipelines.items()):
+            if issues := expectation_issues(cfg, defaults):
+                errors[cfg.source_file] = ConfigError(issues)
+                del result.pipelines[name]
     for error in errors.values():
         print(error, end="\n\n")
     if errors:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def _utc(value: datetime | str) -> datetime:
@@ -11,7 +11,7 @@ def _utc(value: datetime | str) -> datetime:
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:
         raise ValueError(f"interval bound {value!r} has no time zone; Sluice intervals are UTC")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Layout of one run (all keys deterministic, so a retry with the same run_id overw
         chunk-00000.parquet            source rows, raw source columns (string_view cast to string)
         chunk-00000.rejects.parquet    rows the source could not parse: file, line, raw, reason (only if any)
         chunk-00000.good.parquet       written later by validation (StagingStore.derived_key(0, "good"))
+        chunk-00000.gx.json            GX validation result, also by validation (derived_key(0, "gx", ext="json"))
         manifest.json                  written LAST: chunk keys, rows, rejects, checksums
 
 A run directory without manifest.json is incomplete: extract_and_stage deletes the old manifest before anything else
@@ -154,11 +155,12 @@ class StagingStore:
     def chunk_key(self, index: int) -> str:
         return self._url(f"{self.root}/chunk-{index:05d}.parquet")
 
-    def derived_key(self, index: int, suffix: str) -> str:
-        """Key of a file derived from chunk `index`: derived_key(7, "good") -> .../chunk-00007.good.parquet."""
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", suffix):
-            raise StagingError(f"derived key suffix {suffix!r} must match [a-z][a-z0-9_]*")
-        return self._url(f"{self.root}/chunk-{index:05d}.{suffix}.parquet")
+    def derived_key(self, index: int, suffix: str, ext: str = "parquet") -> str:
+        """Key of a file derived from chunk `index`: derived_key(7, "good") -> .../chunk-00007.good.parquet,
+        derived_key(7, "gx", ext="json") -> .../chunk-00007.gx.json."""
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", suffix) or not re.fullmatch(r"[a-z0-9]+", ext):
+            raise StagingError(f"derived key suffix {suffix!r} must match [a-z][a-z0-9_]*, ext {ext!r} [a-z0-9]+")
+        return self._url(f"{self.root}/chunk-{index:05d}.{suffix}.{ext}")
 
     def rejects_key(self, index: int) -> str:
         return self.derived_key(index, "rejects")
@@ -185,6 +187,15 @@ class StagingStore:
     def read_table(self, key: str, columns: list[str] | None = None) -> pa.Table:
         with self.fs.open_input_file(self._path(key)) as f:
             return pq.ParquetFile(f).read(columns=columns)
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        """Store a small non-tabular object (e.g. a JSON document about a chunk); returns its checksum."""
+        self._put(key, data)
+        return checksum(data)
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.fs.open_input_stream(self._path(key)) as f:
+            return f.read()
 
     def exists(self, key: str) -> bool:
         return self.fs.get_file_info(self._path(key)).type == pafs.FileType.File

@@ -14,32 +14,47 @@ The good rows stay Arrow in their declared types (pandas is only GX's input). Qu
 expectation failures and the chunk's source rejects -- go to staging and to `sluice.quarantine`, where the chunk's
 rows are replaced in one transaction, so a retry is idempotent. Conservation is asserted:
 rows_in (staged rows + rejects) == rows_good + rows_quarantined.
+
+Dependencies run one way: validation -> casting (types), gx_suite (GX, imported lazily), quarantine (rows and SQL);
+the names those modules define are re-exported here for callers that import them from sluice.validation.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sluice.casting import BAD_REASONS, BAD_ROW, cast_table, raw_strings
-from sluice.config_errors import suggest
-from sluice.quality import CHUNKWISE, COMBINED
+from sluice.casting import cast_table
+from sluice.gx_suite import (
+    ExpectationError,
+    Level,
+    classify,
+    columns_of,
+    expectation_class,
+    reason_key,
+    run_suite,
+    to_pandas,
+)
+from sluice.quarantine import (
+    QUARANTINE_DDL,
+    QUARANTINE_SCHEMA,
+    cast_reason_counts,
+    ensure_quarantine_table,
+    quarantine_copy_sql,
+    quarantine_ddl,
+    quarantine_delete_sql,
+    quarantine_table,
+    replace_quarantine_rows,
+)
 
 if TYPE_CHECKING:
-    import pandas as pd
-    import psycopg
-
     from sluice.config import ExpectationSpec, PipelineConfig
     from sluice.interval import Interval
 
@@ -47,216 +62,11 @@ log = logging.getLogger(__name__)
 
 __all__ = ["QUARANTINE_DDL", "QUARANTINE_SCHEMA", "ExpectationError", "Level", "ValidationFailed", "classify",
            "ensure_quarantine_table", "expectation_class", "quarantine_copy_sql", "quarantine_ddl",
-           "quarantine_delete_sql", "validate_chunk"]
-
-QUARANTINE_SCHEMA = "sluice"
-QUARANTINE_COLUMNS = ("pipeline", "run_id", "interval_start", "interval_end", "chunk", "row_number", "row", "reasons")
-QUARANTINE_FILE_SCHEMA = pa.schema([("chunk", pa.int32()), ("row_number", pa.int64()), ("kind", pa.string()),
-                                    ("row", pa.string()), ("reasons", pa.string())])
-_STRIP = ("unexpected_list", "unexpected_index_list", "unexpected_rows", "unexpected_index_query")
+           "quarantine_delete_sql", "reason_key", "replace_quarantine_rows", "run_suite", "validate_chunk"]
 
 
 class ValidationFailed(RuntimeError):
     """An expectation with severity fail failed: the task fails with this summary."""
-
-
-class ExpectationError(ValueError):
-    """An expectation in the config cannot run (unknown name, bad kwargs, not evaluable on chunks)."""
-
-
-class Level(StrEnum):
-    row = "row"  # judged row by row per chunk: unexpected rows are quarantined / fail / warn
-    combined = "combined"  # batch-level, evaluated by the quality gate on figures summed over the chunks
-    chunkwise = "chunkwise"  # batch-level, holds for the interval iff it holds for every chunk: GX runs it per chunk
-
-
-# ---------------------------------------------------------------- expectations
-
-
-def _import_gx() -> Any:
-    """GX, without usage statistics and without its INFO chatter in the task log."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    gx_log = logging.getLogger("great_expectations")
-    if gx_log.level == logging.NOTSET:
-        gx_log.setLevel(logging.WARNING)
-    import great_expectations as gx
-
-    return gx
-
-
-@cache
-def _classes() -> dict[str, type]:
-    gx = _import_gx()
-
-    return {c.expectation_type: c for name in dir(gx.expectations)
-            if name.startswith("Expect") and isinstance(c := getattr(gx.expectations, name), type)
-            and getattr(c, "expectation_type", None)}
-
-
-def expectation_class(name: str) -> type:
-    """The GX Core class of a snake_case expectation name (expect_column_values_to_not_be_null ->
-    ExpectColumnValuesToNotBeNull); ExpectationError with a did-you-mean on an unknown name."""
-    classes = _classes()
-    if name not in classes:
-        hint = suggest(name, classes) or "see https://greatexpectations.io/expectations/"
-        raise ExpectationError(f"unknown expectation '{name}' (GX Core has no such expectation); {hint}")
-    return classes[name]
-
-
-def classify(spec: ExpectationSpec) -> Level:
-    """Row-level (a GX map expectation) or batch-level; raises ExpectationError for a batch-level expectation that
-    cannot be judged on an interval processed in chunks (e.g. a median), instead of judging each chunk wrongly."""
-    cls = expectation_class(spec.type)
-    _build(spec, -1)  # its kwargs too: a missing column or a typo fails here, before any data is read
-    from great_expectations.expectations.expectation import (
-        ColumnMapExpectation,
-        ColumnPairMapExpectation,
-        MulticolumnMapExpectation,
-    )
-
-    if spec.type in COMBINED:
-        return Level.combined
-    if spec.type in CHUNKWISE:
-        return Level.chunkwise
-    if issubclass(cls, ColumnMapExpectation | ColumnPairMapExpectation | MulticolumnMapExpectation):
-        return Level.row
-    raise ExpectationError(
-        f"expectation '{spec.type}' is batch-level and its result on a whole interval cannot be built from "
-        f"per-chunk results; supported batch-level expectations: {', '.join(sorted(COMBINED | CHUNKWISE))}")
-
-
-def _build(spec: ExpectationSpec, index: int) -> Any:
-    cls = expectation_class(spec.type)
-    try:
-        return cls(**spec.kwargs, meta={"sluice_index": index})
-    except Exception as exc:  # GX validates kwargs with pydantic; say which expectation, why, and the likely fix
-        fields = list(getattr(cls, "__fields__", {}))
-        hints = [f"'{k}': {suggest(k, fields)}" for k in spec.kwargs if k not in fields and suggest(k, fields)]
-        raise ExpectationError(f"expectation {spec.type} with kwargs {spec.kwargs}: {exc}"
-                               + (f"\nhint: {'; '.join(hints)}" if hints else "")) from None
-
-
-def _columns_of(spec: ExpectationSpec) -> list[str]:
-    kw = spec.kwargs
-    cols = [kw[k] for k in ("column", "column_A", "column_B") if kw.get(k)]
-    return cols + list(kw.get("column_list") or [])
-
-
-def reason_key(spec: ExpectationSpec) -> str:
-    cols = _columns_of(spec)
-    return f"{spec.type}({', '.join(cols)})" if cols else spec.type
-
-
-# ---------------------------------------------------------------- sluice.quarantine
-
-
-def quarantine_ddl() -> list[str]:
-    """Statements creating sluice.quarantine: one row per quarantined row, its reasons, and where it came from."""
-    return [
-        f"CREATE SCHEMA IF NOT EXISTS {QUARANTINE_SCHEMA}",
-        f"""CREATE TABLE IF NOT EXISTS {QUARANTINE_SCHEMA}.quarantine (
-    id bigserial PRIMARY KEY, pipeline text NOT NULL, run_id text NOT NULL,
-    interval_start timestamptz NOT NULL, interval_end timestamptz NOT NULL, chunk integer NOT NULL,
-    row_number bigint, row jsonb NOT NULL, reasons jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())""",
-        f"CREATE INDEX IF NOT EXISTS quarantine_run_chunk ON {QUARANTINE_SCHEMA}.quarantine (pipeline, run_id, chunk)",
-    ]
-
-
-QUARANTINE_DDL = ";\n".join(quarantine_ddl()) + ";"
-
-
-def quarantine_delete_sql() -> str:
-    return f"DELETE FROM {QUARANTINE_SCHEMA}.quarantine WHERE pipeline = %s AND run_id = %s AND chunk = %s"
-
-
-def quarantine_copy_sql() -> str:
-    return f"COPY {QUARANTINE_SCHEMA}.quarantine ({', '.join(QUARANTINE_COLUMNS)}) FROM STDIN"
-
-
-def ensure_quarantine_table(conn: psycopg.Connection) -> None:
-    """Create sluice.quarantine if missing, under the same DDL advisory lock the loader takes, so parallel chunks
-    (and the loader creating sluice.load_ledger) never race on CREATE ... IF NOT EXISTS."""
-    import psycopg
-
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{QUARANTINE_SCHEMA}.quarantine",)).fetchone()[0]
-    for attempt in range(3):
-        if exists:
-            return
-        try:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("sluice.ddl",))
-                for stmt in quarantine_ddl():
-                    conn.execute(stmt)
-            return
-        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
-            if attempt == 2:
-                raise
-
-
-def replace_quarantine_rows(dsn: str, pipeline: str, run_id: str, interval: Interval, index: int,
-                            quarantine: pa.Table) -> None:
-    """Delete the chunk's earlier quarantine rows and COPY the new ones, in one transaction (retries are idempotent)."""
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True, application_name=f"sluice validate {pipeline}#{index}"[:63]) as conn:
-        ensure_quarantine_table(conn)
-        with conn.transaction():
-            conn.execute(quarantine_delete_sql(), (pipeline, run_id, index))
-            with conn.cursor().copy(quarantine_copy_sql()) as copy:
-                cols = [quarantine[c].to_pylist() for c in ("row_number", "row", "reasons")]
-                for row_number, row, reasons in zip(*cols, strict=True):
-                    copy.write_row((pipeline, run_id, interval.start, interval.end, index, row_number, row, reasons))
-
-
-# ---------------------------------------------------------------- GX
-
-
-@cache
-def _batch_definition() -> Any:
-    """One ephemeral GX context per process, with a pandas datasource whose dataframe is passed per validation."""
-    gx = _import_gx()
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    asset = context.data_sources.add_pandas("sluice").add_dataframe_asset("chunk")
-    return asset.add_batch_definition_whole_dataframe("whole chunk")
-
-
-def run_suite(df: pd.DataFrame, specs: list[tuple[int, ExpectationSpec]], name: str) -> tuple[dict[int, Any], dict]:
-    """Validate a dataframe with the given expectations; returns {config index: result} and the result as JSON
-    (capped lists stripped). An expectation that raised inside GX is a config error, not a data failure."""
-    import great_expectations as gx
-
-    batch_definition = _batch_definition()  # creates the context, which the suite needs
-    suite = gx.ExpectationSuite(name=name)
-    for i, spec in specs:
-        suite.add_expectation(_build(spec, i))
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
-    result = batch.validate(suite, result_format={"result_format": "COMPLETE", "partial_unexpected_count": 20,
-                                                  "return_unexpected_index_query": False})
-    by_index: dict[int, Any] = {}
-    for r in result.results:
-        i = r.expectation_config.meta["sluice_index"]
-        info = r.exception_info or {}
-        infos = [info] if "raised_exception" in info else list(info.values())
-        raised = [x for x in infos if isinstance(x, dict) and x.get("raised_exception")]
-        if raised:
-            raise ExpectationError(f"expectations.{i} {reason_key(dict(specs)[i])} could not run: "
-                                   f"{raised[0].get('exception_message')}")
-        by_index[i] = r
-    doc = result.to_json_dict()
-    for r in doc.get("results", []):
-        for key in _STRIP:
-            (r.get("result") or {}).pop(key, None)
-    return by_index, doc
-
-
-def _to_pandas(table: pa.Table, columns: list[str]) -> pd.DataFrame:
-    """GX's input: only the columns the expectations read; decimals as float64 (YAML bounds are floats)."""
-    cols = [table[c].cast(pa.float64()) if pa.types.is_decimal(table.schema.field(c).type) else table[c]
-            for c in columns]
-    return pa.table(cols, names=columns).to_pandas()
 
 
 # ---------------------------------------------------------------- figures for the quality gate
@@ -289,54 +99,6 @@ def column_stats(arr: pa.ChunkedArray) -> dict[str, Any]:
             "sum": _json_value(pc.sum(arr).as_py()) if numeric else None}
 
 
-# ---------------------------------------------------------------- quarantine rows
-
-
-def _nul_safe(text: str) -> str:
-    """PostgreSQL's jsonb rejects \\u0000: NUL characters in JSON text become U+FFFD."""
-    return re.sub(r"(?<!\\)((?:\\\\)*)\\u0000", r"\1\\ufffd", text) if "\\u0000" in text else text
-
-
-def _dumps(obj: Any) -> str:
-    return _nul_safe(json.dumps(obj, ensure_ascii=False, default=str))
-
-
-def _raw_rows(table: pa.Table, rows: list[int]) -> list[str]:
-    """Raw source values of the given rows as JSON objects of strings."""
-    take = pa.array(rows, pa.int64())
-    names = table.column_names
-    values = [raw_strings(table[n], take).to_pylist() for n in names]
-    return [_dumps(dict(zip(names, row, strict=True))) for row in zip(*values, strict=True)]
-
-
-def _quarantine(index: int, table: pa.Table, bad: pa.Table, expectation_rows: list[int], reasons: list[list[dict]],
-                rejects: pa.Table | None) -> pa.Table:
-    """All of a chunk's quarantined rows in one shape: raw row as JSON, reasons as JSON, row number in the chunk."""
-    raw_cols = [c for c in bad.column_names if c not in (BAD_ROW, BAD_REASONS)]
-    numbers = bad[BAD_ROW].to_pylist() + expectation_rows
-    rows = _raw_rows(bad.select(raw_cols), list(range(bad.num_rows))) + _raw_rows(table, expectation_rows)
-    why = [_nul_safe(r) for r in bad[BAD_REASONS].to_pylist()] + [_dumps(r) for r in reasons]
-    kinds = ["cast"] * bad.num_rows + ["expectation"] * len(expectation_rows)
-    if rejects is not None and rejects.num_rows:
-        rj = rejects.to_pylist()
-        numbers += [None] * len(rj)
-        rows += [_dumps({"file": r["file"], "line": r["line"], "raw": r["raw"]}) for r in rj]
-        why += [_dumps([{"reason": r["reason"], "stage": "source"}]) for r in rj]
-        kinds += ["reject"] * len(rj)
-    out = pa.table({"chunk": pa.array([index] * len(rows), pa.int32()), "row_number": pa.array(numbers, pa.int64()),
-                    "kind": kinds, "row": rows, "reasons": why}, schema=QUARANTINE_FILE_SCHEMA)
-    return out.sort_by([("row_number", "ascending", "at_end")])  # source order, rejects last
-
-
-def _cast_reason_counts(bad: pa.Table) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for text in bad[BAD_REASONS].to_pylist():
-        for r in {(x["column"], x["reason"]) for x in json.loads(text)}:
-            key = f"cast {r[0]}: {r[1]}"
-            counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
 def _summary(spec: ExpectationSpec, result: Any) -> str:
     res = result.result or {}
     sample = [_json_value(v) for v in (res.get("partial_unexpected_list") or [])[:5]]
@@ -366,8 +128,8 @@ def _judge(good: pa.Table, specs: list[tuple[int, ExpectationSpec]], levels: dic
     if not run or not good.num_rows:
         return verdict, None
     everything = any(levels[i] is Level.chunkwise or "row_condition" in s.kwargs for i, s in run)
-    columns = good.column_names if everything else sorted({c for _, s in run for c in _columns_of(s)})
-    results, doc = run_suite(_to_pandas(good, columns), run, label)
+    columns = good.column_names if everything else sorted({c for _, s in run for c in columns_of(s)})
+    results, doc = run_suite(to_pandas(good, columns), run, label)
     for i, spec in run:
         r, res = results[i], results[i].result or {}
         positions = res.get("unexpected_index_list")
@@ -379,7 +141,7 @@ def _judge(good: pa.Table, specs: list[tuple[int, ExpectationSpec]], levels: dic
         elif spec.severity == "quarantine" and positions:
             where = np.asarray(positions, dtype=np.int64)
             verdict.flagged[where] = True
-            cols = _columns_of(spec)
+            cols = columns_of(spec)
             reason = {"expectation": spec.type, **({"column": cols[0]} if len(cols) == 1 else {"columns": cols})}
             for p in where.tolist():
                 verdict.why.setdefault(p, []).append(reason)
@@ -412,17 +174,18 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
     good, gx_key = cast.good, None
     verdict, doc = _judge(good, specs, levels, f"{cfg.name}.chunk{index}")
     if doc is not None:
-        gx_key = store.derived_key(index, "gx")
-        store.write_table(gx_key, pa.table({"result": [json.dumps(doc, default=str)]}))
+        gx_key = store.derived_key(index, "gx", ext="json")
+        store.write_bytes(gx_key, json.dumps(doc, default=str).encode())
     for warning in verdict.warnings:
         log.warning("chunk %d: %s", index, warning)
     if verdict.failures:
         raise ValidationFailed(f"pipeline {cfg.name}, chunk {index}: {len(verdict.failures)} expectation(s) with "
                                "severity fail failed:\n- " + "\n- ".join(verdict.failures))
-    flagged, why, counts = verdict.flagged, verdict.why, {**_cast_reason_counts(cast.bad_rows), **verdict.counts}
+    flagged, why, counts = verdict.flagged, verdict.why, {**cast_reason_counts(cast.bad_rows), **verdict.counts}
     positions = np.flatnonzero(flagged)
     source_rows = cast.good_index.take(pa.array(positions)).to_pylist() if len(positions) else []
-    quarantine = _quarantine(index, table, cast.bad_rows, source_rows, [why[p] for p in positions.tolist()], rejects)
+    quarantine = quarantine_table(index, table, cast.bad_rows, source_rows, [why[p] for p in positions.tolist()],
+                                  rejects)
     if n_rejects:
         counts["source rejects (rows the source could not parse)"] = n_rejects
     rows_in = table.num_rows + n_rejects

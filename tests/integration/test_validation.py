@@ -206,7 +206,8 @@ def test_good_rows_keep_declared_types_and_the_gx_result_is_kept(new_cfg, pg):
     good = store.read_table(report["good_key"])
     assert good.schema.types == [pa.int64(), pa.int32(), pa.decimal128(10, 2), pa.date32(), pa.string()]
     assert good.column_names[-1] == "channel" and report["extra_columns"] == ["channel"]
-    doc = json.loads(store.read_table(report["gx_key"])["result"][0].as_py())
+    assert report["gx_key"].endswith("/chunk-00000.gx.json")
+    doc = json.loads(store.read_bytes(report["gx_key"]))
     assert {r["expectation_config"]["type"] for r in doc["results"]} == {NOT_NULL_ID["type"], QTY_RANGE["type"]}
     between = next(r for r in doc["results"] if r["expectation_config"]["type"] == QTY_RANGE["type"])
     assert between["result"]["unexpected_count"] == 250 and "unexpected_index_list" not in between["result"]
@@ -231,11 +232,11 @@ def test_batch_expectations_are_judged_on_the_interval_by_the_gate(new_cfg, pg):
 
 @pytest.mark.integration
 def test_missing_required_column_fails_the_chunk_clearly(new_cfg, pg):
-    from sluice.casting import SchemaMismatch
+    from sluice.casting import CastSchemaError
 
     cfg = new_cfg()
     table = rows(3).rename_columns(["order_id", "qty", "price", "day"])
-    with pytest.raises(SchemaMismatch, match="Did you mean 'order_id'"):
+    with pytest.raises(CastSchemaError, match="Did you mean 'order_id'"):
         validate_chunk(cfg, INTERVAL, RUN_ID, stage(cfg, table))
 
 
@@ -247,7 +248,7 @@ def test_s3_staging(s3_client, s3_prefix, pg):
         assert report["good_key"].startswith(f"s3://sluice-staging/{s3_prefix}/{cfg.name}/")
         keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket="sluice-staging", Prefix=s3_prefix)["Contents"]}
         assert {k.rsplit("/", 1)[1] for k in keys} == {"chunk-00000.parquet", "chunk-00000.good.parquet",
-                                                       "chunk-00000.quarantine.parquet", "chunk-00000.gx.parquet"}
+                                                       "chunk-00000.quarantine.parquet", "chunk-00000.gx.json"}
         assert len(quarantined(pg, cfg)) == 1
     finally:
         pg.execute("DELETE FROM sluice.quarantine WHERE pipeline = %s", (cfg.name,))
@@ -296,3 +297,8 @@ def test_expectation_kwargs_are_checked_by_gx_before_any_data_is_read(tmp_path):
                                            "kwargs": {"column": "qty", "min_value": 0, "maxvalue": 3}}])
     with pytest.raises(ExpectationError, match="expect_column_values_to_be_between"):
         classify(cfg.expectations[0])
+    with pytest.raises(ExpectationError) as err:
+        classify(cfg.expectations[0])
+    problem = err.value.problems[0]  # structured, so `sluice lint` can point at the line of the kwarg
+    assert (problem.loc, problem.message, problem.hint) == (("kwargs", "maxvalue"), "unknown kwarg 'maxvalue'",
+                                                            "did you mean 'max_value'?")
