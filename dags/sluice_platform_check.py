@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import dag, task
-
 from sluice.platform_check import check_alert_connections, check_staging, check_warehouse
 
 

@@ -40,6 +40,7 @@ PORTS = {
 }
 BUCKETS = ("sluice-staging", "sluice-landing")
 CORE = ("postgres", "redis", "s3")
+AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
 def log(msg: str) -> None:
@@ -115,7 +116,7 @@ class Stack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__FERNET_KEY": s["fernet_key"],
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
-            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+            "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "admin_passwords.json"),
             "AIRFLOW__CORE__PARALLELISM": "16",
@@ -149,7 +150,8 @@ class Stack:
                 {"conn_type": "slackwebhook", "host": f"http://{hooks}/slack", "password": s["slack_token"]}
             ),
             "AIRFLOW_CONN_SLUICE_DISCORD": json.dumps(
-                {"conn_type": "discord", "host": f"http://{hooks}", "extra": {"webhook_endpoint": f"webhooks/{s['discord_token']}"}}
+                {"conn_type": "discord", "host": f"http://{hooks}",
+                 "extra": {"webhook_endpoint": f"webhooks/{s['discord_token']}"}}
             ),
         }
 

@@ -106,7 +106,8 @@ def test_daily_runs_conserve_rows_quarantine_bad_ones_and_keep_the_last_duplicat
 def test_rerun_of_an_interval_writes_nothing(api, orders):
     before = table_hash("e2e.orders", ORDERS_COLS, "o_orderkey")
     sql("SELECT pg_stat_clear_snapshot()")
-    stats = "SELECT n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables WHERE schemaname='e2e' AND relname='orders'"
+    stats = ("SELECT n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables "
+             "WHERE schemaname = 'e2e' AND relname = 'orders'")
     ins0, upd0, del0 = sql(stats)[0]
     run(api, "e2e_orders", conf(DAYS[0]))
     time.sleep(1.5)  # backends flush their table statistics at most once a second

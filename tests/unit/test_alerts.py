@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "demo"))
-from webhook_receiver import embed_size, validate_discord, validate_slack  # noqa: E402
 from sluice.alerts import (  # noqa: E402
     AlertContext,
     AlertKind,
@@ -31,6 +30,7 @@ from sluice.alerts import (  # noqa: E402
     task_alert_context,
 )
 from sluice.alerts.model import COLOURS, Severity  # noqa: E402
+from webhook_receiver import embed_size, validate_discord, validate_slack  # noqa: E402
 
 DB_PASSWORD = "Pg-S3cret-9f2d7c"
 SLACK_TOKEN = "T0ABC123/B0DEF456/q8wErTy12uIoP34aSdF"
