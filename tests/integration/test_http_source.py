@@ -1,0 +1,270 @@
+"""The HTTP source against real HTTP servers on loopback: the demo API (every pagination style over the same data)
+and pytest-httpserver (faults: duplicate pages, 429 + Retry-After, 5xx, refused connections, bad bodies)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import socket
+import time
+import uuid
+from datetime import UTC, datetime
+from email.utils import formatdate
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from sluice.config import PipelineConfig
+from sluice.interval import Interval
+from sluice.sources import http, iter_source
+from werkzeug import Response
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "demo-" + uuid.uuid4().hex
+INTERVAL = Interval(datetime(2024, 1, 3, tzinfo=UTC), datetime(2024, 1, 10, tzinfo=UTC))
+WINDOW = {"updated_since": "{{ interval_start }}", "updated_before": "{{ interval_end }}"}
+
+
+def _load_demo():
+    spec = importlib.util.spec_from_file_location("demo_api_server", REPO / "demo" / "api_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def demo_api():
+    server = _load_demo().start_in_thread(token=TOKEN, max_page_size=250)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def connection(monkeypatch, url: str, password: str | None = TOKEN, login: str = "") -> str:
+    """A fresh Airflow connection id (env var, as in production) pointing at `url`."""
+    conn_id = f"t_{uuid.uuid4().hex[:8]}"
+    host = url.split("://", 1)[1].rstrip("/")
+    creds = f"{login}:{password}@" if password else ""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", f"http://{creds}{host}")
+    return conn_id
+
+
+def make_cfg(conn_id: str, chunk_rows: int = 1000, **source) -> PipelineConfig:
+    return PipelineConfig.model_validate({
+        "name": "api_test", "start_date": "2024-01-01",
+        "source": {"kind": "http", "conn_id": conn_id, "auth": "bearer", "max_retries": 2, **source},
+        "staging": {"url": "file:///tmp/unused", "conn_id": None, "chunk_rows": chunk_rows},
+        "target": {"table": "t", "primary_key": ["id"],
+                   "columns": [{"name": "id", "type": "bigint", "nullable": False}]},
+    })
+
+
+def run(cfg: PipelineConfig, interval: Interval = INTERVAL):
+    rejects = []
+    batches = list(iter_source(cfg, interval, rejects.append))
+    return batches, rejects
+
+
+def expected_ids(server, interval: Interval) -> list[int]:
+    lo = interval.start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    hi = interval.end.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [key[1] for key in server.data.keys if lo <= key[0] < hi]
+
+
+STYLES = {
+    "page_number": dict(endpoint="/v1/customers", records_path="data", params={**WINDOW, "per_page": "40"},
+                        pagination={"style": "page_number", "size_param": None, "total_path": "meta.total"}),
+    "page_number_no_total": dict(endpoint="/v1/customers", records_path="data", params={**WINDOW},
+                                 pagination={"style": "page_number", "size_param": "per_page", "page_size": 1000}),
+    "offset": dict(endpoint="/v1/customers/by-offset", records_path="data", params=WINDOW,
+                   pagination={"style": "offset", "limit": 1000, "total_path": "meta.total"}),  # server caps at 250
+    "cursor": dict(endpoint="/v1/customers/by-cursor", records_path="data", params={**WINDOW, "limit": "33"},
+                   pagination={"style": "cursor", "cursor_param": "cursor", "cursor_path": "next_cursor"}),
+    "next_url": dict(endpoint="/v1/customers/by-next-url", records_path="data", params={**WINDOW, "limit": "50"},
+                     pagination={"style": "next_url", "next_url_path": "links.next"}),
+    "link_header": dict(endpoint="/v1/customers/by-link", records_path="", params={**WINDOW, "per_page": "45"},
+                        pagination={"style": "link_header"}),
+    "single": dict(endpoint="/v1/customers/all", records_path="data", params=WINDOW),
+}
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_every_pagination_style_returns_exactly_the_interval(demo_api, monkeypatch, style):
+    cfg = make_cfg(connection(monkeypatch, demo_api.url), chunk_rows=100, **STYLES[style])
+    batches, rejects = run(cfg)
+    ids = [int(i) for b in batches for i in b.column("id").to_pylist()]
+    assert sorted(ids) == sorted(expected_ids(demo_api, INTERVAL)) and len(ids) > 200
+    assert len(ids) == len(set(ids))
+    assert all(b.num_rows <= 100 for b in batches)
+    assert not rejects
+    first = batches[0].to_pylist()[0]
+    assert set(first) >= {"id", "name", "address", "updated_at", "is_active"}
+    assert json.loads(first["address"])["region"] and first["is_active"] in ("true", "false")
+
+
+def test_interval_with_no_data_yields_nothing(demo_api, monkeypatch):
+    cfg = make_cfg(connection(monkeypatch, demo_api.url), **STYLES["page_number"])
+    assert run(cfg, Interval(datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 1, 2, tzinfo=UTC))) == ([], [])
+
+
+def test_wrong_token_is_a_clear_401(demo_api, monkeypatch):
+    cfg = make_cfg(connection(monkeypatch, demo_api.url, password="wrong-token"), **STYLES["single"])
+    with pytest.raises(http.HttpSourceError, match=r"answered HTTP 401 Unauthorized.*bearer token"):
+        run(cfg)
+
+
+def test_max_pages_guard(demo_api, monkeypatch):
+    cfg = make_cfg(connection(monkeypatch, demo_api.url), max_pages=3,
+                   **{**STYLES["page_number"], "params": {**WINDOW, "per_page": "10"}})
+    with pytest.raises(http.MaxPagesExceeded, match=r"max_pages=3 .*page_number at page=3"):
+        run(cfg)
+
+
+# ---------------------------------------------------------------- faults (pytest-httpserver)
+
+
+def test_duplicate_page_is_an_error(httpserver, monkeypatch):
+    """The API ignores the page parameter: page 2 repeats page 1. We fail rather than load duplicates or stop early."""
+    httpserver.expect_request("/items").respond_with_json({"data": [{"id": 1}, {"id": 2}]})
+    cfg = make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items", records_path="data",
+                   pagination={"style": "page_number", "page_param": "pg"})
+    with pytest.raises(http.DuplicatePageError, match=r"page 2 .*pg=2.* repeats the previous page's 2 records"):
+        run(cfg)
+
+
+def timed_handler(responses: list[Response], stamps: list[float]):
+    def handler(request):
+        stamps.append(time.monotonic())
+        return responses[min(len(stamps), len(responses)) - 1]
+    return handler
+
+
+def test_429_with_retry_after_seconds_is_honoured(httpserver, monkeypatch):
+    stamps: list[float] = []
+    busy = Response('{"error": "slow down"}', status=429, headers={"Retry-After": "2"})
+    ok = Response(json.dumps([{"id": 1}]), content_type="application/json")
+    httpserver.expect_request("/items").respond_with_handler(timed_handler([busy, ok], stamps))
+    batches, _ = run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items"))
+    assert len(stamps) == 2 and stamps[1] - stamps[0] >= 2.0
+    assert batches[0].column("id").to_pylist() == ["1"]
+
+
+def test_429_with_retry_after_http_date_is_honoured(httpserver, monkeypatch):
+    stamps: list[float] = []
+    busy = Response("", status=503, headers={"Retry-After": formatdate(time.time() + 3, usegmt=True)})
+    ok = Response(json.dumps([{"id": 1}]), content_type="application/json")
+    httpserver.expect_request("/items").respond_with_handler(timed_handler([busy, ok], stamps))
+    run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items"))
+    assert len(stamps) == 2 and stamps[1] - stamps[0] >= 1.9  # the date has whole-second resolution
+
+
+def test_500_500_then_200_is_retried_with_backoff(httpserver, monkeypatch):
+    monkeypatch.setattr(http, "BACKOFF_INITIAL_SECONDS", 0.1)
+    stamps: list[float] = []
+    err = Response("oops", status=500)
+    ok = Response(json.dumps({"data": [{"id": 7}]}), content_type="application/json")
+    httpserver.expect_request("/items").respond_with_handler(timed_handler([err, err, ok], stamps))
+    batches, _ = run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items", records_path="data"))
+    assert len(stamps) == 3 and batches[0].column("id").to_pylist() == ["7"]
+    assert stamps[1] - stamps[0] >= 0.1 and stamps[2] - stamps[1] >= 0.2  # exponential: 0.1 s, then 0.2 s (+ jitter)
+
+
+def test_5xx_forever_fails_after_max_retries(httpserver, monkeypatch):
+    monkeypatch.setattr(http, "BACKOFF_INITIAL_SECONDS", 0.05)
+    httpserver.expect_request("/items").respond_with_data("down", status=502)
+    with pytest.raises(http.HttpSourceError, match=r"still answered HTTP 502 after 3 attempts: 'down'"):
+        run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items"))
+
+
+def test_connection_refused_is_a_clear_error_after_retries(monkeypatch):
+    monkeypatch.setattr(http, "BACKOFF_INITIAL_SECONDS", 0.05)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(http.HttpSourceError, match=rf"GET http://127.0.0.1:{port}/items failed after 3 attempt\(s\)"
+                                                   r".*(refused|Failed to establish)"):
+        run(make_cfg(connection(monkeypatch, f"http://127.0.0.1:{port}"), endpoint="/items"))
+    assert time.monotonic() - started < 10
+
+
+def test_malformed_json_names_url_and_position(httpserver, monkeypatch):
+    httpserver.expect_request("/items").respond_with_data('{"data": [{"id": 1}, {"id": 2,]}',
+                                                          content_type="application/json")
+    with pytest.raises(http.HttpSourceError, match=r"malformed JSON .*/items.*line 1 column 31 \(char 30\)"):
+        run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items", records_path="data"))
+
+
+def test_missing_records_path(httpserver, monkeypatch):
+    httpserver.expect_request("/items").respond_with_json({"results": []})
+    with pytest.raises(http.HttpSourceError, match=r"records_path 'data.items' not found .*/items.*'results'"):
+        run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items", records_path="data.items"))
+
+
+def test_html_error_page_with_status_200(httpserver, monkeypatch):
+    httpserver.expect_request("/items").respond_with_data("<html><h1>Maintenance</h1></html>", content_type="text/html")
+    with pytest.raises(http.HttpSourceError, match=r"/items answered HTTP 200 with Content-Type text/html, not JSON"):
+        run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items"))
+
+
+def test_huge_page_streams_in_bounded_batches(httpserver, monkeypatch):
+    records = [{"id": i, "name": f"n{i}", "score": i / 7, "tags": [i]} for i in range(50_000)]
+    httpserver.expect_request("/items").respond_with_json({"data": records})
+    batches, _ = run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), chunk_rows=8_000, endpoint="/items",
+                              records_path="data"))
+    assert [b.num_rows for b in batches] == [8_000] * 6 + [2_000]
+    assert batches[-1].column("id").to_pylist()[-1] == "49999"
+
+
+def test_nulls_unicode_and_a_1mb_value(httpserver, monkeypatch):
+    big = "ü" * 1_000_000
+    records = [{"id": 1, "text": None, "city": "Zürich", "emoji": "東京 🚀"}, {"id": 2, "text": big, "city": None}]
+    httpserver.expect_request("/items").respond_with_json(records)
+    batches, _ = run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items"))
+    rows = pa.Table.from_batches(batches).to_pylist()
+    assert rows[0] == {"id": "1", "text": None, "city": "Zürich", "emoji": "東京 🚀"}
+    assert rows[1]["text"] == big and rows[1]["city"] is None and rows[1]["emoji"] is None
+
+
+def test_column_renamed_upstream_is_reported_as_the_source_names_it(httpserver, monkeypatch):
+    """Page 1 still says `name`, page 2 already says `full_name`: the source reports each page's columns faithfully
+    (staging unifies a chunk's columns; the casting stage decides what to do with them)."""
+    httpserver.expect_request("/items", query_string="page=1").respond_with_json([{"id": 1, "name": "a"}])
+    httpserver.expect_request("/items", query_string="page=2").respond_with_json([{"id": 2, "full_name": "b"}])
+    httpserver.expect_request("/items", query_string="page=3").respond_with_json([])
+    batches, _ = run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items",
+                              pagination={"style": "page_number"}))
+    assert [b.schema.names for b in batches] == [["id", "name"], ["id", "full_name"]]
+    assert [b.to_pylist() for b in batches] == [[{"id": "1", "name": "a"}], [{"id": "2", "full_name": "b"}]]
+
+
+def test_templated_endpoint_params_and_api_key_query_never_leak(httpserver, monkeypatch, caplog):
+    secret = "k-" + uuid.uuid4().hex
+    httpserver.expect_request("/v1/2024-01-03/items", query_string={"since": "2024-01-03T00:00:00+00:00",
+                                                                   "key": secret}).respond_with_data("nope", status=404)
+    conn_id = connection(monkeypatch, httpserver.url_for("/"), password=secret)
+    cfg = make_cfg(conn_id, endpoint="/v1/{{ ds }}/items", params={"since": "{{ interval_start }}"},
+                   auth="api_key_query", api_key_name="key")
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(http.HttpSourceError) as err:
+        run(cfg)
+    assert "HTTP 404" in str(err.value) and "key=***" in str(err.value)
+    assert secret not in str(err.value)
+    client_logs = [r.getMessage() for r in caplog.records if not r.name.startswith("werkzeug")]  # not the server's
+    assert any("key=***" in line for line in client_logs) and not any(secret in line for line in client_logs)
+
+
+@pytest.mark.parametrize("auth, check", [
+    ("basic", lambda r: r.authorization and r.authorization.password == "pw-1"),
+    ("api_key_header", lambda r: r.headers.get("X-Api-Key") == "pw-1"),
+])
+def test_basic_and_header_key_auth(httpserver, monkeypatch, auth, check):
+    seen = []
+    httpserver.expect_request("/items").respond_with_handler(
+        lambda r: seen.append(check(r)) or Response("[]", content_type="application/json"))
+    conn_id = connection(monkeypatch, httpserver.url_for("/"), password="pw-1", login="user")
+    run(make_cfg(conn_id, endpoint="/items", auth=auth, api_key_name="X-Api-Key"))
+    assert seen == [True]
