@@ -41,17 +41,19 @@ def land_data(start: date, days: int, scale: float) -> None:
         subprocess.run([PY, str(REPO / "demo" / "seed_source_db.py"), "--scale", str(scale)], check=True)
 
 
-def run_pipelines(api, names: list[str], start: date, days: int) -> list[tuple[str, str, str, str]]:
+def run_pipelines(api, pipelines: dict, start: date, days: int) -> list[tuple[str, str, str, str]]:
+    """Run each pipeline for `days` daily intervals from `start` (or from its own start_date, when later)."""
     runs = []
-    for name in names:
+    for name, cfg in sorted(pipelines.items()):
         api.wait_for_dag(name)
         api.unpause(name)
+        first = max(start, cfg.start_date)
         for i in range(days):
-            s = datetime.combine(start + timedelta(days=i), datetime.min.time(), tzinfo=UTC)
+            s = datetime.combine(first + timedelta(days=i), datetime.min.time(), tzinfo=UTC)
             conf = {"interval_start": s.isoformat(), "interval_end": (s + timedelta(days=1)).isoformat()}
             run_id = api.trigger(name, conf=conf)
             runs.append((name, conf["interval_start"][:10], run_id, "queued"))
-    step(f"triggered {len(runs)} run(s) of {len(names)} pipeline(s); waiting for the scheduler and Celery workers")
+    step(f"triggered {len(runs)} run(s) of {len(pipelines)} pipeline(s); waiting for the scheduler and Celery workers")
     done = []
     for name, day, run_id, _ in runs:
         done.append((name, day, run_id, api.wait_for_run(name, run_id, timeout=900)))
@@ -91,10 +93,7 @@ def main() -> int:
     result = load_configs()
     for path, err in result.errors.items():
         step(f"skipping invalid pipeline file {path}:\n{err}")
-    names = sorted(result.pipelines)
-    runs = []
-    if names:
-        runs = run_pipelines(api, names, date.fromisoformat(args.start), args.days)
+    runs = run_pipelines(api, result.pipelines, date.fromisoformat(args.start), args.days) if result.pipelines else []
     api.wait_for_dag("sluice_platform_check")
     api.unpause("sluice_platform_check")
     check = api.trigger("sluice_platform_check")
