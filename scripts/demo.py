@@ -81,7 +81,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--start", default=os.environ.get("SLUICE_DEMO_START", "1995-01-01"))
     parser.add_argument("--days", type=int, default=int(os.environ.get("SLUICE_DEMO_DAYS", "3")))
-    parser.add_argument("--scale", type=float, default=float(os.environ.get("SLUICE_DEMO_SCALE", "0.1")))
+    parser.add_argument("--scale", type=float, default=float(os.environ.get("SLUICE_DEMO_SCALE", "1")))
     args = parser.parse_args()
     load_env()
     from sluice.airflow_api import AirflowApi
