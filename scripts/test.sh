@@ -14,4 +14,4 @@ $PY scripts/stack.py wipe >/dev/null 2>&1 || true
 trap '$PY scripts/stack.py down' EXIT
 $PY scripts/stack.py up || exit 1
 set -a; source "$SLUICE_HOME/env"; set +a
-$PY -m pytest tests -q -ra --durations=15 "$@"
+$PY -m pytest -q -ra --durations=15 "$@"

@@ -25,8 +25,9 @@ def api() -> AirflowApi:
     return AirflowApi.from_env()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module-scoped: Playwright's sync API keeps an event loop running while it is open."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
