@@ -1,0 +1,70 @@
+"""The bookkeeping tables (sluice.load_ledger, run_summary, schema_changes): created once, and read back for the
+conservation check and the count table of a run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sluice.loading import sql as q
+
+if TYPE_CHECKING:
+    from sluice.interval import Interval
+
+COUNTS = ("rows_in", "rows_loaded", "rows_quarantined", "inserted", "updated", "deleted")
+
+
+def conservation_problems(rows: list[dict], results: list[dict], interval: Interval) -> list[str]:
+    """Every way the ledger rows of a run can disagree with conservation or with the tasks' results."""
+    by_chunk = {r["chunk"]: r for r in rows}
+    expected = {int(r["index"]): r for r in results}
+    problems = [f"chunk {c} has no ledger row (it was never loaded)" for c in sorted(set(expected) - set(by_chunk))]
+    problems += [f"chunk {c} is in the ledger but not in this run's results"
+                 for c in sorted(set(by_chunk) - set(expected))]
+    for c, r in sorted(by_chunk.items()):
+        if r["rows_in"] != r["rows_loaded"] + r["rows_quarantined"]:
+            problems.append(f"chunk {c}: rows_in {r['rows_in']} != loaded {r['rows_loaded']} + quarantined "
+                            f"{r['rows_quarantined']}")
+        if c in expected and any(int(expected[c].get(f, r[f])) != r[f] for f in ("rows_in", "rows_loaded",
+                                                                                  "rows_quarantined")):
+            problems.append(f"chunk {c}: the task reported other counts than the ledger recorded")
+        if (r["interval_start"], r["interval_end"]) != (interval.start, interval.end):
+            problems.append(f"chunk {c} was loaded for interval {r['interval_start']}..{r['interval_end']}")
+    return problems
+
+
+def format_table(rows: list[dict]) -> str:
+    """The per-chunk counts and timings as an aligned text table with a total line, for the task log."""
+    cols = ("chunk", "rows_in", "rows_loaded", "rows_quarantined", "inserted", "updated", "deleted",
+            "copy_seconds", "merge_seconds")
+    body = [[str(r[c]) for c in cols] for r in rows]
+    body.append(["total", *(str(sum(r[c] for r in rows)) for c in cols[1:7]),
+                 *(f"{sum(r[c] for r in rows):.2f}" for c in cols[7:])])
+    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in [list(cols), *body])
+
+
+_READY: set[tuple[str, str]] = set()
+
+
+def ensure_metadata(dsn: str, schema: str) -> None:
+    """Create the sluice.* bookkeeping tables and the target schema once, in a short transaction of its own under
+    a global DDL lock (never inside a load, which would hold that lock for the whole load)."""
+    import psycopg
+
+    if (dsn, schema) in _READY:
+        return
+    for attempt in range(3):
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                if not conn.execute(q.metadata_present(), {"schema": schema}).fetchone()[0]:
+                    with conn.transaction():
+                        conn.execute(q.advisory_lock(), {"key": "sluice.ddl"})
+                        for stmt in (q.create_schema(q.META), q.create_ledger(), q.create_ledger_interval_index(),
+                                     q.create_run_seq(), q.create_run_summary(), q.create_schema_changes(),
+                                     q.create_schema(schema)):
+                            conn.execute(stmt)
+            break
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+            if attempt == 2:  # someone else (e.g. validation creating sluice.quarantine) raced us three times
+                raise
+    _READY.add((dsn, schema))
