@@ -102,14 +102,15 @@ class Stack:
             "extra": {"endpoint_url": f"http://127.0.0.1:{p['s3']}", "region_name": "us-east-1"},
         }
         hooks = f"127.0.0.1:{p['webhooks']}"
+        ports = {var: str(p[name]) for name, (var, _) in PORTS.items()}
         return {
+            **ports,
             "SLUICE_HOME": str(self.home),
             "AIRFLOW_HOME": str(self.home / "airflow"),
             "PYTHONPATH": str(REPO / "include"),
             "SLUICE_PIPELINES_DIRS": self.pipelines_dirs,
             "SLUICE_REDIS_URL": f"redis://127.0.0.1:{p['redis']}/2",
             "SLUICE_API_URL": api,
-            "SLUICE_WEBHOOK_PORT": str(p["webhooks"]),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),

@@ -208,3 +208,34 @@ def test_kill_9_inside_copy_is_retried_into_the_clean_table(api):
     assert dups == 0
     chunks = [c[0] for c in ledger(run_id)]
     assert chunks == sorted(set(chunks)) == list(range(len(ledger(clean_run))))  # exactly one ledger row per chunk
+
+
+def test_warehouse_down_at_load_time_is_retried_then_succeeds(api, orders):
+    """The warehouse refuses the loader's logins while load_chunk starts; Airflow's retry loads once it is back."""
+    import json
+
+    secrets = json.loads((Path(os.environ["SLUICE_HOME"]) / "secrets.json").read_text())
+    admin = f"postgresql://postgres:{secrets['pg_superuser']}@127.0.0.1:{os.environ['SLUICE_PG_PORT']}/postgres"
+    before = table_hash("e2e.orders", ORDERS_COLS, "o_orderkey")
+    sql("DELETE FROM e2e.orders WHERE o_orderdate = %s", (DAYS[1],))
+    run_id = api.trigger("e2e_orders", conf=conf(DAYS[1]))
+    deadline, blocked = time.time() + 300, False
+    with psycopg.connect(admin, autocommit=True) as su:
+        try:
+            while time.time() < deadline:
+                tis = {(t["task_id"], t["map_index"]): t for t in api.task_instances("e2e_orders", run_id)}
+                gate = tis.get(("quality_gate", -1), {})
+                if not blocked and gate.get("state") in ("running", "success"):
+                    su.execute('ALTER ROLE "sluice" NOLOGIN')  # the warehouse is "down" for the loader
+                    blocked = True
+                loads = [t for k, t in tis.items() if k[0] == "load_chunk"]
+                if blocked and any(t["state"] == "up_for_retry" or (t["try_number"] or 0) > 1 for t in loads):
+                    break
+                time.sleep(0.3)
+        finally:
+            su.execute('ALTER ROLE "sluice" LOGIN')
+    assert blocked
+    assert api.wait_for_run("e2e_orders", run_id, timeout=300) == "success"
+    loads = [t for t in api.task_instances("e2e_orders", run_id) if t["task_id"] == "load_chunk"]
+    assert any(t["try_number"] > 1 for t in loads), loads
+    assert table_hash("e2e.orders", ORDERS_COLS, "o_orderkey") == before
