@@ -6,7 +6,7 @@ in ONE run on the same database, and printed as ratios (see bench/README.md).
 
 The box is shared (2 cores, other jobs come and go), so the phases are INTERLEAVED chunk by chunk: for each
 250k-row chunk, raw COPY of that chunk into a PK table, then Sluice's load_chunk (first run), then load_chunk again
-under a new run_id (the re-run), then the same two with INSERT .. ON CONFLICT instead of MERGE. Every phase thus
+under a new run_id (the re-run), then the same two forcing MERGE, then forcing INSERT .. ON CONFLICT. Every phase thus
 sees the same background load, and the sums per phase compare like with like. insert_rows(replace=True) runs on a
 subset and is extrapolated. --loaders 2 adds a separate (not interleaved) run with two chunks at a time.
 """
@@ -50,7 +50,7 @@ COLUMNS = [("l_orderkey", "bigint"), ("l_partkey", "bigint"), ("l_suppkey", "big
            ("l_comment", "text")]
 INTERVAL = Interval(datetime(1992, 1, 1, tzinfo=UTC), datetime(1999, 1, 1, tzinfo=UTC))
 TARGETS = {"vs_raw_copy": (">=", 0.6), "vs_insert_rows": (">=", 30.0), "rerun_time_ratio": ("<=", 1.1)}
-STRATEGIES = {"merge": postgres.UpsertStrategy.merge, "on_conflict": postgres.UpsertStrategy.on_conflict}
+STRATEGIES = {s.value: s for s in postgres.UpsertStrategy}  # auto (shipped), merge, on_conflict
 
 
 def say(msg: str) -> None:
@@ -191,7 +191,7 @@ def interleaved(conn, table, reports, staging: Path, strategies: list[str], chun
 
 def parallel(conn, reports, staging: Path, loaders: int) -> dict:
     """Two (or N) chunks at a time, in whatever order they finish, like mapped tasks on N Celery workers."""
-    cfg = config(f"sluice_merge_x{loaders}", staging)
+    cfg = config(f"sluice_auto_x{loaders}", staging)
     out = {}
     for phase, run_id in (("first", "run-1"), ("rerun", "run-2")):
         t0 = time.perf_counter()
@@ -208,7 +208,8 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="TPC-H scale factor (SF1 = 6,001,215 rows)")
     ap.add_argument("--chunk-rows", type=int, default=250_000, help="rows per staged chunk (config default)")
     ap.add_argument("--subset", type=int, default=200_000, help="rows for insert_rows (then extrapolated)")
-    ap.add_argument("--strategy", choices=["merge", "on_conflict", "both"], default="both")
+    ap.add_argument("--strategy", choices=[*STRATEGIES, "all"], default="all",
+                    help="upsert statement(s) to measure; auto is what Sluice ships")
     ap.add_argument("--loaders", type=int, default=0, help="also run the whole load with N chunks at a time")
     ap.add_argument("--shuffle", action="store_true", help="shuffle rows before chunking, so every chunk's key "
                     "range overlaps the table and the first load goes through MERGE instead of a straight COPY")
@@ -225,7 +226,7 @@ def main() -> int:
         import numpy as np
 
         table = table.take(np.random.default_rng(0).permutation(table.num_rows))
-    strategies = ["merge", "on_conflict"] if args.strategy == "both" else [args.strategy]
+    strategies = list(STRATEGIES) if args.strategy == "all" else [args.strategy]
     say(f"lineitem SF{args.scale:g}: {table.num_rows:,} rows, chunks of {args.chunk_rows:,}"
         + (" (shuffled)" if args.shuffle else "") + f"; interleaved: raw COPY, {', '.join(strategies)}")
     report: dict = {"scale": args.scale, "rows": table.num_rows, "chunk_rows": args.chunk_rows,
@@ -243,7 +244,7 @@ def main() -> int:
             report["interleaved"] = interleaved(conn, table, reports, Path(tmp) / "staging", strategies,
                                                 args.chunk_rows)
             if args.loaders > 1:
-                say(f"{args.loaders} loaders at a time (merge), first load and re-run ...")
+                say(f"{args.loaders} loaders at a time, first load and re-run ...")
                 report[f"parallel_x{args.loaders}"] = parallel(conn, reports, Path(tmp) / "staging", args.loaders)
             say(f"PostgresHook.insert_rows(replace=True) on {args.subset:,} rows ...")
             report["insert_rows"] = insert_rows(conn, table, min(args.subset, table.num_rows))
@@ -301,7 +302,7 @@ def print_summary(r: dict) -> None:
                   f"{p['wal_bytes'] / 2**20:,.0f} MB, paths {p['paths']})")
     for key, run in r.items():
         if key.startswith("parallel_x"):
-            print(f"  sluice merge, {key[9:]} loaders (separate)  first {run['first']['seconds']:.1f} s, "
+            print(f"  sluice auto, {key[9:]} loaders (separate)   first {run['first']['seconds']:.1f} s, "
                   f"re-run {run['rerun']['seconds']:.1f} s")
     print(f"  insert_rows(replace=True)       {ir['seconds']:7.1f} s  {ir['rows_per_second']:>9,.0f} rows/s on "
           f"{ir['rows']:,} rows; EXTRAPOLATED to {rows:,} rows: {rows / ir['rows_per_second']:,.0f} s "

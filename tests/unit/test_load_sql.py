@@ -52,6 +52,7 @@ def test_ident_quotes_and_keeps_case():
     lambda n: q.key_bound(["id", n], last=True),
     lambda n: q.keys_in_range("s", "t", [n]),
     lambda n: q.insert_new("s", "t", ["id", n]),
+    lambda n: q.matched_sample("s", "t", ["id", n]),
 ], ids=lambda b: "")
 def test_every_builder_rejects_unsafe_identifiers(build, name):
     with pytest.raises(q.UnsafeIdentifier):
@@ -174,6 +175,12 @@ def test_new_keys_fast_path():
     assert s(q.insert_new("s", "t", ["k", "v"])) == (
         'INSERT INTO "s"."t" ("k", "v", "_sluice_run", "_sluice_seq") SELECT "k", "v", %(run_no)s, "_sluice_seq" '
         'FROM "_sluice_chunk"')
+
+
+def test_matched_sample():
+    assert s(q.matched_sample("s", "t", ["a", "b"])) == (
+        'SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT FROM "s"."t" t WHERE t."a" = s."a" AND t."b" = s."b"))'
+        ' FROM (SELECT "a", "b" FROM "_sluice_chunk" LIMIT %(n)s) s')
 
 
 def test_direct_copy_and_replace_interval():

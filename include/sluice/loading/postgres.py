@@ -7,10 +7,11 @@ leaves nothing behind; a retry finds the ledger row for (pipeline, run_id, chunk
 How rows are written (pyarrow CSV streamed into COPY; SQL text in sql.py):
   * new keys: when the target holds no key between the chunk's first and last key (checked under the lock), the
     chunk is COPYed straight into the target: nothing can conflict. `append` always does this;
-  * otherwise: COPY into a temp table (before the lock, so parallel chunks overlap it with another's MERGE), then
-    MERGE with an IS DISTINCT FROM guard: an unchanged row is neither locked nor rewritten, so an unchanged re-run
-    writes nothing. MERGE was chosen over INSERT .. ON CONFLICT by bench/bench_load.py: ON CONFLICT locks, and
-    WAL-logs, every conflicting row even when its WHERE is false.
+  * otherwise: COPY into a temp table (before the lock, so parallel chunks overlap it with another's write), then
+    an upsert guarded by IS DISTINCT FROM, so unchanged rows are never rewritten. Which statement is measured by
+    bench/bench_load.py: MERGE never touches an unchanged row, INSERT .. ON CONFLICT locks (and WAL-logs) every
+    conflicting row even when its WHERE is false, but inserts new rows faster. So (UpsertStrategy.auto) a sample of
+    the chunk's first keys decides: mostly existing (a re-run) -> MERGE, mostly new -> ON CONFLICT.
   * `replace_interval`: the run's first committed chunk (decided under the lock from the ledger) deletes the rows
     whose interval_column is in [start, end); every chunk then writes as above, so parallel chunks never delete
     each other's rows. A run without chunks deletes in finalize.
@@ -57,11 +58,13 @@ __all__ = ["ConservationError", "LoadError", "SchemaMismatch", "StagedChunkChang
 
 
 class UpsertStrategy(StrEnum):
+    auto = "auto"  # per chunk, from a sample of its keys: mostly existing -> merge, mostly new -> on_conflict
     merge = "merge"
     on_conflict = "on_conflict"
 
 
-STRATEGY = UpsertStrategy.merge
+STRATEGY = UpsertStrategy.auto
+SAMPLE_KEYS = 1000
 MERGE_WORK_MEM = "256MB"
 TEMP_BUFFERS = "512MB"  # a chunk's temp table stays in memory (default 8MB); set before the session's first temp use
 
@@ -363,6 +366,9 @@ def _write(conn: psycopg.Connection, tgt: _Target, names: list[str], run_no: int
         conn.execute(q.insert_new(tgt.schema, tgt.table, names), {"run_no": run_no})
         return "insert_new"
     params = {"run_no": run_no, "adopted": adopted}
+    if strategy is UpsertStrategy.auto:
+        sampled, matched = conn.execute(q.matched_sample(tgt.schema, tgt.table, tgt.pk), {"n": SAMPLE_KEYS}).fetchone()
+        strategy = UpsertStrategy.merge if 2 * matched >= sampled else UpsertStrategy.on_conflict
     if strategy is UpsertStrategy.merge:
         conn.execute(q.analyze_temp(tgt.pk))
         conn.execute(q.set_local("work_mem", MERGE_WORK_MEM))

@@ -236,6 +236,15 @@ def keys_in_range(schema: str, table: str, primary_key: Sequence[str]) -> sql.Co
                    "WHERE ({k}) <= ({hi}))").format(t=qualified(schema, table), k=_cols(primary_key), lo=lo, hi=hi)
 
 
+def matched_sample(schema: str, table: str, primary_key: Sequence[str]) -> sql.Composed:
+    """Of the chunk's first %(n)s keys, how many the target already holds: picks MERGE (mostly existing: a re-run)
+    or INSERT .. ON CONFLICT (mostly new) for UpsertStrategy.auto. At most n index probes."""
+    match = sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in primary_key)
+    return sql.SQL("SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT FROM {t} t WHERE {match})) "
+                   "FROM (SELECT {k} FROM {tmp} LIMIT %(n)s) s").format(
+        t=qualified(schema, table), match=match, k=_cols(primary_key), tmp=ident(TEMP_TABLE))
+
+
 def insert_new(schema: str, table: str, names: Sequence[str]) -> sql.Composed:
     """The upsert of a chunk whose keys are all new (see keys_in_range): no join, no probe per row."""
     return sql.SQL("INSERT INTO {} ({}, {}) SELECT {}, {}, {} FROM {}").format(
