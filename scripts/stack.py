@@ -40,6 +40,7 @@ PORTS = {
 }
 BUCKETS = ("sluice-staging", "sluice-landing")
 CORE = ("postgres", "redis", "s3")
+STACK_MARK = "SLUICE_STACK_PROCESS"  # set only in supervisord's environment, so every program of this stack has it
 AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
@@ -349,7 +350,7 @@ class Stack:
             log(f"starting supervisord (logs in {self.log_dir})")
             # Programs inherit supervisord's environment: the shared secrets and connections (see env()).
             subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(self.conf)], check=True,
-                           env={**os.environ, **self.env()})
+                           env={**os.environ, **self.env(), STACK_MARK: str(self.home)})
             wait_for(lambda: self.sock.exists() and self.ctl("pid").returncode == 0, 20, "supervisord")
         else:
             log(f"supervisord already running (pid {running}); starting anything that is stopped")
@@ -427,7 +428,7 @@ class Stack:
             first = pg_pid.read_text().splitlines()[:1]
             if first and first[0].isdigit():
                 pids.append(int(first[0]))
-        left = [p for p in pids if pid_alive(p) and self.owned(p)]
+        left = [p for p in pids if pid_alive(p) and self.owned(p)] + self.marked()
         for p in left:
             try:
                 os.killpg(p, signal.SIGTERM) if os.getpgid(p) == p else os.kill(p, signal.SIGTERM)
@@ -441,6 +442,19 @@ class Stack:
                 os.kill(p, signal.SIGKILL)
         pidfile.unlink(missing_ok=True)
         log("stack is down")
+
+    def marked(self) -> list[int]:
+        """Processes that inherited this stack's mark (e.g. a scheduler child that outlived its parent's group)."""
+        mark = f"{STACK_MARK}={self.home}".encode() + b"\0"
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if mark in (entry / "environ").read_bytes():
+                        found.append(int(entry.name))
+                except OSError:
+                    continue
+        return found
 
     def owned(self, pid: int) -> bool:
         """Only touch a process whose command line mentions this stack's folder, the repo, or our ports."""
