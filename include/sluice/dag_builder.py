@@ -22,14 +22,13 @@ from sluice.interval import Interval
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PIPELINES_DIR = Path(__file__).resolve().parents[2] / "config" / "pipelines"
 DEADLINE_CALLBACK = "sluice_deadline.on_deadline_missed"
 
 
 def pipelines_dirs() -> list[Path]:
-    """Where pipeline files live: $SLUICE_PIPELINES_DIRS (os.pathsep-separated) or config/pipelines."""
+    """Where pipeline files live: $SLUICE_PIPELINES_DIRS (os.pathsep-separated), else the config loader's default."""
     raw = os.environ.get("SLUICE_PIPELINES_DIRS")
-    return [Path(p) for p in raw.split(os.pathsep) if p] if raw else [DEFAULT_PIPELINES_DIR]
+    return [Path(p) for p in raw.split(os.pathsep) if p] if raw else [sluice_config.default_pipelines_dir()]
 
 
 def load_configs(only: str | None = None) -> sluice_config.LoadResult:
