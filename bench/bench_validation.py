@@ -90,13 +90,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="validate the chunk this many times; the best run counts")
     args = ap.parse_args()
 
-    from sluice.casting import cast_table
     from sluice.config import PipelineConfig
     from sluice.connections import pg_dsn
-    from sluice.gx_suite import _batch_definition, _classes
     from sluice.interval import Interval
     from sluice.staging import StagingStore
-    from sluice.validation import validate_chunk
+    from sluice.validate.cast import cast_table
+    from sluice.validate.chunk import validate_chunk
+    from sluice.validate.suite import _batch_definition, _classes
 
     t0 = time.perf_counter()
     table, broken = spoil(lineitem(args.rows))
@@ -171,7 +171,7 @@ import time
 import airflow.providers.postgres.hooks.postgres  # a task process has Airflow loaded before the task starts
 args = json.loads(sys.stdin.read())
 start = time.perf_counter()
-from sluice.validation import validate_chunk
+from sluice.validate.chunk import validate_chunk
 validate_chunk(PipelineConfig.model_validate(args["cfg"]), Interval.from_dict(args["interval"]), args["run_id"],
                args["ref"])
 seconds = time.perf_counter() - start

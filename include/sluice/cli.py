@@ -68,7 +68,7 @@ def _run_lint(args: argparse.Namespace) -> int:
     result: LoadResult = load_paths(list(dict.fromkeys(files)), defaults)
     errors.update(result.errors)
     if any(cfg.expectations for cfg in result.pipelines.values()):  # GX is imported (seconds) only when needed
-        from sluice.gx_suite import expectation_issues
+        from sluice.validate.suite import expectation_issues
 
         for name, cfg in list(result.pipelines.items()):
             if issues := expectation_issues(cfg, defaults):

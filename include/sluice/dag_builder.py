@@ -190,13 +190,13 @@ def build_dag(cfg: PipelineConfig) -> DAG:
 
         @task(map_index_template="chunk {{ task.op_kwargs['chunk']['index'] }}")
         def validate_chunk(chunk: dict, **context) -> dict:
-            from sluice.validation import validate_chunk as run
+            from sluice.validate.chunk import validate_chunk as run
 
             return run(cfg, resolve_interval(context, timetable), context["run_id"], chunk)
 
         @task(trigger_rule="none_failed")
         def quality_gate(reports) -> list[dict]:
-            from sluice.quality import quality_gate as run
+            from sluice.validate.gate import quality_gate as run
 
             return run(cfg, list(reports or []))
 

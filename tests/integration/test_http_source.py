@@ -17,7 +17,8 @@ import pyarrow as pa
 import pytest
 from sluice.config import PipelineConfig
 from sluice.interval import Interval
-from sluice.sources import http, iter_source
+from sluice.sources import iter_source
+from sluice.sources.http import client as http
 from werkzeug import Response
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sluice import ratelimit
+from sluice.sources import ratelimit
 from werkzeug import Response
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ def test_fractional_rates_and_timeout(redis_url):
 
 def test_without_redis_the_limit_is_per_process_with_a_warning(monkeypatch, caplog):
     monkeypatch.delenv(ratelimit.REDIS_URL_ENV, raising=False)
-    with caplog.at_level(logging.WARNING, logger="sluice.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="sluice.sources.ratelimit"):
         limiter = ratelimit.limiter_for("p", "c", 100)
     assert limiter is not None and "NOT shared" in caplog.text
     assert ratelimit.limiter_for("p", "c", None) is None
@@ -52,7 +52,7 @@ WORKER = textwrap.dedent("""
     from sluice.config import PipelineConfig
     from sluice.interval import Interval
     from sluice.sources import iter_source
-    import sluice.sources.http  # noqa: F401  (import everything before "ready", so both start together)
+    import sluice.sources.http.client  # noqa: F401  (import everything before "ready", so both start together)
     from airflow.sdk import BaseHook
     BaseHook.get_connection(sys.argv[1])
 

@@ -13,10 +13,9 @@ import pyarrow as pa
 import pytest
 from sluice.config import PipelineConfig
 from sluice.interval import Interval
-from sluice.quality import QualityGateFailed, quality_gate
 from sluice.sources.base import Reject
 from sluice.staging import StagingStore
-from sluice.validation import (
+from sluice.validate.chunk import (
     ExpectationError,
     Level,
     ValidationFailed,
@@ -26,6 +25,7 @@ from sluice.validation import (
     quarantine_delete_sql,
     validate_chunk,
 )
+from sluice.validate.gate import QualityGateFailed, quality_gate
 
 INTERVAL = Interval(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
 RUN_ID = "scheduled__2024-03-01T00:00:00+00:00"
@@ -125,7 +125,7 @@ def test_severity_fail_raises_a_readable_summary(new_cfg, pg):
 @pytest.mark.integration
 def test_severity_warn_only_logs(new_cfg, pg, caplog):
     cfg = new_cfg([{**QTY_RANGE, "severity": "warn"}])
-    with caplog.at_level(logging.WARNING, logger="sluice.validation"):
+    with caplog.at_level(logging.WARNING, logger="sluice.validate.chunk"):
         report = validate_chunk(cfg, INTERVAL, RUN_ID, stage(cfg, rows(10, qty={3: "500"})))
     assert report["rows_good"] == 10 and report["rows_quarantined"] == 0
     assert "expect_column_values_to_be_between(qty) [warn]: 1 of 10" in caplog.text
@@ -232,7 +232,7 @@ def test_batch_expectations_are_judged_on_the_interval_by_the_gate(new_cfg, pg):
 
 @pytest.mark.integration
 def test_missing_required_column_fails_the_chunk_clearly(new_cfg, pg):
-    from sluice.casting import CastSchemaError
+    from sluice.validate.cast import CastSchemaError
 
     cfg = new_cfg()
     table = rows(3).rename_columns(["order_id", "qty", "price", "day"])

@@ -8,9 +8,10 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pytest
-from sluice import casting, casting_types
-from sluice.casting import BAD_REASONS, BAD_ROW, CastSchemaError, cast_table
+from sluice.validate import cast as casting
+from sluice.validate import casters as casting_types
 from sluice.config import ColumnSpec
+from sluice.validate.cast import BAD_REASONS, BAD_ROW, CastSchemaError, cast_table
 
 
 def col(name: str, type_: str, **kw) -> ColumnSpec:

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pytest
 import requests
 from sluice.config import HttpSourceConfig
-from sluice.ratelimit import rate_item
-from sluice.sources import http, json_batches
-from sluice.sources.paginators import (
+from sluice.sources import records as json_batches
+from sluice.sources.http import client as http
+from sluice.sources.http.paginators import (
     MISSING,
     CursorPaginator,
     LinkHeaderPaginator,
@@ -27,6 +27,7 @@ from sluice.sources.paginators import (
     lookup_path,
     make_paginator,
 )
+from sluice.sources.ratelimit import rate_item
 
 
 def response(body: object = None, *, url: str = "http://api.test/v1/items", status: int = 200,

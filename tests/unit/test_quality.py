@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 from sluice.config import PipelineConfig
-from sluice.quality import CHUNKWISE, COMBINED, QualityGateFailed, evaluate_combined, quality_gate
+from sluice.validate.gate import CHUNKWISE, COMBINED, QualityGateFailed, evaluate_combined, quality_gate
 
 
 def make_cfg(expectations=(), **quality) -> PipelineConfig:
@@ -88,7 +88,7 @@ def test_row_count_expectation_is_evaluated_on_the_sum_of_the_chunks():
 
 def test_batch_expectation_with_severity_warn_only_logs(caplog):
     exp = {"type": "expect_table_row_count_to_equal", "kwargs": {"value": 5}, "severity": "warn"}
-    with caplog.at_level(logging.WARNING, logger="sluice.quality"):
+    with caplog.at_level(logging.WARNING, logger="sluice.validate.gate"):
         quality_gate(make_cfg([exp]), [report(0, 100)])
     assert "expect_table_row_count_to_equal" in caplog.text
 
@@ -142,7 +142,7 @@ def test_all_problems_are_reported_together():
 
 def test_the_gate_is_pure():
     assert COMBINED.isdisjoint(CHUNKWISE)
-    import sluice.quality as q
+    import sluice.validate.gate as q
 
     assert "great_expectations" not in q.__dict__ and "psycopg" not in q.__dict__
 

@@ -1,4 +1,5 @@
-"""Source registry: kind -> module with `iter_batches(cfg, interval, on_reject)`. Modules load lazily so that
+"""Source registry: kind -> module with `iter_batches(cfg, interval, on_reject)`, declared on each source model
+(`module`, sluice.config.sources). Modules load lazily so that
 parsing a DAG file never imports a driver it does not need."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ import importlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from sluice.config.sources import SOURCE_MODULES
 from sluice.sources.base import OnReject, Reject
 
 if TYPE_CHECKING:
@@ -15,7 +17,6 @@ if TYPE_CHECKING:
     from sluice.config import PipelineConfig
     from sluice.interval import Interval
 
-SOURCE_MODULES = {"s3": "sluice.sources.s3", "http": "sluice.sources.http", "sql": "sluice.sources.sql"}
 
 __all__ = ["Reject", "SOURCE_MODULES", "iter_source"]
 

@@ -20,6 +20,8 @@ from urllib.parse import urljoin, urlsplit
 
 from requests.utils import parse_header_links
 
+from sluice.config.sources import PAGINATOR_CLASSES
+
 if TYPE_CHECKING:
     import requests
 
@@ -254,14 +256,8 @@ class LinkHeaderPaginator(_FollowUrlPaginator):
         return f"link_header after {self.current_url}"
 
 
-PAGINATORS: dict[str, type[Paginator]] = {
-    "single": SinglePagePaginator,
-    "page_number": PageNumberPaginator,
-    "offset": OffsetPaginator,
-    "cursor": CursorPaginator,
-    "next_url": NextUrlPaginator,
-    "link_header": LinkHeaderPaginator,
-}
+# style -> class, from the config models (each pagination model names its class): one place per style.
+PAGINATORS: dict[str, type[Paginator]] = {style: globals()[name] for style, name in PAGINATOR_CLASSES.items()}
 
 
 def make_paginator(spec: Any) -> Paginator:

@@ -16,7 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.json_schema import WithJsonSchema
 
-from sluice.config_errors import fail, suggest
+from sluice.config.errors import fail, suggest
 from sluice.interval import Interval
 
 if TYPE_CHECKING:

@@ -1,65 +1,30 @@
-"""The pipeline file, as typed pydantic models, and its loader. Strict on purpose (unknown keys are errors) so a
-typo fails the linter and only its own DAG; config_errors.py makes each error point at file, line and field."""
+"""The pipeline file as typed pydantic models. Strict on purpose (unknown keys are errors) so a typo fails the
+linter and only its own DAG; config/errors.py makes each error point at file, line and field."""
 
 from __future__ import annotations
 
-import os
-import re
-from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from sluice.config_errors import ConfigError, ConfigIssue, fail, from_validation_error, read_yaml, suggest
-from sluice.config_sources import (
-    SOURCE_KINDS,
-    CsvOptions,
-    CursorPagination,
-    HttpSourceConfig,
-    LinkHeaderPagination,
-    NextUrlPagination,
-    OffsetPagination,
-    PageNumberPagination,
-    Pagination,
-    S3SourceConfig,
-    SinglePagination,
+from sluice.config.errors import fail, suggest
+from sluice.config.sources import (
     SourceConfig,
-    SqlSourceConfig,
 )
-from sluice.config_types import (
+from sluice.config.types import (
     CRON_PRESETS,
-    IDENTIFIER,
-    TEMPLATE_NAMES,
     ColumnSpec,
-    ColumnType,
-    Compression,
     Duration,
     ExtraColumnsPolicy,
-    HttpAuth,
     Identifier,
     PipelineName,
-    S3Format,
     Schedule,
     Severity,
     StrictModel,
     WriteMode,
-    render,
 )
-
-__all__ = [
-    "AlertsConfig", "CRON_PRESETS", "ColumnSpec", "ColumnType", "Compression", "ConfigError", "ConfigIssue",
-    "CsvOptions", "CursorPagination", "DeadlineConfig", "Defaults", "Duration", "ExpectationSpec",
-    "ExtraColumnsPolicy", "HttpAuth", "HttpSourceConfig", "IDENTIFIER", "Identifier", "LinkHeaderPagination",
-    "LoadResult", "NextUrlPagination", "OffsetPagination", "PageNumberPagination", "Pagination", "PipelineConfig",
-    "PipelineName", "QualityConfig", "RetryConfig", "S3Format", "S3SourceConfig", "SOURCE_KINDS", "Schedule",
-    "Severity", "SinglePagination", "SourceConfig", "SqlSourceConfig", "StagingConfig", "StrictModel",
-    "TEMPLATE_NAMES", "TargetConfig", "WriteMode", "deep_merge", "default_config_dir", "default_pipelines_dir",
-    "find_pipeline_file", "json_schema", "load_all", "load_defaults", "load_paths", "load_pipeline", "pipeline_files",
-    "render",
-]
 
 # ---------------------------------------------------------------- target, staging, policies
 
@@ -210,168 +175,3 @@ class PipelineConfig(StrictModel):
                         raise fail(where, f"column '{col}' is not declared in target.columns",
                                    expected="one of: " + ", ".join(names), hint=suggest(col, names))
         return self
-
-
-# ---------------------------------------------------------------- loading
-
-_REPO = Path(__file__).resolve().parents[2]
-_YAML_SUFFIXES = (".yaml", ".yml")
-
-
-def default_config_dir() -> Path:
-    """$SLUICE_CONFIG_DIR, else <repo>/config."""
-    return Path(os.environ.get("SLUICE_CONFIG_DIR") or _REPO / "config")
-
-
-def default_pipelines_dir() -> Path:
-    return default_config_dir() / "pipelines"
-
-
-class Defaults(dict):
-    """defaults.yaml as a dict, remembering where each value came from (for errors about inherited values)."""
-
-    def __init__(self, data: dict, path: str | None = None, lines: dict | None = None):
-        super().__init__(data)
-        self.path, self.lines = path, lines or {}
-
-
-def load_defaults(config_dir: str | Path | None = None) -> Defaults:
-    """Read <config_dir>/defaults.yaml ({} when absent); raises ConfigError."""
-    path = Path(config_dir or default_config_dir()) / "defaults.yaml"
-    if not path.exists():
-        return Defaults({})
-    data, lines = read_yaml(path, what="defaults file")
-    if data is None:
-        return Defaults({}, str(path), lines)
-    if not isinstance(data, dict):
-        raise ConfigError.single(path, f"defaults must be a mapping, got {type(data).__name__}", line=1)
-    allowed = [k for k in PipelineConfig.model_fields if k not in ("name", "source_file")]
-    issues = [ConfigIssue(str(path), lines.get((k,)), str(k), f"unknown key '{k}'", "one of: " + ", ".join(allowed),
-                          suggest(k, allowed)) for k in data if k not in allowed]
-    if issues:
-        raise ConfigError(issues)
-    return Defaults(data, str(path), lines)
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """override wins; nested mappings merge key by key; lists are replaced, not concatenated."""
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-_SCHEMA: dict | None = None
-
-
-def _error_schema() -> dict:
-    global _SCHEMA
-    if _SCHEMA is None:
-        _SCHEMA = PipelineConfig.model_json_schema(by_alias=True)
-    return _SCHEMA
-
-
-def json_schema() -> dict:
-    """JSON Schema of a pipeline file, for editors (`python -m sluice schema`)."""
-    schema = PipelineConfig.model_json_schema(by_alias=True)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "Sluice pipeline"}
-
-
-def load_pipeline(path: str | Path, defaults: dict | None = None) -> PipelineConfig:
-    """Load and validate one pipeline file with defaults merged under it; raises ConfigError."""
-    data, lines = read_yaml(path)
-    if data is None:
-        raise ConfigError.single(path, "file is empty", line=1, expected="a pipeline: name, start_date, source and "
-                                 "target at least", hint="run `python -m sluice schema` for every key")
-    if not isinstance(data, dict):
-        raise ConfigError.single(path, f"top level must be a mapping (key: value lines), got {type(data).__name__}",
-                                 line=1)
-    if "source_file" in data:
-        raise ConfigError.single(path, "unknown key 'source_file' (set by the loader)", line=lines[("source_file",)],
-                                 field="source_file", hint="remove it")
-    merged = {**deep_merge(dict(defaults or {}), data), "source_file": str(path)}
-    try:
-        return PipelineConfig.model_validate(merged)
-    except ValidationError as exc:
-        raise from_validation_error(exc, str(path), merged, lines, _error_schema(),
-                                    getattr(defaults, "path", None), getattr(defaults, "lines", None)) from None
-
-
-@dataclass
-class LoadResult:
-    """Good pipelines by name, and one ConfigError per bad file (keyed by path)."""
-
-    pipelines: dict[str, PipelineConfig] = field(default_factory=dict)
-    errors: dict[str, ConfigError] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-
-def _name_line(path: str) -> int | None:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    m = re.search(r"^name\s*:", text, re.MULTILINE)
-    return text.count("\n", 0, m.start()) + 1 if m else None
-
-
-def pipeline_files(directory: str | Path) -> list[Path]:
-    """*.yaml / *.yml under a directory (recursively), skipping hidden files and folders, sorted."""
-    root = Path(directory)
-    return sorted(p for p in root.rglob("*") if p.suffix in _YAML_SUFFIXES and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
-
-
-def load_paths(paths: list[str | Path], defaults: dict | None = None) -> LoadResult:
-    """Load several files independently: a bad file only costs itself. A name used twice fails every file using it."""
-    result, by_name = LoadResult(), {}
-    for path in paths:
-        try:
-            cfg = load_pipeline(path, defaults)
-        except ConfigError as exc:
-            result.errors[str(path)] = exc
-            continue
-        by_name.setdefault(cfg.name, []).append(cfg)
-    for name, cfgs in by_name.items():
-        if len(cfgs) == 1:
-            result.pipelines[name] = cfgs[0]
-            continue
-        for cfg in cfgs:
-            others = ", ".join(f"{o.source_file}:{_name_line(o.source_file) or 1}" for o in cfgs if o is not cfg)
-            result.errors[cfg.source_file] = ConfigError.single(
-                cfg.source_file, f"pipeline name '{name}' is also used by {others}", line=_name_line(cfg.source_file),
-                field="name", hint="pipeline names are dag_ids and must be unique; rename one of them")
-    return result
-
-
-def load_all(pipelines_dir: str | Path | None = None, defaults: dict | None = None) -> LoadResult:
-    """Load every pipeline file in a directory. Defaults come from <pipelines_dir>/../defaults.yaml unless given;
-    a broken defaults file is reported under its own path and the pipelines load without it."""
-    directory = Path(pipelines_dir or default_pipelines_dir())
-    errors: dict[str, ConfigError] = {}
-    if defaults is None:
-        try:
-            defaults = load_defaults(directory.parent)
-        except ConfigError as exc:
-            errors[exc.path], defaults = exc, {}
-    if not directory.is_dir():
-        errors[str(directory)] = ConfigError.single(directory, "pipelines directory does not exist")
-        return LoadResult({}, errors)
-    result = load_paths(pipeline_files(directory), defaults)
-    result.errors = {**errors, **result.errors}
-    return result
-
-
-def find_pipeline_file(name: str, pipelines_dir: str | Path | None = None) -> Path | None:
-    """The file that declares `name: <name>`, found by a text scan (no YAML parsing): lets a worker build one DAG."""
-    pattern = re.compile(rf"^name\s*:\s*['\"]?{re.escape(name)}['\"]?\s*(#.*)?$", re.MULTILINE)
-    for path in pipeline_files(pipelines_dir or default_pipelines_dir()):
-        try:
-            if pattern.search(path.read_text(encoding="utf-8")):
-                return path
-        except (OSError, UnicodeDecodeError):
-            continue
-    return None

@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sluice.casting_types import CASTERS, Failures, any_true, as_mask, optimistic_cast, plain_array, to_strings
 from sluice.config import ColumnSpec, ExtraColumnsPolicy
-from sluice.config_errors import suggest
+from sluice.config.errors import suggest
+from sluice.validate.casters import CASTERS, Failures, any_true, as_mask, optimistic_cast, plain_array, to_strings
 
 __all__ = ["BAD_REASONS", "BAD_ROW", "CastResult", "CastSchemaError", "cast_column", "cast_table", "raw_strings",
            "to_strings"]

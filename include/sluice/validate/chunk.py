@@ -31,18 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sluice.casting import cast_table
-from sluice.gx_suite import (
-    ExpectationError,
-    Level,
-    classify,
-    columns_of,
-    expectation_class,
-    reason_key,
-    run_suite,
-    to_pandas,
-)
-from sluice.quarantine import (
+from sluice.validate.cast import cast_table
+from sluice.validate.quarantine import (
     QUARANTINE_DDL,
     QUARANTINE_SCHEMA,
     cast_reason_counts,
@@ -52,6 +42,16 @@ from sluice.quarantine import (
     quarantine_delete_sql,
     quarantine_table,
     replace_quarantine_rows,
+)
+from sluice.validate.suite import (
+    ExpectationError,
+    Level,
+    classify,
+    columns_of,
+    expectation_class,
+    reason_key,
+    run_suite,
+    to_pandas,
 )
 
 if TYPE_CHECKING:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import codecs
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from sluice.config_errors import fail, suggest
-from sluice.config_types import Compression, HttpAuth, Identifier, S3Format, StrictModel, Template
+from sluice.config.errors import fail, suggest
+from sluice.config.types import Compression, HttpAuth, Identifier, S3Format, StrictModel, Template
 
 
 class CsvOptions(StrictModel):
@@ -29,6 +29,8 @@ class CsvOptions(StrictModel):
 
 class S3SourceConfig(StrictModel):
     """Files under a prefix (templated by the interval) in an S3 bucket."""
+
+    module: ClassVar[str] = "sluice.sources.s3"  # the source module: iter_batches(cfg, interval, on_reject)
 
     kind: Literal["s3"] = Field(description="Source kind.")
     conn_id: str = Field("sluice_s3", description="Airflow AWS connection id.")
@@ -52,6 +54,7 @@ class S3SourceConfig(StrictModel):
 
 
 class PageNumberPagination(StrictModel):
+    paginator: ClassVar[str] = "PageNumberPaginator"  # its class in sluice.sources.http.paginators
     style: Literal["page_number"] = Field(description="Pagination style.")
     page_param: str = Field("page", description="Query parameter carrying the page number.")
     size_param: str | None = Field(None, description="Query parameter carrying the page size, if any.")
@@ -61,6 +64,7 @@ class PageNumberPagination(StrictModel):
 
 
 class OffsetPagination(StrictModel):
+    paginator: ClassVar[str] = "OffsetPaginator"  # its class in sluice.sources.http.paginators
     style: Literal["offset"] = Field(description="Pagination style.")
     offset_param: str = Field("offset", description="Query parameter carrying the offset.")
     limit_param: str = Field("limit", description="Query parameter carrying the limit.")
@@ -69,21 +73,25 @@ class OffsetPagination(StrictModel):
 
 
 class CursorPagination(StrictModel):
+    paginator: ClassVar[str] = "CursorPaginator"  # its class in sluice.sources.http.paginators
     style: Literal["cursor"] = Field(description="Pagination style.")
     cursor_param: str = Field(description="Query parameter that sends the cursor.")
     cursor_path: str = Field(description="Dotted path of the next cursor in the body; empty/missing ends paging.")
 
 
 class NextUrlPagination(StrictModel):
+    paginator: ClassVar[str] = "NextUrlPaginator"  # its class in sluice.sources.http.paginators
     style: Literal["next_url"] = Field(description="Pagination style.")
     next_url_path: str = Field(description="Dotted path of the next page's URL in the body; null ends paging.")
 
 
 class LinkHeaderPagination(StrictModel):
+    paginator: ClassVar[str] = "LinkHeaderPaginator"  # its class in sluice.sources.http.paginators
     style: Literal["link_header"] = Field(description="Pagination style: follow the rel=\"next\" Link header.")
 
 
 class SinglePagination(StrictModel):
+    paginator: ClassVar[str] = "SinglePagePaginator"  # its class in sluice.sources.http.paginators
     style: Literal["single"] = Field(description="Pagination style: one request, no paging.")
 
 
@@ -93,6 +101,8 @@ Pagination = Annotated[PageNumberPagination | OffsetPagination | CursorPaginatio
 
 class HttpSourceConfig(StrictModel):
     """A JSON HTTP API, paged, rate-limited and retried."""
+
+    module: ClassVar[str] = "sluice.sources.http"  # the source module: iter_batches(cfg, interval, on_reject)
 
     kind: Literal["http"] = Field(description="Source kind.")
     conn_id: str = Field(description="Airflow HTTP connection id (base URL; secret in its password).")
@@ -124,6 +134,8 @@ class HttpSourceConfig(StrictModel):
 class SqlSourceConfig(StrictModel):
     """A table or query in a SQL database, read in bounded batches with a server-side cursor."""
 
+    module: ClassVar[str] = "sluice.sources.sql"  # the source module: iter_batches(cfg, interval, on_reject)
+
     kind: Literal["sql"] = Field(description="Source kind.")
     conn_id: str = Field(description="Airflow connection id of the source database.")
     table: str | None = Field(None, pattern=r"^[A-Za-z_]\w{0,62}(\.[A-Za-z_]\w{0,62})?$",
@@ -146,4 +158,16 @@ class SqlSourceConfig(StrictModel):
 
 
 SourceConfig = Annotated[S3SourceConfig | HttpSourceConfig | SqlSourceConfig, Field(discriminator="kind")]
-SOURCE_KINDS = ("s3", "http", "sql")
+
+
+def _members(union: Any) -> tuple[type, ...]:
+    return get_args(get_args(union)[0])
+
+
+SOURCE_MODELS: tuple[type, ...] = _members(SourceConfig)
+PAGINATION_MODELS: tuple[type, ...] = _members(Pagination)
+# kind -> module and style -> paginator class name: derived from the models, so a new kind is one model (and module).
+SOURCE_MODULES: dict[str, str] = {get_args(m.model_fields["kind"].annotation)[0]: m.module for m in SOURCE_MODELS}
+PAGINATOR_CLASSES: dict[str, str] = {get_args(m.model_fields["style"].annotation)[0]: m.paginator
+                                     for m in PAGINATION_MODELS}
+SOURCE_KINDS = tuple(SOURCE_MODULES)

@@ -16,8 +16,8 @@ from enum import StrEnum
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sluice.config_errors import ConfigIssue, format_loc, read_yaml, suggest
-from sluice.quality import CHUNKWISE, COMBINED
+from sluice.config.errors import ConfigIssue, format_loc, read_yaml, suggest
+from sluice.validate.gate import CHUNKWISE, COMBINED
 
 if TYPE_CHECKING:
     import pandas as pd

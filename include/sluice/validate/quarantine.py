@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from sluice.casting import BAD_REASONS, BAD_ROW, raw_strings
+from sluice.validate.cast import BAD_REASONS, BAD_ROW, raw_strings
 
 if TYPE_CHECKING:
     import psycopg

@@ -2,7 +2,7 @@
 
 - Base URL and secret come from the Airflow connection `source.conn_id`; the secret is masked in Airflow's logs and
   redacted from every URL and message we produce (an `api_key_query` key travels in the URL).
-- Every request attempt takes a slot of the shared rate limit (sluice.ratelimit) and is retried by tenacity on 429,
+- Every request attempt takes a slot of the shared rate limit (sources/ratelimit.py) and is retried by tenacity on 429,
   5xx, timeouts and connection errors, with exponential backoff + jitter, or exactly the server's `Retry-After`
   (seconds or HTTP-date) when it sends one. Retrying ourselves rather than via urllib3's Retry is what lets every
   retry count against the shared rate limit.
@@ -32,10 +32,10 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
 from sluice.config import HttpAuth, render
-from sluice.ratelimit import RateLimiter, limiter_for
 from sluice.sources.base import OnReject
-from sluice.sources.json_batches import Columnizer, loads
-from sluice.sources.paginators import MISSING, PageRequest, lookup_path, make_paginator
+from sluice.sources.http.paginators import MISSING, PageRequest, lookup_path, make_paginator
+from sluice.sources.ratelimit import RateLimiter, limiter_for
+from sluice.sources.records import Columnizer, loads
 
 if TYPE_CHECKING:
     from sluice.config import HttpSourceConfig, PipelineConfig
