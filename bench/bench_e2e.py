@@ -54,8 +54,11 @@ class RssSampler(threading.Thread):
 def worker_pids(home: Path) -> list[int]:
     """PIDs of the `airflow celery worker` programs of the stack, from supervisord."""
     ctl = [str(REPO / ".venv/bin/supervisorctl"), "-c", str(home / "supervisord.conf")]
-    names = [line.split()[0] for line in subprocess.run([*ctl, "status"], capture_output=True, text=True)
-             .stdout.splitlines() if line.startswith("airflow-worker")]
+    names = [
+        line.split()[0]
+        for line in subprocess.run([*ctl, "status"], capture_output=True, text=True).stdout.splitlines()
+        if line.startswith("airflow-worker")
+    ]
     pids = [subprocess.run([*ctl, "pid", n], capture_output=True, text=True).stdout.strip() for n in names]
     return [int(p) for p in pids if p.isdigit()]
 
@@ -70,8 +73,22 @@ def main() -> int:
 
     home = Path(os.environ.get("SLUICE_HOME", REPO / ".sluice"))
     print(f"landing lineitem SF{args.scale} as one interval ({args.day}) ...", flush=True)
-    subprocess.run([sys.executable, str(REPO / "demo/land_tpch.py"), "--scale", args.scale, "--tables", "lineitem",
-                    "--single-day", args.day, "--prefix", "tpch"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "demo/land_tpch.py"),
+            "--scale",
+            args.scale,
+            "--tables",
+            "lineitem",
+            "--single-day",
+            args.day,
+            "--prefix",
+            "tpch",
+        ],
+        check=True,
+        capture_output=True,
+    )
     import psycopg
 
     with psycopg.connect(pg_dsn("sluice_warehouse"), autocommit=True) as conn:
@@ -93,16 +110,23 @@ def main() -> int:
     for ti in tis:
         by_task[ti["task_id"]] = max(by_task.get(ti["task_id"], 0.0), ti.get("duration") or 0.0)
     with psycopg.connect(pg_dsn("sluice_warehouse")) as conn:
-        rows = conn.execute("SELECT rows_in, rows_loaded, rows_quarantined, chunks FROM sluice.run_summary "
-                            "WHERE run_id = %s", (run_id,)).fetchone()
-    result = {"scale": args.scale, "state": state, "seconds_trigger_to_success": round(elapsed, 1),
-              "rows_in": rows[0] if rows else None, "rows_loaded": rows[1] if rows else None,
-              "rows_quarantined": rows[2] if rows else None, "chunks": rows[3] if rows else None,
-              "rows_per_second": round((rows[0] if rows else 0) / elapsed),
-              "peak_task_rss_mb": round(sampler.peak / 2**20),
-              "peak_pool_process_rss_mb": round(sampler.pool_peak / 2**20),
-              "longest_task_seconds": {k: round(v, 1) for k, v in by_task.items()},
-              "target": "<= 120 s trigger to success; <= 1536 MB per task"}
+        rows = conn.execute(
+            "SELECT rows_in, rows_loaded, rows_quarantined, chunks FROM sluice.run_summary WHERE run_id = %s", (run_id,)
+        ).fetchone()
+    result = {
+        "scale": args.scale,
+        "state": state,
+        "seconds_trigger_to_success": round(elapsed, 1),
+        "rows_in": rows[0] if rows else None,
+        "rows_loaded": rows[1] if rows else None,
+        "rows_quarantined": rows[2] if rows else None,
+        "chunks": rows[3] if rows else None,
+        "rows_per_second": round((rows[0] if rows else 0) / elapsed),
+        "peak_task_rss_mb": round(sampler.peak / 2**20),
+        "peak_pool_process_rss_mb": round(sampler.pool_peak / 2**20),
+        "longest_task_seconds": {k: round(v, 1) for k, v in by_task.items()},
+        "target": "<= 120 s trigger to success; <= 1536 MB per task",
+    }
     print(json.dumps(result, indent=2))
     out = REPO / "bench" / "results" / f"e2e-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

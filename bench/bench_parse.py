@@ -54,7 +54,9 @@ log = structlog.get_logger()
 imported = time.monotonic() - t0
 """
 
-PROCESSOR = PRELUDE + """
+PROCESSOR = (
+    PRELUDE
+    + """
 from airflow.dag_processing.processor import _serialize_dags
 t, c = time.monotonic(), time.process_time()
 bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=Path(sys.argv[2]), bundle_name="dags-folder",
@@ -68,8 +70,11 @@ print(json.dumps({"seconds": loaded, "cpu_s": loaded_cpu, "serialize_s": seriali
                   "airflow_import_s": imported, "dags": len(serialized),
                   "import_errors": len(bag.import_errors) + len(errors)}))
 """
+)
 
-WORKER = PRELUDE + """
+WORKER = (
+    PRELUDE
+    + """
 t, c = time.monotonic(), time.process_time()
 with _airflow_parsing_context_manager(dag_id=sys.argv[3], task_id="extract_and_stage"):
     bag = BundleDagBag(dag_folder=sys.argv[1], safe_mode=False, load_op_links=False, bundle_path=Path(sys.argv[2]),
@@ -78,6 +83,7 @@ elapsed, cpu = time.monotonic() - t, time.process_time() - c
 print(json.dumps({"seconds": elapsed, "cpu_s": cpu, "airflow_import_s": imported, "dag_ids": sorted(bag.dag_ids),
                   "import_errors": len(bag.import_errors)}))
 """
+)
 
 # Where the CPU time of (a) goes, step by step, without the DagBag around it.
 BREAKDOWN = """
@@ -118,11 +124,16 @@ def generate(root: Path, count: int) -> tuple[Path, list[str]]:
 def child_env(pipelines: Path, airflow_home: Path) -> dict[str, str]:
     """The current environment, minus anything that could reach a running stack's database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "_AIRFLOW_"))}
-    env.update({
-        "AIRFLOW_HOME": str(airflow_home), "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": str(REPO / "include"),
-        "SLUICE_PIPELINES_DIRS": str(pipelines), "PYTHONDONTWRITEBYTECODE": "0",
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "PYTHONPATH": str(REPO / "include"),
+            "SLUICE_PIPELINES_DIRS": str(pipelines),
+            "PYTHONDONTWRITEBYTECODE": "0",
+        }
+    )
     return env
 
 
@@ -182,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         "worker_build_one_cpu_s": summary(worker, "cpu_s"),
         "worker_cold_wall_s": summary(worker, "cold_wall_s"),
         "airflow_import_s": summary(processor + worker, "airflow_import_s"),
-        "breakdown_cpu_s": {k: statistics.median(b[k] for b in breakdown)
-                            for k in ("import_sluice_s", "load_configs_s", "build_dags_s", "serialize_s")},
+        "breakdown_cpu_s": {
+            k: statistics.median(b[k] for b in breakdown)
+            for k in ("import_sluice_s", "load_configs_s", "build_dags_s", "serialize_s")
+        },
         "warmup_cold_wall_s": warm["cold_wall_s"],
         "cpus": os.cpu_count(),
         "load_avg_1m_after": os.getloadavg()[0],
@@ -197,25 +210,43 @@ def main(argv: list[str] | None = None) -> int:
         return "OK" if wall <= target else ("OK on CPU time, wall MISSED" if cpu <= target else "MISSED")
 
     n, b = args.pipelines, figures["breakdown_cpu_s"]
-    p, pc, w, wc = med("processor_load_s"), med("processor_load_cpu_s"), med("worker_build_one_s"), \
-        med("worker_build_one_cpu_s")
-    print(f"parse: {n} pipeline files; median of {args.repeat} fresh processes; wall (CPU) seconds; "
-          f"load average {figures['load_avg_1m_after']:.1f} on {figures['cpus']} CPUs")
-    print(f"  (a) dag-processor loads dags/pipelines.py -> {n} DAGs: {p:6.2f} s ({pc:.2f} s CPU, "
-          f"{pc / n * 1000:.1f} ms/pipeline)  target <= {TARGET_PARSE_S:.0f} s: {verdict(p, pc, TARGET_PARSE_S)}")
-    print(f"      + Airflow serializing the DAGs: {med('processor_serialize_s'):.2f} s "
-          f"({med('processor_serialize_cpu_s'):.2f} s CPU) -> whole child (last_parse_duration) "
-          f"{med('processor_parse_file_s'):.2f} s ({med('processor_parse_file_cpu_s'):.2f} s CPU); "
-          f"cold process {med('processor_cold_wall_s'):.2f} s")
-    print(f"      CPU breakdown: import sluice {b['import_sluice_s']:.2f} s, read+validate YAML "
-          f"{b['load_configs_s']:.2f} s, build DAGs {b['build_dags_s']:.2f} s, serialize {b['serialize_s']:.2f} s")
-    print(f"      dags/sluice_config_errors.py (reads the same files, builds nothing): "
-          f"{med('errors_file_load_s'):.2f} s ({med('errors_file_load_cpu_s'):.2f} s CPU)")
-    print(f"  (b) worker builds one DAG ({worker_dag}) under its parsing context: {w:6.2f} s ({wc:.2f} s CPU)  "
-          f"target <= {TARGET_WORKER_S:.0f} s: {verdict(w, wc, TARGET_WORKER_S)}; "
-          f"cold process {med('worker_cold_wall_s'):.2f} s")
-    print(f"  ratio (a)/(b): {p / w:.0f}x wall, {pc / wc:.0f}x CPU; Airflow's own imports before either: "
-          f"{med('airflow_import_s'):.2f} s")
+    p, pc, w, wc = (
+        med("processor_load_s"),
+        med("processor_load_cpu_s"),
+        med("worker_build_one_s"),
+        med("worker_build_one_cpu_s"),
+    )
+    print(
+        f"parse: {n} pipeline files; median of {args.repeat} fresh processes; wall (CPU) seconds; "
+        f"load average {figures['load_avg_1m_after']:.1f} on {figures['cpus']} CPUs"
+    )
+    print(
+        f"  (a) dag-processor loads dags/pipelines.py -> {n} DAGs: {p:6.2f} s ({pc:.2f} s CPU, "
+        f"{pc / n * 1000:.1f} ms/pipeline)  target <= {TARGET_PARSE_S:.0f} s: {verdict(p, pc, TARGET_PARSE_S)}"
+    )
+    print(
+        f"      + Airflow serializing the DAGs: {med('processor_serialize_s'):.2f} s "
+        f"({med('processor_serialize_cpu_s'):.2f} s CPU) -> whole child (last_parse_duration) "
+        f"{med('processor_parse_file_s'):.2f} s ({med('processor_parse_file_cpu_s'):.2f} s CPU); "
+        f"cold process {med('processor_cold_wall_s'):.2f} s"
+    )
+    print(
+        f"      CPU breakdown: import sluice {b['import_sluice_s']:.2f} s, read+validate YAML "
+        f"{b['load_configs_s']:.2f} s, build DAGs {b['build_dags_s']:.2f} s, serialize {b['serialize_s']:.2f} s"
+    )
+    print(
+        f"      dags/sluice_config_errors.py (reads the same files, builds nothing): "
+        f"{med('errors_file_load_s'):.2f} s ({med('errors_file_load_cpu_s'):.2f} s CPU)"
+    )
+    print(
+        f"  (b) worker builds one DAG ({worker_dag}) under its parsing context: {w:6.2f} s ({wc:.2f} s CPU)  "
+        f"target <= {TARGET_WORKER_S:.0f} s: {verdict(w, wc, TARGET_WORKER_S)}; "
+        f"cold process {med('worker_cold_wall_s'):.2f} s"
+    )
+    print(
+        f"  ratio (a)/(b): {p / w:.0f}x wall, {pc / wc:.0f}x CPU; Airflow's own imports before either: "
+        f"{med('airflow_import_s'):.2f} s"
+    )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"parse-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"

@@ -103,8 +103,9 @@ print(json.dumps({"rows": rows, "seconds": seconds, "base_rss_mb": base_rss / 10
 
 
 def sample(variant: str, env: dict[str, str], **arg) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, variant, json.dumps(arg)], env=env, capture_output=True,
-                         text=True, timeout=1800)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, variant, json.dumps(arg)], env=env, capture_output=True, text=True, timeout=1800
+    )
     if out.returncode:
         raise SystemExit(f"{variant} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -112,8 +113,13 @@ def sample(variant: str, env: dict[str, str], **arg) -> dict:
 
 def median_of(samples: list[dict]) -> dict:
     best = sorted(samples, key=lambda s: s["seconds"])[len(samples) // 2]
-    return {**best, "rows_per_s": best["rows"] / best["seconds"], "all_seconds": [s["seconds"] for s in samples],
-            "best_seconds": min(s["seconds"] for s in samples), "peak_rss_mb": max(s["peak_rss_mb"] for s in samples)}
+    return {
+        **best,
+        "rows_per_s": best["rows"] / best["seconds"],
+        "all_seconds": [s["seconds"] for s in samples],
+        "best_seconds": min(s["seconds"] for s in samples),
+        "peak_rss_mb": max(s["peak_rss_mb"] for s in samples),
+    }
 
 
 def ratios(ours: dict, base: dict) -> dict:
@@ -131,9 +137,25 @@ def free_port() -> int:
 def bench_http(args, env: dict[str, str]) -> dict:
     data_dir = RESULTS / f"api-data-sf{args.http_scale}"
     port, token = free_port(), uuid.uuid4().hex
-    server = subprocess.Popen([sys.executable, str(REPO / "demo" / "api_server.py"), "--port", str(port),
-                               "--data-dir", str(data_dir), "--scale", str(args.http_scale), "--token", token,
-                               "--max-page-size", str(args.page_size)], env=env, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "demo" / "api_server.py"),
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--scale",
+            str(args.http_scale),
+            "--token",
+            token,
+            "--max-page-size",
+            str(args.page_size),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for line in server.stderr:  # wait for "serving N customers"
             if "serving" in line:
@@ -141,8 +163,12 @@ def bench_http(args, env: dict[str, str]) -> dict:
                 break
         conn_id = "bench_api"
         env = {**env, "AIRFLOW_CONN_BENCH_API": f"http://:{token}@127.0.0.1:{port}"}
-        arg = {"conn_id": conn_id, "url": f"http://127.0.0.1:{port}", "page_size": args.page_size,
-               "chunk_rows": args.chunk_rows}
+        arg = {
+            "conn_id": conn_id,
+            "url": f"http://127.0.0.1:{port}",
+            "page_size": args.page_size,
+            "chunk_rows": args.chunk_rows,
+        }
         plain, ours = [], []
         for _ in range(args.repeat):
             plain.append(sample("http-plain", env, **arg))
@@ -152,8 +178,14 @@ def bench_http(args, env: dict[str, str]) -> dict:
         server.wait(timeout=30)
     plain_m, ours_m = median_of(plain), median_of(ours)
     assert plain_m["rows"] == ours_m["rows"] == customers, (plain_m["rows"], ours_m["rows"], customers)
-    return {"customers": customers, "page_size": args.page_size, "plain_requests": plain_m, "sluice": ours_m,
-            **ratios(ours_m, plain_m), "target": TARGET_HTTP}
+    return {
+        "customers": customers,
+        "page_size": args.page_size,
+        "plain_requests": plain_m,
+        "sluice": ours_m,
+        **ratios(ours_m, plain_m),
+        "target": TARGET_HTTP,
+    }
 
 
 def bench_sql(args, env: dict[str, str]) -> dict:
@@ -172,14 +204,23 @@ def bench_sql(args, env: dict[str, str]) -> dict:
         small.append(sample("sql-sluice", env, **{**arg, "chunk_rows": args.chunk_rows // 5}))
     copy_m, ours_m, cursor_m, small_m = map(median_of, (copy, ours, cursor, small))
     assert copy_m["rows"] == ours_m["rows"] == cursor_m["rows"] == rows, (copy_m["rows"], ours_m["rows"], rows)
-    return {"rows": rows, "raw_copy": copy_m, "sluice": ours_m, "sluice_cursor_path": cursor_m,
-            f"sluice_chunk_rows_{args.chunk_rows // 5}": small_m, **ratios(ours_m, copy_m),
-            "cursor_path_ratio": copy_m["seconds"] / cursor_m["seconds"], "target": TARGET_SQL}
+    return {
+        "rows": rows,
+        "raw_copy": copy_m,
+        "sluice": ours_m,
+        "sluice_cursor_path": cursor_m,
+        f"sluice_chunk_rows_{args.chunk_rows // 5}": small_m,
+        **ratios(ours_m, copy_m),
+        "cursor_path_ratio": copy_m["seconds"] / cursor_m["seconds"],
+        "target": TARGET_SQL,
+    }
 
 
 def line(name: str, m: dict) -> str:
-    return (f"  {name:<28} {m['rows']:>9,} rows  {m['seconds']:6.2f} s  {m['rows_per_s']:>10,.0f} rows/s  "
-            f"(best {m['best_seconds']:5.2f} s)  peak RSS {m['peak_rss_mb']:4.0f} MB (base {m['base_rss_mb']:.0f} MB)")
+    return (
+        f"  {name:<28} {m['rows']:>9,} rows  {m['seconds']:6.2f} s  {m['rows_per_s']:>10,.0f} rows/s  "
+        f"(best {m['best_seconds']:5.2f} s)  peak RSS {m['peak_rss_mb']:4.0f} MB (base {m['base_rss_mb']:.0f} MB)"
+    )
 
 
 def main() -> None:
@@ -193,15 +234,20 @@ def main() -> None:
     args = p.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO / "include")}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    result: dict = {"at": datetime.now(UTC).isoformat(), "cpus": os.cpu_count(),
-                    "load_avg_at_start": os.getloadavg(), "args": vars(args)}
+    result: dict = {
+        "at": datetime.now(UTC).isoformat(),
+        "cpus": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg(),
+        "args": vars(args),
+    }
     if args.only in (None, "http"):
         h = result["http"] = bench_http(args, env)
         print(f"HTTP source, {h['customers']:,} customers in pages of {h['page_size']}:")
         print(line("plain requests loop", h["plain_requests"]))
         print(line("sluice http source", h["sluice"]))
-        print(f"  ratio {h['ratio']:.2f}x median, {h['ratio_best']:.2f}x best of {args.repeat} "
-              f"(target >= {TARGET_HTTP}x)")
+        print(
+            f"  ratio {h['ratio']:.2f}x median, {h['ratio_best']:.2f}x best of {args.repeat} (target >= {TARGET_HTTP}x)"
+        )
     if args.only in (None, "sql"):
         s = result["sql"] = bench_sql(args, env)
         print(f"SQL source, {s['rows']:,} TPC-H orders:")
@@ -209,8 +255,10 @@ def main() -> None:
         print(line("sluice sql source (COPY)", s["sluice"]))
         print(line(f"  same, chunk_rows {args.chunk_rows // 5}", s[f"sluice_chunk_rows_{args.chunk_rows // 5}"]))
         print(line("sluice cursor path", s["sluice_cursor_path"]))
-        print(f"  ratio {s['ratio']:.2f}x median, {s['ratio_best']:.2f}x best of {args.repeat} (target >= "
-              f"{TARGET_SQL}x); cursor path {s['cursor_path_ratio']:.2f}x")
+        print(
+            f"  ratio {s['ratio']:.2f}x median, {s['ratio_best']:.2f}x best of {args.repeat} (target >= "
+            f"{TARGET_SQL}x); cursor path {s['cursor_path_ratio']:.2f}x"
+        )
     path = RESULTS / f"sources-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(result, indent=2, default=str))
     print(f"wrote {path.relative_to(REPO)}")

@@ -43,15 +43,24 @@ def child(scale: float, copies: int, chunk_rows: int) -> dict:
     from sluice.staging import extract_and_stage
 
     logging.basicConfig(level=logging.WARNING)
-    cfg = PipelineConfig.model_validate({
-        "name": "bench_lineitem",
-        "start_date": DAY,
-        "source": {"kind": "s3", "bucket": LANDING, "prefix": input_prefix(scale, copies) + "/lineitem/{{ ds }}/",
-                   "format": "parquet"},
-        "staging": {"url": f"s3://{STAGING}/bench", "conn_id": "sluice_s3", "chunk_rows": chunk_rows},
-        "target": {"table": "lineitem", "primary_key": ["l_orderkey"],
-                   "columns": [{"name": "l_orderkey", "type": "bigint", "nullable": False}]},
-    })
+    cfg = PipelineConfig.model_validate(
+        {
+            "name": "bench_lineitem",
+            "start_date": DAY,
+            "source": {
+                "kind": "s3",
+                "bucket": LANDING,
+                "prefix": input_prefix(scale, copies) + "/lineitem/{{ ds }}/",
+                "format": "parquet",
+            },
+            "staging": {"url": f"s3://{STAGING}/bench", "conn_id": "sluice_s3", "chunk_rows": chunk_rows},
+            "target": {
+                "table": "lineitem",
+                "primary_key": ["l_orderkey"],
+                "columns": [{"name": "l_orderkey", "type": "bigint", "nullable": False}],
+            },
+        }
+    )
     start = datetime.fromisoformat(DAY).replace(tzinfo=UTC)
     interval = Interval(start, start + timedelta(days=1))
     from sluice.sources.s3 import arrow_s3_filesystem
@@ -62,22 +71,53 @@ def child(scale: float, copies: int, chunk_rows: int) -> dict:
     chunks = extract_and_stage(cfg, interval, f"bench_x{copies}_c{chunk_rows}")
     seconds = time.monotonic() - started
     rows = sum(c["rows"] for c in chunks)
-    return {"copies": copies, "chunk_rows": chunk_rows, "rows": rows, "chunks": len(chunks), "seconds": seconds,
-            "rows_per_s": rows / seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "rss_before_mb": baseline / 1024}
+    return {
+        "copies": copies,
+        "chunk_rows": chunk_rows,
+        "rows": rows,
+        "chunks": len(chunks),
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_mb": baseline / 1024,
+    }
 
 
 def run_child(scale: float, copies: int, chunk_rows: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--scale", f"{scale:g}", "--copies", str(copies),
-           "--chunk-rows", str(chunk_rows)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--scale",
+        f"{scale:g}",
+        "--copies",
+        str(copies),
+        "--chunk-rows",
+        str(chunk_rows),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def land(scale: float, copies: int) -> None:
-    subprocess.run([sys.executable, str(REPO / "demo" / "land_tpch.py"), "--scale", f"{scale:g}", "--tables",
-                    "lineitem", "--single-day", DAY, "--copies", str(copies), "--prefix", input_prefix(scale, copies)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "demo" / "land_tpch.py"),
+            "--scale",
+            f"{scale:g}",
+            "--tables",
+            "lineitem",
+            "--single-day",
+            DAY,
+            "--copies",
+            str(copies),
+            "--prefix",
+            input_prefix(scale, copies),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def cleanup(prefixes: list[tuple[str, str]]) -> None:
@@ -88,7 +128,7 @@ def cleanup(prefixes: list[tuple[str, str]]) -> None:
     for bucket, prefix in prefixes:
         keys = hook.list_keys(bucket_name=bucket, prefix=prefix) or []
         for i in range(0, len(keys), 1000):
-            client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+            client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,26 +155,38 @@ def main(argv: list[str] | None = None) -> int:
             for size in sizes:
                 results.append(run_child(args.scale, n, size))
                 r = results[-1]
-                print(f"  chunk_rows={size:,}: {r['rows']:,} rows in {r['seconds']:.1f}s, "
-                      f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+                print(
+                    f"  chunk_rows={size:,}: {r['rows']:,} rows in {r['seconds']:.1f}s, "
+                    f"peak RSS {r['peak_rss_mb']:.0f} MB",
+                    flush=True,
+                )
     finally:
         if not args.keep:
             cleanup([(LANDING, input_prefix(args.scale, n) + "/") for n in copies] + [(STAGING, "bench/")])
 
     print()
-    print(f"lineitem SF{args.scale:g} from s3://{LANDING} (moto), staged to s3://{STAGING}; "
-          f"RSS after imports {results[0]['rss_before_mb']:.0f} MB" if results else "no results")
-    print(f"{'data':>5} {'chunk_rows':>11} {'rows':>12} {'chunks':>7} {'seconds':>8} {'rows/s':>10} "
-          f"{'peak RSS MB':>12}")
+    print(
+        f"lineitem SF{args.scale:g} from s3://{LANDING} (moto), staged to s3://{STAGING}; "
+        f"RSS after imports {results[0]['rss_before_mb']:.0f} MB"
+        if results
+        else "no results"
+    )
+    print(
+        f"{'data':>5} {'chunk_rows':>11} {'rows':>12} {'chunks':>7} {'seconds':>8} {'rows/s':>10} {'peak RSS MB':>12}"
+    )
     for r in results:
-        print(f"{r['copies']:>4}x {r['chunk_rows']:>11,} {r['rows']:>12,} {r['chunks']:>7} {r['seconds']:>8.1f} "
-              f"{r['rows_per_s']:>10,.0f} {r['peak_rss_mb']:>12,.0f}")
+        print(
+            f"{r['copies']:>4}x {r['chunk_rows']:>11,} {r['rows']:>12,} {r['chunks']:>7} {r['seconds']:>8.1f} "
+            f"{r['rows_per_s']:>10,.0f} {r['peak_rss_mb']:>12,.0f}"
+        )
     for size in sizes:
         peaks = {r["copies"]: r["peak_rss_mb"] for r in results if r["chunk_rows"] == size}
         if 1 in peaks and len(peaks) > 1:
             ratio = max(peaks.values()) / peaks[1]
-            print(f"chunk_rows={size:,}: peak RSS {max(peaks.values()) / 1024:.2f} GB max "
-                  f"(target <= 1.5 GB at 1M rows); largest/1x peak = {ratio:.3f} (target <= 1.10)")
+            print(
+                f"chunk_rows={size:,}: peak RSS {max(peaks.values()) / 1024:.2f} GB max "
+                f"(target <= 1.5 GB at 1M rows); largest/1x peak = {ratio:.3f} (target <= 1.10)"
+            )
 
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

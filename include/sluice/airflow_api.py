@@ -32,22 +32,31 @@ class AirflowApi:
         from pathlib import Path
 
         home = Path(os.environ.get("SLUICE_HOME", ".sluice"))
-        password = os.environ.get("SLUICE_ADMIN_PASSWORD") or json.loads(
-            (home / "secrets.json").read_text())["admin_password"]
+        password = (
+            os.environ.get("SLUICE_ADMIN_PASSWORD") or json.loads((home / "secrets.json").read_text())["admin_password"]
+        )
         return cls(os.environ.get("SLUICE_API_URL", "http://127.0.0.1:18080"), "admin", password)
 
     def token(self) -> str:
         if self._token is None:
-            r = requests.post(f"{self.base_url}/auth/token", json={"username": self.username,
-                                                                   "password": self.password}, timeout=self.timeout)
+            r = requests.post(
+                f"{self.base_url}/auth/token",
+                json={"username": self.username, "password": self.password},
+                timeout=self.timeout,
+            )
             if r.status_code not in (200, 201):
                 raise AirflowApiError(f"POST /auth/token -> {r.status_code}: {r.text[:300]}")
             self._token = r.json()["access_token"]
         return self._token
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        r = requests.request(method, f"{self.base_url}/api/v2{path}", timeout=self.timeout,
-                             headers={"Authorization": f"Bearer {self.token()}"}, **kwargs)
+        r = requests.request(
+            method,
+            f"{self.base_url}/api/v2{path}",
+            timeout=self.timeout,
+            headers={"Authorization": f"Bearer {self.token()}"},
+            **kwargs,
+        )
         if r.status_code >= 400:
             raise AirflowApiError(f"{method} {path} -> {r.status_code}: {r.text[:500]}")
         return r.json() if r.content else None
@@ -67,8 +76,9 @@ class AirflowApi:
     def unpause(self, dag_id: str) -> None:
         self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
-    def trigger(self, dag_id: str, logical_date: str | None = None, conf: dict | None = None,
-                run_id: str | None = None) -> str:
+    def trigger(
+        self, dag_id: str, logical_date: str | None = None, conf: dict | None = None, run_id: str | None = None
+    ) -> str:
         body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
         if run_id:
             body["dag_run_id"] = run_id

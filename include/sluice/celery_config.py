@@ -19,8 +19,19 @@ from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CON
 
 CELERY_CONFIG = dict(DEFAULT_CELERY_CONFIG)
 
-PRELOAD = ("pyarrow", "pyarrow.parquet", "pyarrow.csv", "pyarrow.compute", "pandas", "psycopg", "boto3",
-           "great_expectations", "sluice.staging", "sluice.validate.chunk", "sluice.loading.postgres")
+PRELOAD = (
+    "pyarrow",
+    "pyarrow.parquet",
+    "pyarrow.csv",
+    "pyarrow.compute",
+    "pandas",
+    "psycopg",
+    "boto3",
+    "great_expectations",
+    "sluice.staging",
+    "sluice.validate.chunk",
+    "sluice.loading.postgres",
+)
 
 log = logging.getLogger(__name__)
 

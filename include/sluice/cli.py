@@ -35,10 +35,18 @@ def register(command: Command) -> Command:
 
 
 def _configure_lint(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="*", type=Path,
-                   help="pipeline files or directories (default: the pipelines directory of --config-dir)")
-    p.add_argument("--config-dir", type=Path, default=None,
-                   help="directory with defaults.yaml and pipelines/ (default: $SLUICE_CONFIG_DIR or <repo>/config)")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        help="pipeline files or directories (default: the pipelines directory of --config-dir)",
+    )
+    p.add_argument(
+        "--config-dir",
+        type=Path,
+        default=None,
+        help="directory with defaults.yaml and pipelines/ (default: $SLUICE_CONFIG_DIR or <repo>/config)",
+    )
 
 
 def _run_lint(args: argparse.Namespace) -> int:
@@ -78,8 +86,10 @@ def _run_lint(args: argparse.Namespace) -> int:
         print(error, end="\n\n")
     if errors:
         problems = sum(len(e.issues) for e in errors.values())
-        print(f"sluice lint: {problems} problem(s) in {len(errors)} file(s); {len(result.pipelines)} pipeline(s) OK",
-              file=sys.stderr)
+        print(
+            f"sluice lint: {problems} problem(s) in {len(errors)} file(s); {len(result.pipelines)} pipeline(s) OK",
+            file=sys.stderr,
+        )
         return 1
     print(f"sluice lint: OK, {len(result.pipelines)} pipeline(s) in {len(files)} file(s)")
     return 0

@@ -61,18 +61,30 @@ class PipelineFilesInvalid(Exception):
     def __init__(self, errors: dict[str, Exception]):
         self.errors = errors
         body = "\n\n".join(str(e) for e in errors.values())
-        super().__init__(f"{len(errors)} pipeline file(s) invalid; their DAGs are not loaded, every other pipeline "
-                         f"is unaffected. Check them with `python -m sluice lint`.\n\n{body}")
+        super().__init__(
+            f"{len(errors)} pipeline file(s) invalid; their DAGs are not loaded, every other pipeline "
+            f"is unaffected. Check them with `python -m sluice lint`.\n\n{body}"
+        )
 
 
 def interval_params() -> dict[str, Param]:
-    doc = ("ISO-8601 UTC timestamp, e.g. 2024-01-01T00:00:00+00:00. Leave both interval fields empty to process the "
-           "run's data interval (a manual run without a logical date takes the latest complete interval).")
+    doc = (
+        "ISO-8601 UTC timestamp, e.g. 2024-01-01T00:00:00+00:00. Leave both interval fields empty to process the "
+        "run's data interval (a manual run without a logical date takes the latest complete interval)."
+    )
     return {
-        "interval_start": Param(None, type=["null", "string"], title="Interval start (inclusive)",
-                                description=f"Start of the data interval to process. {doc}"),
-        "interval_end": Param(None, type=["null", "string"], title="Interval end (exclusive)",
-                              description=f"End of the data interval to process. {doc}"),
+        "interval_start": Param(
+            None,
+            type=["null", "string"],
+            title="Interval start (inclusive)",
+            description=f"Start of the data interval to process. {doc}",
+        ),
+        "interval_end": Param(
+            None,
+            type=["null", "string"],
+            title="Interval end (exclusive)",
+            description=f"End of the data interval to process. {doc}",
+        ),
     }
 
 
@@ -95,8 +107,9 @@ def resolve_interval(context: dict[str, Any], timetable: CronDataIntervalTimetab
 
 def target_asset(cfg: PipelineConfig) -> Asset:
     t = cfg.target
-    return Asset(name=f"{t.conn_id}.{t.schema_}.{t.table}", uri=f"sluice://{t.conn_id}/{t.schema_}/{t.table}",
-                 group="sluice")
+    return Asset(
+        name=f"{t.conn_id}.{t.schema_}.{t.table}", uri=f"sluice://{t.conn_id}/{t.schema_}/{t.table}", group="sluice"
+    )
 
 
 def doc_md(cfg: PipelineConfig) -> str:
@@ -127,8 +140,9 @@ def default_args(cfg: PipelineConfig) -> dict[str, Any]:
         from sluice.alerts import make_failure_callback
 
         secret_conns = [c for c in (getattr(cfg.source, "conn_id", None), cfg.staging.conn_id) if c]
-        on_failure, on_retry = make_failure_callback(cfg.alerts.channels, cfg.alerts.on_retry,
-                                                     warehouse_conn_id=cfg.target.conn_id, mask_conn_ids=secret_conns)
+        on_failure, on_retry = make_failure_callback(
+            cfg.alerts.channels, cfg.alerts.on_retry, warehouse_conn_id=cfg.target.conn_id, mask_conn_ids=secret_conns
+        )
         args["on_failure_callback"] = on_failure
         if on_retry is not None:
             args["on_retry_callback"] = on_retry
@@ -148,8 +162,12 @@ def deadline_alert(cfg: PipelineConfig):
     return DeadlineAlert(
         reference=IntervalEndDeadline(),
         interval=cfg.deadline.after_interval_end,
-        callback=AsyncCallback(DEADLINE_CALLBACK, kwargs=deadline_callback_kwargs(
-            cfg.name, cfg.alerts.channels, cfg.deadline.after_interval_end, warehouse_conn_id=cfg.target.conn_id)),
+        callback=AsyncCallback(
+            DEADLINE_CALLBACK,
+            kwargs=deadline_callback_kwargs(
+                cfg.name, cfg.alerts.channels, cfg.deadline.after_interval_end, warehouse_conn_id=cfg.target.conn_id
+            ),
+        ),
     )
 
 

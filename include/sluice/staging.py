@@ -75,11 +75,19 @@ def sanitize_run_id(run_id: str) -> str:
 def plain_types(table: pa.Table) -> pa.Table:
     """Cast string_view/binary_view columns (tpchgen, DataFusion, Polars write them) to string/binary: Parquet
     readers and pyarrow's CSV writer downstream expect the classic types."""
-    target = pa.schema([
-        f.with_type(pa.string() if pa.types.is_string_view(f.type)
-                    else pa.binary() if pa.types.is_binary_view(f.type) else f.type)
-        for f in table.schema
-    ], metadata=table.schema.metadata)
+    target = pa.schema(
+        [
+            f.with_type(
+                pa.string()
+                if pa.types.is_string_view(f.type)
+                else pa.binary()
+                if pa.types.is_binary_view(f.type)
+                else f.type
+            )
+            for f in table.schema
+        ],
+        metadata=table.schema.metadata,
+    )
     return table if target.equals(table.schema) else table.cast(target)
 
 
@@ -147,7 +155,7 @@ class StagingStore:
         """Filesystem path of a key: a full URL (as in ChunkRef) or a name inside the run directory."""
         prefix = f"{self.scheme}://"
         if key.startswith(prefix):
-            return key[len(prefix):]
+            return key[len(prefix) :]
         if "://" in key:
             raise StagingError(f"{key} is not a {self.scheme}:// key of staging {self.staging.url}")
         return f"{self.root}/{key.lstrip('/')}"
@@ -209,8 +217,9 @@ class StagingStore:
         if bad.num_rows:
             rejects_key = self.rejects_key(index)
             self.write_table(rejects_key, bad)
-        return ChunkRef(index=index, key=key, rows=table.num_rows, rejects_key=rejects_key, rejects=bad.num_rows,
-                        checksum=digest)
+        return ChunkRef(
+            index=index, key=key, rows=table.num_rows, rejects_key=rejects_key, rejects=bad.num_rows, checksum=digest
+        )
 
     def write_manifest(self, chunks: list[ChunkRef]) -> str:
         """Write manifest.json; call it last, after every chunk is stored."""
@@ -233,8 +242,9 @@ class StagingStore:
             with self.fs.open_input_stream(path) as f:
                 return json.loads(f.read())
         except FileNotFoundError:
-            raise StagingError(f"{self.manifest_key} is missing: extract_and_stage did not finish for this run") \
-                from None
+            raise StagingError(
+                f"{self.manifest_key} is missing: extract_and_stage did not finish for this run"
+            ) from None
 
     def clear(self) -> None:
         """Forget an earlier attempt of this run: the manifest first (so the directory reads as incomplete at once),
@@ -325,8 +335,9 @@ class _ChunkWriter:
         now = time.monotonic()
         rate = ref["rows"] / max(now - self.last, 1e-9)
         self.last = now
-        log.info("chunk %d: %d rows, %d rejects, %.0f rows/s -> %s", index, ref["rows"], ref["rejects"], rate,
-                 ref["key"])
+        log.info(
+            "chunk %d: %d rows, %d rejects, %.0f rows/s -> %s", index, ref["rows"], ref["rejects"], rate, ref["key"]
+        )
 
 
 def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str) -> list[ChunkRef]:
@@ -341,18 +352,32 @@ def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str) -> l
     store = StagingStore(cfg.staging, cfg.name, interval, run_id)
     store.clear()
     writer = _ChunkWriter(store, cfg.staging.chunk_rows)
-    log.info("staging %s for %s into %s (chunk_rows=%d)", _source_label(cfg, interval), interval.key, store.url,
-             cfg.staging.chunk_rows)
+    log.info(
+        "staging %s for %s into %s (chunk_rows=%d)",
+        _source_label(cfg, interval),
+        interval.key,
+        store.url,
+        cfg.staging.chunk_rows,
+    )
     for batch in iter_source(cfg, interval, writer.on_reject):
         writer.add(batch)
     fallback = pa.schema([(c.source_column, pa.string()) for c in cfg.target.columns])
     chunks = writer.finish(fallback)
     if not chunks and cfg.require_data:
-        raise NoDataError(f"pipeline {cfg.name}: no data for interval {interval.key} in {_source_label(cfg, interval)}"
-                          " and require_data is true (set require_data: false to accept empty intervals)")
+        raise NoDataError(
+            f"pipeline {cfg.name}: no data for interval {interval.key} in {_source_label(cfg, interval)}"
+            " and require_data is true (set require_data: false to accept empty intervals)"
+        )
     store.write_manifest(chunks)
     rows = sum(c["rows"] for c in chunks)
     elapsed = time.monotonic() - writer.started
-    log.info("staged %d rows, %d rejects in %d chunk(s) in %.1fs (%.0f rows/s); manifest %s", rows,
-             sum(c["rejects"] for c in chunks), len(chunks), elapsed, rows / max(elapsed, 1e-9), store.manifest_key)
+    log.info(
+        "staged %d rows, %d rejects in %d chunk(s) in %.1fs (%.0f rows/s); manifest %s",
+        rows,
+        sum(c["rejects"] for c in chunks),
+        len(chunks),
+        elapsed,
+        rows / max(elapsed, 1e-9),
+        store.manifest_key,
+    )
     return chunks

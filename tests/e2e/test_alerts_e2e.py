@@ -101,8 +101,9 @@ def receivers() -> Receivers:
     slack_host = json.loads(os.environ.get("AIRFLOW_CONN_SLUICE_SLACK") or "{}").get("host", "")
     port = os.environ.get("SLUICE_WEBHOOK_PORT") or urlsplit(slack_host).port
     if not port:
-        pytest.fail("neither SLUICE_WEBHOOK_PORT nor AIRFLOW_CONN_SLUICE_SLACK is set: source $SLUICE_HOME/env",
-                    pytrace=False)
+        pytest.fail(
+            "neither SLUICE_WEBHOOK_PORT nor AIRFLOW_CONN_SLUICE_SLACK is set: source $SLUICE_HOME/env", pytrace=False
+        )
     rx = Receivers(f"http://127.0.0.1:{port}")
     assert slack_host.startswith(rx.url), f"sluice_slack points at {slack_host}, not at the receivers {rx.url}"
     rx.records()  # reachable
@@ -164,8 +165,9 @@ def unique_day() -> date:
 
 def trigger_interval(api, dag_id: str, day: date) -> str:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    run_id = api.trigger(dag_id, conf={"interval_start": start.isoformat(),
-                                       "interval_end": (start + timedelta(days=1)).isoformat()})
+    run_id = api.trigger(
+        dag_id, conf={"interval_start": start.isoformat(), "interval_end": (start + timedelta(days=1)).isoformat()}
+    )
     STARTED.append((dag_id, run_id))
     return run_id
 
@@ -189,8 +191,17 @@ def one_per_channel(messages: list[dict]) -> dict[str, dict]:
 
 
 def capture(kind: str, got: dict[str, dict], **info) -> None:
-    CAPTURED[kind] = {**info, **{s: {"received_at": m["received_at"], "path": re.sub(r"[^/]+$", "<token>", m["path"]),
-                                     "payload": m["payload"]} for s, m in got.items()}}
+    CAPTURED[kind] = {
+        **info,
+        **{
+            s: {
+                "received_at": m["received_at"],
+                "path": re.sub(r"[^/]+$", "<token>", m["path"]),
+                "payload": m["payload"],
+            }
+            for s, m in got.items()
+        },
+    }
     PAYLOADS_OUT.write_text(json.dumps(CAPTURED, indent=2, ensure_ascii=False))
 
 
@@ -214,16 +225,20 @@ def test_webhook_500_is_retried_logged_and_never_fails_the_task(api, dags, recei
         api.request("PATCH", f"/dags/{FLAKY_DAG}", json={"is_paused": True})
     assert ti["state"] == "success" and ti["try_number"] == 2, ti
 
-    log = wait_log_lines(task_log(FLAKY_DAG, run_id, EXTRACT, 1),
-                         ["Alert (retry) sent to 'sluice_slack'", "Alert (retry) sent to 'sluice_discord'"], 20)
+    log = wait_log_lines(
+        task_log(FLAKY_DAG, run_id, EXTRACT, 1),
+        ["Alert (retry) sent to 'sluice_slack'", "Alert (retry) sent to 'sluice_discord'"],
+        20,
+    )
     messages = receivers.of_run(run_id)
     for service, conn_id in (("slack", "sluice_slack"), ("discord", "sluice_discord")):
         got = [m for m in messages if m["service"] == service]
         assert {m["facts"]["_kind"] for m in got} == {"retry"}, "only the retry notice: try 2 succeeded"
         assert any(m["status"] == 500 for m in got), f"{service}: no 500 reached this run's notice"
         assert sum(m["accepted"] for m in got) == 1, f"{service}: {[m['status'] for m in got]}"
-        assert re.search(rf"Alert to '{conn_id}' failed on attempt \d \(HTTP 500\); retrying in", log), \
+        assert re.search(rf"Alert to '{conn_id}' failed on attempt \d \(HTTP 500\); retrying in", log), (
             f"the {service} retry is not in the task log"
+        )
     facts = next(m for m in messages if m["accepted"])["facts"]
     assert facts["Task"] == EXTRACT and facts["Try"] == "1 of 2" and facts["Pipeline"] == FLAKY_DAG
 
@@ -245,8 +260,11 @@ def test_failure_after_retries_alerts_once_per_channel(api, dags, receivers, s3_
     assert ti["state"] == "failed" and ti["try_number"] == 2, ti
 
     # the callback runs after the task reported its state: its log says when both channels are done
-    wait_log_lines(task_log(FAILURE_DAG, run_id, EXTRACT, 2),
-                   ["Alert (failure) sent to 'sluice_slack'", "Alert (failure) sent to 'sluice_discord'"], 30)
+    wait_log_lines(
+        task_log(FAILURE_DAG, run_id, EXTRACT, 2),
+        ["Alert (failure) sent to 'sluice_slack'", "Alert (failure) sent to 'sluice_discord'"],
+        30,
+    )
     time.sleep(2)  # anything else (a retry notice, a downstream task's alert) would have arrived by now
     messages = receivers.of_run(run_id)
     assert {m["facts"]["_kind"] for m in messages} == {"failure"}, [m["facts"] for m in messages]
@@ -281,8 +299,10 @@ def wait_for_fresh_next_run(api, budget: float) -> datetime:
         if ts(api.request("GET", f"/dags/{DEADLINE_DAG}")["next_dagrun_data_interval_end"]) == boundary:
             return boundary
         time.sleep(0.5)
-    raise AssertionError(f"the dag-processor never had {DEADLINE_DAG}'s next run ready within {UNPAUSE_WINDOW}s "
-                         f"of a minute boundary in {budget:.0f}s (see airflow-dag-processor.log)")
+    raise AssertionError(
+        f"the dag-processor never had {DEADLINE_DAG}'s next run ready within {UNPAUSE_WINDOW}s "
+        f"of a minute boundary in {budget:.0f}s (see airflow-dag-processor.log)"
+    )
 
 
 def start_one_scheduled_run(api) -> tuple[dict, datetime]:
@@ -292,8 +312,9 @@ def start_one_scheduled_run(api) -> tuple[dict, datetime]:
     api.unpause(DEADLINE_DAG)
     end = time.time() + 30
     while time.time() < end:
-        runs = api.request("GET", f"/dags/{DEADLINE_DAG}/dagRuns",
-                           params={"run_type": "scheduled", "order_by": "-id", "limit": 3})["dag_runs"]
+        runs = api.request(
+            "GET", f"/dags/{DEADLINE_DAG}/dagRuns", params={"run_type": "scheduled", "order_by": "-id", "limit": 3}
+        )["dag_runs"]
         if run := next((r for r in runs if ts(r["data_interval_end"]) == boundary), None):
             STARTED.append((DEADLINE_DAG, run["dag_run_id"]))
             return run, boundary
@@ -338,16 +359,23 @@ def check_deadline_alert(api, receivers, run: dict, fresh) -> None:
     created = ts(run["queued_at"]) or ts(run["run_after"])
     print(f"\n{run_id}: created {(deadline - created).total_seconds():.1f}s before its deadline {deadline:%H:%M:%S}")
 
-    messages = receivers.wait_for(run_id, "deadline_missed",
-                                  timeout=max(5.0, (deadline - datetime.now(UTC)).total_seconds()) + ALERT_WITHIN + 5)
+    messages = receivers.wait_for(
+        run_id, "deadline_missed", timeout=max(5.0, (deadline - datetime.now(UTC)).total_seconds()) + ALERT_WITHIN + 5
+    )
     assert messages, f"no deadline alert for {run_id} (see airflow-triggerer.log)"
     time.sleep(SETTLE)
     got = one_per_channel(receivers.of_run(run_id, "deadline_missed"))
 
     delays = {s: m["received_at"] - deadline.timestamp() for s, m in got.items()}
     print("deadline -> receipt: " + ", ".join(f"{s} {d:.2f}s" for s, d in delays.items()))
-    capture("deadline_missed", got, run_id=run_id, deadline=deadline.isoformat(), run_created=created.isoformat(),
-            delay_seconds=delays)
+    capture(
+        "deadline_missed",
+        got,
+        run_id=run_id,
+        deadline=deadline.isoformat(),
+        run_created=created.isoformat(),
+        delay_seconds=delays,
+    )
     for service, delay in delays.items():
         assert 0 <= delay <= ALERT_WITHIN, f"{service}: {delay:.1f}s from the deadline to the message"
 
@@ -355,8 +383,10 @@ def check_deadline_alert(api, receivers, run: dict, fresh) -> None:
     for msg in got.values():
         f = msg["facts"]
         assert f["Pipeline"] == DEADLINE_DAG and f["Run"] == run_id, f
-        assert f["Data interval"] == f"{run['data_interval_start'][:16].replace('T', ' ')} UTC → " \
-                                     f"{run['data_interval_end'][:16].replace('T', ' ')} UTC", f
+        assert (
+            f["Data interval"] == f"{run['data_interval_start'][:16].replace('T', ' ')} UTC → "
+            f"{run['data_interval_end'][:16].replace('T', ' ')} UTC"
+        ), f
         assert f["Deadline"] == f"20s after the interval end ({deadline:%Y-%m-%d %H:%M:%S} UTC)", f
         assert f["Run state"] in ("queued", "running"), f
         assert "Freshness" not in f, f"freshness unavailable in the alert: {f['Freshness']}"
@@ -394,18 +424,29 @@ def test_no_token_or_password_in_any_message_or_task_log(api, receivers):
         while api.run_state(dag_id, run_id) not in ("success", "failed") and time.time() < end:
             time.sleep(2)
     secrets = secret_values()
-    bodies = [json.loads(line).get("raw", "") for line in
-              (HOME / "logs" / "webhooks.jsonl").read_text(errors="replace").splitlines() if line.strip()]
+    bodies = [
+        json.loads(line).get("raw", "")
+        for line in (HOME / "logs" / "webhooks.jsonl").read_text(errors="replace").splitlines()
+        if line.strip()
+    ]
     assert bodies, "webhooks.jsonl is empty"
-    logs = {p: p.read_text(errors="replace") for dag_id in OURS
-            for p in (TASK_LOGS / f"dag_id={dag_id}").rglob("*.log")}
+    logs = {
+        p: p.read_text(errors="replace") for dag_id in OURS for p in (TASK_LOGS / f"dag_id={dag_id}").rglob("*.log")
+    }
     for dag_id, run_id in STARTED:
         assert any(f"run_id={run_id}" in str(p) for p in logs), f"no task log of {dag_id} {run_id}"
     triggerer = (HOME / "logs" / "airflow-triggerer.log").read_text(errors="replace")  # the deadline callback's log
-    leaks = [f"{name} in {where}" for name, value in secrets.items()
-             for where, texts in (("webhooks.jsonl", bodies), ("the triggerer log", [triggerer]))
-             if any(value in t for t in texts)]
-    leaks += [f"{name} in {path.relative_to(TASK_LOGS)}" for name, value in secrets.items()
-              for path, text in logs.items() if value in text]
+    leaks = [
+        f"{name} in {where}"
+        for name, value in secrets.items()
+        for where, texts in (("webhooks.jsonl", bodies), ("the triggerer log", [triggerer]))
+        if any(value in t for t in texts)
+    ]
+    leaks += [
+        f"{name} in {path.relative_to(TASK_LOGS)}"
+        for name, value in secrets.items()
+        for path, text in logs.items()
+        if value in text
+    ]
     assert not leaks, leaks
     print(f"\nno secret in {len(bodies)} messages, {len(logs)} task logs, the triggerer log")

@@ -22,8 +22,10 @@ from sluice.connections import pg_dsn
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 DAYS = ["1995-01-01", "1995-01-02", "1995-01-03"]
-ORDERS_COLS = ("o_orderkey, o_custkey, o_orderstatus, o_totalprice, o_orderdate, o_orderpriority, o_clerk, "
-               "o_shippriority, o_comment")
+ORDERS_COLS = (
+    "o_orderkey, o_custkey, o_orderstatus, o_totalprice, o_orderdate, o_orderpriority, o_clerk, "
+    "o_shippriority, o_comment"
+)
 
 
 def conf(day: str) -> dict:
@@ -43,8 +45,10 @@ def sql(query: str, params: tuple = ()) -> list[tuple]:
 
 
 def table_hash(table: str, cols: str, order: str) -> tuple[int, str]:
-    return sql(f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY {order}), '')) "
-               f"FROM (SELECT {cols} FROM {table}) t")[0]
+    return sql(
+        f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY {order}), '')) "
+        f"FROM (SELECT {cols} FROM {table}) t"
+    )[0]
 
 
 def run(api, dag_id: str, day_conf: dict, timeout: float = 300) -> str:
@@ -55,8 +59,10 @@ def run(api, dag_id: str, day_conf: dict, timeout: float = 300) -> str:
 
 
 def ledger(run_id: str) -> list[tuple]:
-    return sql("SELECT chunk, rows_in, rows_loaded, rows_quarantined FROM sluice.load_ledger WHERE run_id = %s "
-               "ORDER BY chunk", (run_id,))
+    return sql(
+        "SELECT chunk, rows_in, rows_loaded, rows_quarantined FROM sluice.load_ledger WHERE run_id = %s ORDER BY chunk",
+        (run_id,),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +79,18 @@ def orders(api, s3_client):
     bad_status = list(first)
     bad_status[0], bad_status[2] = "999999999", "X"
     body = "\n".join([header, ",".join(dup), ",".join(bad_null), ",".join(bad_status), "1,2,3"]) + "\n"
-    s3_client.put_object(Bucket="sluice-landing", Key=f"e2e/orders/{DAYS[0]}/part-1.csv.gz",
-                         Body=gzip.compress(body.encode()))
-    landed = sum(len(gzip.decompress(s3_client.get_object(
-        Bucket="sluice-landing", Key=f"e2e/orders/{d}/part-0.csv.gz")["Body"].read()).splitlines()) - 1 for d in DAYS)
+    s3_client.put_object(
+        Bucket="sluice-landing", Key=f"e2e/orders/{DAYS[0]}/part-1.csv.gz", Body=gzip.compress(body.encode())
+    )
+    landed = sum(
+        len(
+            gzip.decompress(
+                s3_client.get_object(Bucket="sluice-landing", Key=f"e2e/orders/{d}/part-0.csv.gz")["Body"].read()
+            ).splitlines()
+        )
+        - 1
+        for d in DAYS
+    )
     sql("DROP SCHEMA IF EXISTS e2e CASCADE")
     api.wait_for_dag("e2e_orders")
     api.unpause("e2e_orders")
@@ -98,16 +112,19 @@ def test_daily_runs_conserve_rows_quarantine_bad_ones_and_keep_the_last_duplicat
     assert count == orders["landed"]  # the changed duplicate replaced its original instead of adding a row
     comment = sql("SELECT o_comment FROM e2e.orders WHERE o_orderkey = %s", (orders["dup_key"],))[0][0]
     assert comment == "changed by the later file"  # last row in source order wins
-    summary = sql("SELECT status, rows_in, rows_loaded, rows_quarantined FROM sluice.run_summary WHERE run_id = %s",
-                  (runs[0],))[0]
+    summary = sql(
+        "SELECT status, rows_in, rows_loaded, rows_quarantined FROM sluice.run_summary WHERE run_id = %s", (runs[0],)
+    )[0]
     assert summary[0] == "success" and summary[1] == summary[2] + summary[3]
 
 
 def test_rerun_of_an_interval_writes_nothing(api, orders):
     before = table_hash("e2e.orders", ORDERS_COLS, "o_orderkey")
     sql("SELECT pg_stat_clear_snapshot()")
-    stats = ("SELECT n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables "
-             "WHERE schemaname = 'e2e' AND relname = 'orders'")
+    stats = (
+        "SELECT n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables "
+        "WHERE schemaname = 'e2e' AND relname = 'orders'"
+    )
     ins0, upd0, del0 = sql(stats)[0]
     run(api, "e2e_orders", conf(DAYS[0]))
     time.sleep(1.5)  # backends flush their table statistics at most once a second
@@ -120,14 +137,32 @@ def test_cli_backfill_gives_the_same_table_as_the_daily_runs(api, orders):
     daily = table_hash("e2e.orders", ORDERS_COLS, "o_orderkey")
     sql("TRUNCATE e2e.orders")
     started = time.time()
-    out = subprocess.run([str(REPO / ".venv" / "bin" / "airflow"), "backfill", "create", "--dag-id", "e2e_orders",
-                          "--from-date", DAYS[0], "--to-date", DAYS[-1], "--reprocess-behavior", "completed"],
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "airflow"),
+            "backfill",
+            "create",
+            "--dag-id",
+            "e2e_orders",
+            "--from-date",
+            DAYS[0],
+            "--to-date",
+            DAYS[-1],
+            "--reprocess-behavior",
+            "completed",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     deadline = time.time() + 420
     while time.time() < deadline:
-        runs = [r for r in api.request("GET", "/dags/e2e_orders/dagRuns?limit=100")["dag_runs"]
-                if r["run_type"] == "backfill"]
+        runs = [
+            r
+            for r in api.request("GET", "/dags/e2e_orders/dagRuns?limit=100")["dag_runs"]
+            if r["run_type"] == "backfill"
+        ]
         if len(runs) == len(DAYS) and all(r["state"] in ("success", "failed") for r in runs):
             break
         time.sleep(3)
@@ -137,9 +172,11 @@ def test_cli_backfill_gives_the_same_table_as_the_daily_runs(api, orders):
     print(f"backfill of {len(DAYS)} intervals: {time.time() - started:.0f}s")
 
 
-LINEITEM_COLS = ("l_orderkey, l_partkey, l_suppkey, l_linenumber, l_quantity, l_extendedprice, l_discount, l_tax, "
-                 "l_returnflag, l_linestatus, l_shipdate, l_commitdate, l_receiptdate, l_shipinstruct, l_shipmode, "
-                 "l_comment")
+LINEITEM_COLS = (
+    "l_orderkey, l_partkey, l_suppkey, l_linenumber, l_quantity, l_extendedprice, l_discount, l_tax, "
+    "l_returnflag, l_linestatus, l_shipdate, l_commitdate, l_receiptdate, l_shipinstruct, l_shipmode, "
+    "l_comment"
+)
 
 
 class CopyKiller(threading.Thread):
@@ -165,12 +202,16 @@ class CopyKiller(threading.Thread):
                     seen.add(backend)
                     delay = self.delays[0]
                     time.sleep(delay)
-                    still = conn.execute("SELECT query ILIKE 'COPY%%' AND state = 'active' FROM pg_stat_activity "
-                                         "WHERE pid = %s", (backend,)).fetchone()
+                    still = conn.execute(
+                        "SELECT query ILIKE 'COPY%%' AND state = 'active' FROM pg_stat_activity WHERE pid = %s",
+                        (backend,),
+                    ).fetchone()
                     if not (still and still[0]):
                         continue
-                    pid = next((c.pid for c in psutil.net_connections("tcp")
-                                if c.laddr and c.laddr.port == port and c.pid), None)
+                    pid = next(
+                        (c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port and c.pid),
+                        None,
+                    )
                     if pid is None or pid == os.getpid():
                         continue
                     os.kill(pid, signal.SIGKILL)
@@ -201,12 +242,17 @@ def test_kill_9_inside_copy_is_retried_into_the_clean_table(api):
     print(f"kills inside COPY: {killer.kills}")
     assert state == "success"
     assert len(killer.kills) >= 5, f"only {len(killer.kills)} kills landed inside COPY"
-    retried = [ti for ti in api.task_instances("e2e_lineitem_crash", run_id)
-               if ti["task_id"] == "load_chunk" and ti["try_number"] > 1]
+    retried = [
+        ti
+        for ti in api.task_instances("e2e_lineitem_crash", run_id)
+        if ti["task_id"] == "load_chunk" and ti["try_number"] > 1
+    ]
     assert len(retried) >= 1
     assert table_hash("e2e.lineitem_crash", LINEITEM_COLS, "l_orderkey, l_linenumber") == clean
-    dups = sql("SELECT count(*) FROM (SELECT 1 FROM e2e.lineitem_crash GROUP BY l_orderkey, l_linenumber "
-               "HAVING count(*) > 1) d")[0][0]
+    dups = sql(
+        "SELECT count(*) FROM (SELECT 1 FROM e2e.lineitem_crash GROUP BY l_orderkey, l_linenumber "
+        "HAVING count(*) > 1) d"
+    )[0][0]
     assert dups == 0
     chunks = [c[0] for c in ledger(run_id)]
     assert chunks == sorted(set(chunks)) == list(range(len(ledger(clean_run))))  # exactly one ledger row per chunk

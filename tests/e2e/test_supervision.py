@@ -16,8 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _pid(program: str) -> int:
     home = Path(os.environ["SLUICE_HOME"])
-    out = subprocess.run([str(REPO / ".venv/bin/supervisorctl"), "-c", str(home / "supervisord.conf"), "pid", program],
-                         capture_output=True, text=True).stdout.strip()
+    out = subprocess.run(
+        [str(REPO / ".venv/bin/supervisorctl"), "-c", str(home / "supervisord.conf"), "pid", program],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return int(out) if out.isdigit() else 0
 
 

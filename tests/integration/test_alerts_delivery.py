@@ -48,20 +48,43 @@ def channels(rx, monkeypatch):
     discord_token = secrets.token_urlsafe(24)
     # Slack: URL = host + "/" + password (SlackWebhookHook._build_conn_params); production host is
     # https://hooks.slack.com/services, or put the whole webhook URL in the password.
-    monkeypatch.setenv(f"AIRFLOW_CONN_{slack_id.upper()}", json.dumps(
-        {"conn_type": "slackwebhook", "host": f"{rx.url}/slack", "password": slack_token}))
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{slack_id.upper()}",
+        json.dumps({"conn_type": "slackwebhook", "host": f"{rx.url}/slack", "password": slack_token}),
+    )
     # Discord: URL = host + extra.webhook_endpoint; production host is https://discord.com/api/
-    monkeypatch.setenv(f"AIRFLOW_CONN_{discord_id.upper()}", json.dumps(
-        {"conn_type": "discord", "host": f"{rx.url}/api/",
-         "extra": {"webhook_endpoint": f"webhooks/987654321/{discord_token}"}}))
-    return SimpleNamespace(slack=slack_id, discord=discord_id, slack_token=slack_token,
-                           discord_token=discord_token, ids=[slack_id, discord_id])
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{discord_id.upper()}",
+        json.dumps(
+            {
+                "conn_type": "discord",
+                "host": f"{rx.url}/api/",
+                "extra": {"webhook_endpoint": f"webhooks/987654321/{discord_token}"},
+            }
+        ),
+    )
+    return SimpleNamespace(
+        slack=slack_id,
+        discord=discord_id,
+        slack_token=slack_token,
+        discord_token=discord_token,
+        ids=[slack_id, discord_id],
+    )
 
 
 def failure_ctx(error: str = "ValueError: boom") -> AlertContext:
-    return AlertContext(pipeline="orders", kind=AlertKind.FAILURE, run_id="scheduled__2024-01-01T00:00:00+00:00",
-                        interval_start=T0, interval_end=T0 + timedelta(days=1), task_id="load_chunk",
-                        try_number=4, max_tries=4, error=error, log_url="http://localhost:8080/dags/orders/x")
+    return AlertContext(
+        pipeline="orders",
+        kind=AlertKind.FAILURE,
+        run_id="scheduled__2024-01-01T00:00:00+00:00",
+        interval_start=T0,
+        interval_end=T0 + timedelta(days=1),
+        task_id="load_chunk",
+        try_number=4,
+        max_tries=4,
+        error=error,
+        log_url="http://localhost:8080/dags/orders/x",
+    )
 
 
 def test_delivers_one_valid_message_per_channel(rx, channels):
@@ -119,8 +142,15 @@ def test_failure_callback_bounded_when_warehouse_and_webhooks_hang(rx, channels,
     silent_db.listen(8)  # connections queue in the backlog; the PostgreSQL handshake never gets an answer
     monkeypatch.setenv("AIRFLOW_CONN_T_SILENT_DB", f"postgresql://u:p@127.0.0.1:{silent_db.getsockname()[1]}/db")
     rx.delay = 60.0
-    ti = SimpleNamespace(dag_id="orders", run_id="r", task_id="t", map_index=-1, try_number=1, log_url=None,
-                         xcom_pull=lambda task_ids: None)
+    ti = SimpleNamespace(
+        dag_id="orders",
+        run_id="r",
+        task_id="t",
+        map_index=-1,
+        try_number=1,
+        log_url=None,
+        xcom_pull=lambda task_ids: None,
+    )
     callbacks = make_failure_callback(channels.ids, warehouse_conn_id="t_silent_db")
     started = time.monotonic()
     try:
@@ -143,8 +173,11 @@ def test_unusable_connections_are_skipped(rx, channels, monkeypatch, caplog):
     monkeypatch.setenv("AIRFLOW_CONN_T_NO_TOKEN", json.dumps({"conn_type": "slackwebhook", "host": rx.url}))
     with caplog.at_level(logging.WARNING, logger="sluice.alerts"):
         result = send_alert(failure_ctx(), ["t_wrong_type", "t_no_token", channels.discord])
-    assert result == {"t_wrong_type": "skipped: not usable", "t_no_token": "skipped: not usable",
-                      channels.discord: "sent"}
+    assert result == {
+        "t_wrong_type": "skipped: not usable",
+        "t_no_token": "skipped: not usable",
+        channels.discord: "sent",
+    }
 
 
 def test_rejected_payload_is_not_retried(rx, channels, monkeypatch):
@@ -162,10 +195,17 @@ def test_no_token_or_password_in_payloads_or_logs(rx, channels, monkeypatch, cap
     monkeypatch.setenv("AIRFLOW_CONN_T_SOURCE_DB", f"postgresql://etl:{db_password}@127.0.0.1:1/source")
     error = RuntimeError(
         f"could not connect to postgresql://etl:{db_password}@127.0.0.1:1/source (password {db_password}); "
-        f"while posting to {rx.url}/slack/{channels.slack_token} and webhooks/987654321/{channels.discord_token}")
-    ti = SimpleNamespace(dag_id="orders", run_id="manual__x", task_id="extract_and_stage", map_index=-1,
-                         try_number=3, log_url="http://localhost:8080/dags/orders/runs/manual__x/tasks/e",
-                         xcom_pull=lambda task_ids: [{"rows": 7}, {"rows": 5}])
+        f"while posting to {rx.url}/slack/{channels.slack_token} and webhooks/987654321/{channels.discord_token}"
+    )
+    ti = SimpleNamespace(
+        dag_id="orders",
+        run_id="manual__x",
+        task_id="extract_and_stage",
+        map_index=-1,
+        try_number=3,
+        log_url="http://localhost:8080/dags/orders/runs/manual__x/tasks/e",
+        xcom_pull=lambda task_ids: [{"rows": 7}, {"rows": 5}],
+    )
     callbacks = make_failure_callback(channels.ids, warehouse_conn_id=None, mask_conn_ids=["t_source_db"])
     with caplog.at_level(logging.DEBUG):
         callbacks.on_failure_callback({"ti": ti, "task": SimpleNamespace(retries=2), "exception": error})
@@ -188,10 +228,17 @@ def test_no_token_or_password_in_payloads_or_logs(rx, channels, monkeypatch, cap
 def deadline_context(pipeline: str) -> dict:
     """The context Airflow 3.3's scheduler builds in Deadline.handle_miss (DAGRunResponse dumped as JSON)."""
     return {
-        "dag_run": {"dag_run_id": "scheduled__2024-01-02T00:00:00+00:00", "dag_id": pipeline,
-                    "logical_date": "2024-01-02T00:00:00Z", "data_interval_start": "2024-01-02T00:00:00Z",
-                    "data_interval_end": "2024-01-03T00:00:00Z", "run_type": "scheduled", "state": "running",
-                    "conf": {}, "run_after": "2024-01-03T00:00:00Z"},
+        "dag_run": {
+            "dag_run_id": "scheduled__2024-01-02T00:00:00+00:00",
+            "dag_id": pipeline,
+            "logical_date": "2024-01-02T00:00:00Z",
+            "data_interval_start": "2024-01-02T00:00:00Z",
+            "data_interval_end": "2024-01-03T00:00:00Z",
+            "run_type": "scheduled",
+            "state": "running",
+            "conf": {},
+            "run_after": "2024-01-03T00:00:00Z",
+        },
         "deadline": {"id": str(uuid.uuid4()), "deadline_time": datetime(2024, 1, 3, 2, tzinfo=UTC)},
     }
 
@@ -199,28 +246,42 @@ def deadline_context(pipeline: str) -> dict:
 @pytest.fixture
 def ledger(pg, pg_schema):
     """run_summary and load_ledger as the loading contract defines them, in a throwaway schema."""
-    pg.execute(f'CREATE TABLE "{pg_schema}".run_summary (pipeline text, run_id text, interval_start timestamptz,'
-               " interval_end timestamptz, rows_in bigint, rows_loaded bigint, rows_quarantined bigint,"
-               " status text, finished_at timestamptz)")
-    pg.execute(f'CREATE TABLE "{pg_schema}".load_ledger (pipeline text, interval_start timestamptz,'
-               " interval_end timestamptz, run_id text, chunk int, rows_in bigint, rows_loaded bigint,"
-               " rows_quarantined bigint, finished_at timestamptz)")
-    pg.execute(f'INSERT INTO "{pg_schema}".run_summary VALUES'
-               " ('orders', 'scheduled__2023-12-31', '2023-12-31', '2024-01-01', 1000, 990, 10, 'success',"
-               "  '2024-01-01 01:10+00'),"
-               " ('orders', 'scheduled__2024-01-01', '2024-01-01', '2024-01-02', 2000, 0, 0, 'failed',"
-               "  '2024-01-02 01:30+00'),"
-               " ('other', 'scheduled__2024-01-01', '2024-01-01', '2024-01-02', 5, 5, 0, 'success', now())")
-    pg.execute(f'INSERT INTO "{pg_schema}".load_ledger VALUES'
-               " ('orders', '2024-01-02', '2024-01-03', 'scheduled__2024-01-02T00:00:00+00:00', 0, 250, 240, 10,"
-               "  now())")
+    pg.execute(
+        f'CREATE TABLE "{pg_schema}".run_summary (pipeline text, run_id text, interval_start timestamptz,'
+        " interval_end timestamptz, rows_in bigint, rows_loaded bigint, rows_quarantined bigint,"
+        " status text, finished_at timestamptz)"
+    )
+    pg.execute(
+        f'CREATE TABLE "{pg_schema}".load_ledger (pipeline text, interval_start timestamptz,'
+        " interval_end timestamptz, run_id text, chunk int, rows_in bigint, rows_loaded bigint,"
+        " rows_quarantined bigint, finished_at timestamptz)"
+    )
+    pg.execute(
+        f'INSERT INTO "{pg_schema}".run_summary VALUES'
+        " ('orders', 'scheduled__2023-12-31', '2023-12-31', '2024-01-01', 1000, 990, 10, 'success',"
+        "  '2024-01-01 01:10+00'),"
+        " ('orders', 'scheduled__2024-01-01', '2024-01-01', '2024-01-02', 2000, 0, 0, 'failed',"
+        "  '2024-01-02 01:30+00'),"
+        " ('other', 'scheduled__2024-01-01', '2024-01-01', '2024-01-02', 5, 5, 0, 'success', now())"
+    )
+    pg.execute(
+        f'INSERT INTO "{pg_schema}".load_ledger VALUES'
+        " ('orders', '2024-01-02', '2024-01-03', 'scheduled__2024-01-02T00:00:00+00:00', 0, 250, 240, 10,"
+        "  now())"
+    )
     return pg_schema
 
 
 def test_deadline_callback_posts_freshness_to_both(rx, channels, ledger):
-    result = asyncio.run(on_deadline_missed(
-        pipeline="orders", channels=channels.ids, deadline="2h after the interval end", ledger_schema=ledger,
-        context=deadline_context("orders")))
+    result = asyncio.run(
+        on_deadline_missed(
+            pipeline="orders",
+            channels=channels.ids,
+            deadline="2h after the interval end",
+            ledger_schema=ledger,
+            context=deadline_context("orders"),
+        )
+    )
     assert result == f"{channels.slack}: sent; {channels.discord}: sent"
     fields = {f["name"]: f["value"] for f in rx.accepted("discord")[0]["payload"]["embeds"][0]["fields"]}
     assert fields["Last loaded interval"].startswith("2023-12-31 00:00 UTC → 2024-01-01 00:00 UTC")
@@ -235,8 +296,13 @@ def test_deadline_callback_through_airflows_callback_trigger(rx, channels, ledge
     """Run it exactly as the triggerer does: CallbackTrigger imports the path and awaits it with the context."""
     from airflow.triggers.callback import CallbackTrigger
 
-    kwargs = {"pipeline": "orders", "channels": channels.ids, "deadline": "2h after the interval end",
-              "ledger_schema": ledger, "context": deadline_context("orders")}
+    kwargs = {
+        "pipeline": "orders",
+        "channels": channels.ids,
+        "deadline": "2h after the interval end",
+        "ledger_schema": ledger,
+        "context": deadline_context("orders"),
+    }
     trigger = CallbackTrigger("sluice_deadline.on_deadline_missed", kwargs)
 
     async def events():
@@ -250,8 +316,11 @@ def test_deadline_callback_through_airflows_callback_trigger(rx, channels, ledge
 
 def test_deadline_callback_without_warehouse_still_alerts(rx, channels, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_T_DEAD_DB", "postgresql://u:p4ssw0rd-x@127.0.0.1:1/db")
-    result = asyncio.run(on_deadline_missed(pipeline="orders", channels=channels.ids, warehouse_conn_id="t_dead_db",
-                                            context=deadline_context("orders")))
+    result = asyncio.run(
+        on_deadline_missed(
+            pipeline="orders", channels=channels.ids, warehouse_conn_id="t_dead_db", context=deadline_context("orders")
+        )
+    )
     assert result.count("sent") == 2
     assert "Freshness" in json.dumps(rx.accepted("slack")[0]["payload"])
 

@@ -54,13 +54,19 @@ def connection(monkeypatch, url: str, password: str | None = TOKEN, login: str =
 
 
 def make_cfg(conn_id: str, chunk_rows: int = 1000, **source) -> PipelineConfig:
-    return PipelineConfig.model_validate({
-        "name": "api_test", "start_date": "2024-01-01",
-        "source": {"kind": "http", "conn_id": conn_id, "auth": "bearer", "max_retries": 2, **source},
-        "staging": {"url": "file:///tmp/unused", "conn_id": None, "chunk_rows": chunk_rows},
-        "target": {"table": "t", "primary_key": ["id"],
-                   "columns": [{"name": "id", "type": "bigint", "nullable": False}]},
-    })
+    return PipelineConfig.model_validate(
+        {
+            "name": "api_test",
+            "start_date": "2024-01-01",
+            "source": {"kind": "http", "conn_id": conn_id, "auth": "bearer", "max_retries": 2, **source},
+            "staging": {"url": "file:///tmp/unused", "conn_id": None, "chunk_rows": chunk_rows},
+            "target": {
+                "table": "t",
+                "primary_key": ["id"],
+                "columns": [{"name": "id", "type": "bigint", "nullable": False}],
+            },
+        }
+    )
 
 
 def run(cfg: PipelineConfig, interval: Interval = INTERVAL):
@@ -76,18 +82,42 @@ def expected_ids(server, interval: Interval) -> list[int]:
 
 
 STYLES = {
-    "page_number": dict(endpoint="/v1/customers", records_path="data", params={**WINDOW, "per_page": "40"},
-                        pagination={"style": "page_number", "size_param": None, "total_path": "meta.total"}),
-    "page_number_no_total": dict(endpoint="/v1/customers", records_path="data", params={**WINDOW},
-                                 pagination={"style": "page_number", "size_param": "per_page", "page_size": 1000}),
-    "offset": dict(endpoint="/v1/customers/by-offset", records_path="data", params=WINDOW,
-                   pagination={"style": "offset", "limit": 1000, "total_path": "meta.total"}),  # server caps at 250
-    "cursor": dict(endpoint="/v1/customers/by-cursor", records_path="data", params={**WINDOW, "limit": "33"},
-                   pagination={"style": "cursor", "cursor_param": "cursor", "cursor_path": "next_cursor"}),
-    "next_url": dict(endpoint="/v1/customers/by-next-url", records_path="data", params={**WINDOW, "limit": "50"},
-                     pagination={"style": "next_url", "next_url_path": "links.next"}),
-    "link_header": dict(endpoint="/v1/customers/by-link", records_path="", params={**WINDOW, "per_page": "45"},
-                        pagination={"style": "link_header"}),
+    "page_number": dict(
+        endpoint="/v1/customers",
+        records_path="data",
+        params={**WINDOW, "per_page": "40"},
+        pagination={"style": "page_number", "size_param": None, "total_path": "meta.total"},
+    ),
+    "page_number_no_total": dict(
+        endpoint="/v1/customers",
+        records_path="data",
+        params={**WINDOW},
+        pagination={"style": "page_number", "size_param": "per_page", "page_size": 1000},
+    ),
+    "offset": dict(
+        endpoint="/v1/customers/by-offset",
+        records_path="data",
+        params=WINDOW,
+        pagination={"style": "offset", "limit": 1000, "total_path": "meta.total"},
+    ),  # server caps at 250
+    "cursor": dict(
+        endpoint="/v1/customers/by-cursor",
+        records_path="data",
+        params={**WINDOW, "limit": "33"},
+        pagination={"style": "cursor", "cursor_param": "cursor", "cursor_path": "next_cursor"},
+    ),
+    "next_url": dict(
+        endpoint="/v1/customers/by-next-url",
+        records_path="data",
+        params={**WINDOW, "limit": "50"},
+        pagination={"style": "next_url", "next_url_path": "links.next"},
+    ),
+    "link_header": dict(
+        endpoint="/v1/customers/by-link",
+        records_path="",
+        params={**WINDOW, "per_page": "45"},
+        pagination={"style": "link_header"},
+    ),
     "single": dict(endpoint="/v1/customers/all", records_path="data", params=WINDOW),
 }
 
@@ -118,8 +148,11 @@ def test_wrong_token_is_a_clear_401(demo_api, monkeypatch):
 
 
 def test_max_pages_guard(demo_api, monkeypatch):
-    cfg = make_cfg(connection(monkeypatch, demo_api.url), max_pages=3,
-                   **{**STYLES["page_number"], "params": {**WINDOW, "per_page": "10"}})
+    cfg = make_cfg(
+        connection(monkeypatch, demo_api.url),
+        max_pages=3,
+        **{**STYLES["page_number"], "params": {**WINDOW, "per_page": "10"}},
+    )
     with pytest.raises(http.MaxPagesExceeded, match=r"max_pages=3 .*page_number at page=3"):
         run(cfg)
 
@@ -130,8 +163,12 @@ def test_max_pages_guard(demo_api, monkeypatch):
 def test_duplicate_page_is_an_error(httpserver, monkeypatch):
     """The API ignores the page parameter: page 2 repeats page 1. We fail rather than load duplicates or stop early."""
     httpserver.expect_request("/items").respond_with_json({"data": [{"id": 1}, {"id": 2}]})
-    cfg = make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items", records_path="data",
-                   pagination={"style": "page_number", "page_param": "pg"})
+    cfg = make_cfg(
+        connection(monkeypatch, httpserver.url_for("/")),
+        endpoint="/items",
+        records_path="data",
+        pagination={"style": "page_number", "page_param": "pg"},
+    )
     with pytest.raises(http.DuplicatePageError, match=r"page 2 .*pg=2.* repeats the previous page's 2 records"):
         run(cfg)
 
@@ -140,6 +177,7 @@ def timed_handler(responses: list[Response], stamps: list[float]):
     def handler(request):
         stamps.append(time.monotonic())
         return responses[min(len(stamps), len(responses)) - 1]
+
     return handler
 
 
@@ -186,15 +224,19 @@ def test_connection_refused_is_a_clear_error_after_retries(monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     started = time.monotonic()
-    with pytest.raises(http.HttpSourceError, match=rf"GET http://127.0.0.1:{port}/items failed after 3 attempt\(s\)"
-                                                   r".*(refused|Failed to establish)"):
+    with pytest.raises(
+        http.HttpSourceError,
+        match=rf"GET http://127.0.0.1:{port}/items failed after 3 attempt\(s\)"
+        r".*(refused|Failed to establish)",
+    ):
         run(make_cfg(connection(monkeypatch, f"http://127.0.0.1:{port}"), endpoint="/items"))
     assert time.monotonic() - started < 10
 
 
 def test_malformed_json_names_url_and_position(httpserver, monkeypatch):
-    httpserver.expect_request("/items").respond_with_data('{"data": [{"id": 1}, {"id": 2,]}',
-                                                          content_type="application/json")
+    httpserver.expect_request("/items").respond_with_data(
+        '{"data": [{"id": 1}, {"id": 2,]}', content_type="application/json"
+    )
     with pytest.raises(http.HttpSourceError, match=r"malformed JSON .*/items.*line 1 column 31 \(char 30\)"):
         run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items", records_path="data"))
 
@@ -214,8 +256,11 @@ def test_html_error_page_with_status_200(httpserver, monkeypatch):
 def test_huge_page_streams_in_bounded_batches(httpserver, monkeypatch):
     records = [{"id": i, "name": f"n{i}", "score": i / 7, "tags": [i]} for i in range(50_000)]
     httpserver.expect_request("/items").respond_with_json({"data": records})
-    batches, _ = run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), chunk_rows=8_000, endpoint="/items",
-                              records_path="data"))
+    batches, _ = run(
+        make_cfg(
+            connection(monkeypatch, httpserver.url_for("/")), chunk_rows=8_000, endpoint="/items", records_path="data"
+        )
+    )
     assert [b.num_rows for b in batches] == [8_000] * 6 + [2_000]
     assert batches[-1].column("id").to_pylist()[-1] == "49999"
 
@@ -236,19 +281,28 @@ def test_column_renamed_upstream_is_reported_as_the_source_names_it(httpserver, 
     httpserver.expect_request("/items", query_string="page=1").respond_with_json([{"id": 1, "name": "a"}])
     httpserver.expect_request("/items", query_string="page=2").respond_with_json([{"id": 2, "full_name": "b"}])
     httpserver.expect_request("/items", query_string="page=3").respond_with_json([])
-    batches, _ = run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items",
-                              pagination={"style": "page_number"}))
+    batches, _ = run(
+        make_cfg(
+            connection(monkeypatch, httpserver.url_for("/")), endpoint="/items", pagination={"style": "page_number"}
+        )
+    )
     assert [b.schema.names for b in batches] == [["id", "name"], ["id", "full_name"]]
     assert [b.to_pylist() for b in batches] == [[{"id": "1", "name": "a"}], [{"id": "2", "full_name": "b"}]]
 
 
 def test_templated_endpoint_params_and_api_key_query_never_leak(httpserver, monkeypatch, caplog):
     secret = "k-" + uuid.uuid4().hex
-    httpserver.expect_request("/v1/2024-01-03/items", query_string={"since": "2024-01-03T00:00:00+00:00",
-                                                                   "key": secret}).respond_with_data("nope", status=404)
+    httpserver.expect_request(
+        "/v1/2024-01-03/items", query_string={"since": "2024-01-03T00:00:00+00:00", "key": secret}
+    ).respond_with_data("nope", status=404)
     conn_id = connection(monkeypatch, httpserver.url_for("/"), password=secret)
-    cfg = make_cfg(conn_id, endpoint="/v1/{{ ds }}/items", params={"since": "{{ interval_start }}"},
-                   auth="api_key_query", api_key_name="key")
+    cfg = make_cfg(
+        conn_id,
+        endpoint="/v1/{{ ds }}/items",
+        params={"since": "{{ interval_start }}"},
+        auth="api_key_query",
+        api_key_name="key",
+    )
     caplog.set_level(logging.DEBUG)
     with pytest.raises(http.HttpSourceError) as err:
         run(cfg)
@@ -258,14 +312,18 @@ def test_templated_endpoint_params_and_api_key_query_never_leak(httpserver, monk
     assert any("key=***" in line for line in client_logs) and not any(secret in line for line in client_logs)
 
 
-@pytest.mark.parametrize("auth, check", [
-    ("basic", lambda r: r.authorization and r.authorization.password == "pw-1"),
-    ("api_key_header", lambda r: r.headers.get("X-Api-Key") == "pw-1"),
-])
+@pytest.mark.parametrize(
+    "auth, check",
+    [
+        ("basic", lambda r: r.authorization and r.authorization.password == "pw-1"),
+        ("api_key_header", lambda r: r.headers.get("X-Api-Key") == "pw-1"),
+    ],
+)
 def test_basic_and_header_key_auth(httpserver, monkeypatch, auth, check):
     seen = []
     httpserver.expect_request("/items").respond_with_handler(
-        lambda r: seen.append(check(r)) or Response("[]", content_type="application/json"))
+        lambda r: seen.append(check(r)) or Response("[]", content_type="application/json")
+    )
     conn_id = connection(monkeypatch, httpserver.url_for("/"), password="pw-1", login="user")
     run(make_cfg(conn_id, endpoint="/items", auth=auth, api_key_name="X-Api-Key"))
     assert seen == [True]

@@ -27,8 +27,12 @@ from sluice.loading.postgres import (
 pytestmark = pytest.mark.integration
 
 DAY = Interval(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC))
-COLUMNS = [{"name": "id", "type": "bigint", "nullable": False}, {"name": "name", "type": "text"},
-           {"name": "amount", "type": "numeric(12,2)"}, {"name": "at", "type": "timestamptz"}]
+COLUMNS = [
+    {"name": "id", "type": "bigint", "nullable": False},
+    {"name": "name", "type": "text"},
+    {"name": "amount", "type": "numeric(12,2)"},
+    {"name": "at", "type": "timestamptz"},
+]
 ARROW = {"id": pa.int64(), "name": pa.string(), "amount": pa.decimal128(12, 2), "at": pa.timestamp("us", tz="UTC")}
 
 
@@ -39,12 +43,21 @@ def make_cfg(pg, pg_schema, tmp_path):
     def make(columns=None, **target) -> PipelineConfig:
         name = f"it_{uuid.uuid4().hex[:10]}"
         names.append(name)
-        return PipelineConfig.model_validate({
-            "name": name, "start_date": "2024-01-01",
-            "source": {"kind": "s3", "bucket": "sluice-landing", "prefix": "x/{{ ds }}/", "format": "csv"},
-            "staging": {"url": f"file://{tmp_path}/staging"},
-            "target": {"schema": pg_schema, "table": "t", "primary_key": ["id"], "columns": columns or COLUMNS,
-                       **target}})
+        return PipelineConfig.model_validate(
+            {
+                "name": name,
+                "start_date": "2024-01-01",
+                "source": {"kind": "s3", "bucket": "sluice-landing", "prefix": "x/{{ ds }}/", "format": "csv"},
+                "staging": {"url": f"file://{tmp_path}/staging"},
+                "target": {
+                    "schema": pg_schema,
+                    "table": "t",
+                    "primary_key": ["id"],
+                    "columns": columns or COLUMNS,
+                    **target,
+                },
+            }
+        )
 
     yield make
     for table in ("load_ledger", "run_summary", "schema_changes"):
@@ -53,11 +66,14 @@ def make_cfg(pg, pg_schema, tmp_path):
 
 
 def rows(ids, names=None, amounts=None, at=None) -> pa.Table:
-    return pa.table({
-        "id": pa.array(ids, ARROW["id"]),
-        "name": pa.array(names if names is not None else [f"n{i}" for i in ids], ARROW["name"]),
-        "amount": pa.array(amounts if amounts is not None else [Decimal(i) / 4 for i in ids], ARROW["amount"]),
-        "at": pa.array(at if at is not None else [DAY.start + timedelta(minutes=i) for i in ids], ARROW["at"])})
+    return pa.table(
+        {
+            "id": pa.array(ids, ARROW["id"]),
+            "name": pa.array(names if names is not None else [f"n{i}" for i in ids], ARROW["name"]),
+            "amount": pa.array(amounts if amounts is not None else [Decimal(i) / 4 for i in ids], ARROW["amount"]),
+            "at": pa.array(at if at is not None else [DAY.start + timedelta(minutes=i) for i in ids], ARROW["at"]),
+        }
+    )
 
 
 def content(pg, schema, table="t", cols="id, name, amount, at"):
@@ -72,12 +88,18 @@ def ledger(pg, cfg, run_id=None):
 def table_stats(pg, cfg, table="t"):
     """n_tup_ins/upd/del after every loader backend of this pipeline has exited (and so flushed its stats)."""
     deadline = time.monotonic() + 15
-    while pg.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s",
-                     [f"sluice load {cfg.name}#%"]).fetchone()[0] and time.monotonic() < deadline:
+    while (
+        pg.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s", [f"sluice load {cfg.name}#%"]
+        ).fetchone()[0]
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     pg.execute("SELECT pg_stat_force_next_flush()")
-    return pg.execute("SELECT n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables WHERE schemaname = %s "
-                      "AND relname = %s", [cfg.target.schema_, table]).fetchone()
+    return pg.execute(
+        "SELECT n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables WHERE schemaname = %s AND relname = %s",
+        [cfg.target.schema_, table],
+    ).fetchone()
 
 
 def wait_for(pg, predicate_sql, params, timeout=15):
@@ -107,35 +129,74 @@ def in_thread(fn, *args, **kwargs):
 
 
 def test_creates_missing_table_and_round_trips_every_type(pg, pg_schema, make_cfg):
-    cols = [{"name": "id", "type": "integer", "nullable": False}, {"name": "s", "type": "smallint"},
-            {"name": "b", "type": "bigint"}, {"name": "n", "type": "numeric(38,10)"},
-            {"name": "d", "type": "double"}, {"name": "ok", "type": "boolean"}, {"name": "txt", "type": "text"},
-            {"name": "day", "type": "date"}, {"name": "ts", "type": "timestamp"},
-            {"name": "tstz", "type": "timestamptz"}, {"name": "doc", "type": "jsonb"}]
+    cols = [
+        {"name": "id", "type": "integer", "nullable": False},
+        {"name": "s", "type": "smallint"},
+        {"name": "b", "type": "bigint"},
+        {"name": "n", "type": "numeric(38,10)"},
+        {"name": "d", "type": "double"},
+        {"name": "ok", "type": "boolean"},
+        {"name": "txt", "type": "text"},
+        {"name": "day", "type": "date"},
+        {"name": "ts", "type": "timestamp"},
+        {"name": "tstz", "type": "timestamptz"},
+        {"name": "doc", "type": "jsonb"},
+    ]
     cfg = make_cfg(cols)
-    texts = ["", None, "plain", 'quote " comma , semicolon ;', "line\nbreak\r\ttab \\ backslash",
-             "ünïcödé 漢字 😀 e\u0301", "NULL", "\\N"]
+    texts = [
+        "",
+        None,
+        "plain",
+        'quote " comma , semicolon ;',
+        "line\nbreak\r\ttab \\ backslash",
+        "ünïcödé 漢字 😀 e\u0301",
+        "NULL",
+        "\\N",
+    ]
     n = len(texts)
-    t = pa.table({
-        "id": pa.array(range(n), pa.int32()), "s": pa.array([-32768, 32767, None, 0, 1, 2, 3, 4], pa.int16()),
-        "b": pa.array([2**63 - 1, -(2**63), None, 0, 1, 2, 3, 4], pa.int64()),
-        "n": pa.array([Decimal("1234567890123456789012345678.0123456789"), Decimal("-0.0000000001"), None,
-                       Decimal(0), Decimal("1.5"), Decimal(2), Decimal(3), Decimal(4)], pa.decimal128(38, 10)),
-        "d": pa.array([0.1, float("inf"), float("-inf"), -0.0, 1e-300, None, 2.5e300, 1 / 3], pa.float64()),
-        "ok": pa.array([True, False, None, True, False, True, False, True]),
-        "txt": pa.array(texts, pa.string()),
-        "day": pa.array([date(2024, 2, 29), None, date(1, 1, 1), date(9999, 12, 31), *[date(2024, 1, 1)] * 4],
-                        pa.date32()),
-        "ts": pa.array([datetime(2024, 1, 1, 12, 30, 45, 123456), None, *[datetime(2000, 1, 1)] * 6],
-                       pa.timestamp("us")),
-        "tstz": pa.array([datetime(2024, 1, 1, 23, 59, 59, 999999, tzinfo=UTC), None,
-                          *[datetime(2000, 1, 1, tzinfo=UTC)] * 6], pa.timestamp("us", tz="UTC")),
-        "doc": pa.array(['{"a": [1, 2.5, null], "ü": "😀"}', None, "[]", '"s"', "{}", "1", "true", "null"]),
-    })
+    t = pa.table(
+        {
+            "id": pa.array(range(n), pa.int32()),
+            "s": pa.array([-32768, 32767, None, 0, 1, 2, 3, 4], pa.int16()),
+            "b": pa.array([2**63 - 1, -(2**63), None, 0, 1, 2, 3, 4], pa.int64()),
+            "n": pa.array(
+                [
+                    Decimal("1234567890123456789012345678.0123456789"),
+                    Decimal("-0.0000000001"),
+                    None,
+                    Decimal(0),
+                    Decimal("1.5"),
+                    Decimal(2),
+                    Decimal(3),
+                    Decimal(4),
+                ],
+                pa.decimal128(38, 10),
+            ),
+            "d": pa.array([0.1, float("inf"), float("-inf"), -0.0, 1e-300, None, 2.5e300, 1 / 3], pa.float64()),
+            "ok": pa.array([True, False, None, True, False, True, False, True]),
+            "txt": pa.array(texts, pa.string()),
+            "day": pa.array(
+                [date(2024, 2, 29), None, date(1, 1, 1), date(9999, 12, 31), *[date(2024, 1, 1)] * 4], pa.date32()
+            ),
+            "ts": pa.array(
+                [datetime(2024, 1, 1, 12, 30, 45, 123456), None, *[datetime(2000, 1, 1)] * 6], pa.timestamp("us")
+            ),
+            "tstz": pa.array(
+                [datetime(2024, 1, 1, 23, 59, 59, 999999, tzinfo=UTC), None, *[datetime(2000, 1, 1, tzinfo=UTC)] * 6],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "doc": pa.array(['{"a": [1, 2.5, null], "ü": "😀"}', None, "[]", '"s"', "{}", "1", "true", "null"]),
+        }
+    )
     result = load_arrow(cfg, DAY, "run1", 0, t)
     assert (result["inserted"], result["updated"], result["rows_loaded"]) == (n, 0, n)
-    types = dict(pg.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s "
-                            "AND table_name = 't'", [pg_schema]).fetchall())
+    types = dict(
+        pg.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = 't'",
+            [pg_schema],
+        ).fetchall()
+    )
     assert types["tstz"] == "timestamp with time zone" and types["n"] == "numeric" and types["doc"] == "jsonb"
     got = content(pg, pg_schema, cols="id, s, b, n, d, ok, txt, day, ts, tstz, doc")
     assert [r[6] for r in got] == texts  # NULL stays NULL, '' stays '', 'NULL' and '\N' stay text
@@ -151,8 +212,7 @@ def test_rerun_of_the_same_interval_writes_nothing(pg, pg_schema, make_cfg):
         load_arrow(cfg, DAY, "run1", i, rows(list(ids)))
     ins0, upd0, _ = table_stats(pg, cfg)
     assert ins0 == 1000  # the counters are live, so the zero below means something
-    again = [load_arrow(cfg, DAY, "run2", i, rows(list(ids))) for i, ids in
-             ((1, range(500, 1000)), (0, range(0, 500)))]
+    again = [load_arrow(cfg, DAY, "run2", i, rows(list(ids))) for i, ids in ((1, range(500, 1000)), (0, range(0, 500)))]
     ins1, upd1, _ = table_stats(pg, cfg)
     assert (ins1 - ins0, upd1 - upd0) == (0, 0)
     assert [(r["inserted"], r["updated"]) for r in again] == [(0, 0), (0, 0)]
@@ -168,8 +228,11 @@ def test_duplicate_keys_within_a_chunk_keep_the_last_row(pg, pg_schema, make_cfg
     assert [r[:2] for r in content(pg, pg_schema)] == [(1, "d"), (2, "b"), (3, "e")]
 
 
-CHUNKS = [rows([1, 2, 10], names=["a0", "b0", "x"]), rows([1, 2, 11], names=["a1", "b1", "y"]),
-          rows([1, 12], names=["a2", "z"])]
+CHUNKS = [
+    rows([1, 2, 10], names=["a0", "b0", "x"]),
+    rows([1, 2, 11], names=["a1", "b1", "y"]),
+    rows([1, 12], names=["a2", "z"]),
+]
 
 
 @pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0), (2, 0, 1)])
@@ -215,9 +278,14 @@ def test_append_inserts_every_row_of_every_run(pg, pg_schema, make_cfg):
     assert sorted(content(pg, pg_schema, cols="id, name")) == [(1, "a"), (1, "a"), (2, "b"), (2, "b")]
     created = make_cfg(cols, write_mode="append", table="created")
     load_arrow(created, DAY, "run1", 0, t)
-    assert [r[0] for r in pg.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
-                                     "AND table_name = 'created' ORDER BY ordinal_position", [pg_schema])] == [
-        "id", "name"]
+    assert [
+        r[0]
+        for r in pg.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = 'created' ORDER BY ordinal_position",
+            [pg_schema],
+        )
+    ] == ["id", "name"]
 
 
 def test_replace_interval_deletes_the_interval_once_per_run(pg, pg_schema, make_cfg):
@@ -241,8 +309,9 @@ def test_replace_interval_deletes_the_interval_once_per_run(pg, pg_schema, make_
 
 def test_column_mismatch_is_a_clear_error_and_nothing_is_loaded(pg, pg_schema, make_cfg):
     cfg = make_cfg()
-    pg.execute(f'CREATE TABLE "{pg_schema}".t (id bigint PRIMARY KEY, name varchar(5), legacy int NOT NULL, '
-               "at timestamptz)")
+    pg.execute(
+        f'CREATE TABLE "{pg_schema}".t (id bigint PRIMARY KEY, name varchar(5), legacy int NOT NULL, at timestamptz)'
+    )
     with pytest.raises(SchemaMismatch) as err:
         load_arrow(cfg, DAY, "run1", 0, rows([1, 2]))
     msg = str(err.value)
@@ -269,7 +338,10 @@ def test_evolve_adds_nullable_columns_and_records_them(pg, pg_schema, make_cfg):
     t = rows([1, 2]).append_column("color", pa.array(["red", None]))
     result = load_arrow(cfg, DAY, "run1", 0, t)
     assert [(c["change"], c["column"]) for c in result["schema_changes"]] == [
-        ("add_column", "amount"), ("add_column", "color"), ("add_hidden_columns", None)]
+        ("add_column", "amount"),
+        ("add_column", "color"),
+        ("add_hidden_columns", None),
+    ]
     assert content(pg, pg_schema, cols="id, name, color") == [(1, "n1", "red"), (2, "n2", None)]
     summary = finalize(cfg, DAY, "run1", [result])
     assert [c["column"] for c in summary["schema_changes"]] == ["amount", "color", None]
@@ -285,7 +357,8 @@ def test_same_run_twice_is_one_ledger_row(pg, pg_schema, make_cfg):
     first = load_arrow(cfg, DAY, "run1", 0, rows([1, 2]), rows_quarantined=1)
     second = load_arrow(cfg, DAY, "run1", 0, rows([1, 2]), rows_quarantined=1)
     assert second["replayed"] and {k: second[k] for k in ("inserted", "rows_in", "checksum")} == {
-        k: first[k] for k in ("inserted", "rows_in", "checksum")}
+        k: first[k] for k in ("inserted", "rows_in", "checksum")
+    }
     assert ledger(pg, cfg) == [(0, "run1")]
     with pytest.raises(StagedChunkChanged, match="trigger a new run"):
         load_arrow(cfg, DAY, "run1", 0, rows([1, 2, 3]), rows_quarantined=1)
@@ -310,10 +383,14 @@ def test_killed_backend_commits_nothing_and_the_retry_loads(pg, pg_schema, make_
         else:
             holder.execute("LOCK TABLE sluice.load_ledger IN EXCLUSIVE MODE")
         thread, box = in_thread(load_arrow, cfg, DAY, "run1", 0, rows(list(range(1000))))
-        wait_for(pg, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = %s "
-                 "AND wait_event_type = 'Lock')", [f"sluice load {cfg.name}#0"])
-        pid = pg.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
-                         [f"sluice load {cfg.name}#0"]).fetchone()[0]
+        wait_for(
+            pg,
+            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock')",
+            [f"sluice load {cfg.name}#0"],
+        )
+        pid = pg.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [f"sluice load {cfg.name}#0"]
+        ).fetchone()[0]
         assert pg.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]
         thread.join(30)
         holder.rollback()
@@ -331,8 +408,11 @@ def test_concurrent_loads_of_one_table_serialize_on_the_advisory_lock(pg, pg_sch
     with psycopg.connect(warehouse_dsn) as holder:
         holder.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{pg_schema}.t"])
         threads = [in_thread(load_arrow, cfg, DAY, "run1", i, CHUNKS[i]) for i in range(3)]
-        wait_for(pg, "SELECT count(*) = 3 FROM pg_stat_activity WHERE application_name LIKE %s "
-                 "AND wait_event = 'advisory'", [f"sluice load {cfg.name}#%"])
+        wait_for(
+            pg,
+            "SELECT count(*) = 3 FROM pg_stat_activity WHERE application_name LIKE %s AND wait_event = 'advisory'",
+            [f"sluice load {cfg.name}#%"],
+        )
         holder.rollback()  # releases the lock: the three loads go one at a time
     for thread, _ in threads:
         thread.join(60)
@@ -349,11 +429,17 @@ def test_finalize_summarizes_and_records_the_run(pg, pg_schema, make_cfg):
     results = [load_arrow(cfg, DAY, "run1", i, CHUNKS[i], rows_quarantined=i) for i in range(3)]
     summary = finalize(cfg, DAY, "run1", results)
     assert {k: summary[k] for k in ("chunks", "rows_in", "rows_loaded", "rows_quarantined", "status")} == {
-        "chunks": 3, "rows_in": 11, "rows_loaded": 8, "rows_quarantined": 3, "status": "success"}
+        "chunks": 3,
+        "rows_in": 11,
+        "rows_loaded": 8,
+        "rows_quarantined": 3,
+        "status": "success",
+    }
     assert summary["table"].splitlines()[0].split()[:4] == ["chunk", "rows_in", "rows_loaded", "rows_quarantined"]
     assert summary["table"].splitlines()[-1].split()[:4] == ["total", "11", "8", "3"]
-    assert pg.execute("SELECT status, rows_in FROM sluice.run_summary WHERE pipeline = %s AND run_id = 'run1'",
-                      [cfg.name]).fetchone() == ("success", 11)
+    assert pg.execute(
+        "SELECT status, rows_in FROM sluice.run_summary WHERE pipeline = %s AND run_id = 'run1'", [cfg.name]
+    ).fetchone() == ("success", 11)
 
 
 def test_finalize_detects_a_missing_ledger_row(pg, pg_schema, make_cfg):
@@ -361,8 +447,9 @@ def test_finalize_detects_a_missing_ledger_row(pg, pg_schema, make_cfg):
     first = load_arrow(cfg, DAY, "run1", 0, CHUNKS[0])
     with pytest.raises(ConservationError, match="chunk 1 has no ledger row"):
         finalize(cfg, DAY, "run1", [first, {"index": 1, "rows_in": 3, "rows_loaded": 3, "rows_quarantined": 0}])
-    status, problems = pg.execute("SELECT status, problems FROM sluice.run_summary WHERE pipeline = %s",
-                                  [cfg.name]).fetchone()
+    status, problems = pg.execute(
+        "SELECT status, problems FROM sluice.run_summary WHERE pipeline = %s", [cfg.name]
+    ).fetchone()
     assert status == "failed" and problems == ["chunk 1 has no ledger row (it was never loaded)"]
 
 
@@ -376,28 +463,48 @@ def test_load_chunk_reads_the_staged_good_rows(pg, pg_schema, make_cfg):
     report = {"index": 0, "rows_in": 4, "rows_good": 3, "rows_quarantined": 1, "good_key": key}
     result = load_chunk(cfg, DAY, "manual__1", report)
     assert (result["rows_loaded"], result["inserted"]) == (3, 3)
-    empty = load_chunk(cfg, DAY, "manual__1", {"index": 1, "rows_in": 2, "rows_good": 0, "rows_quarantined": 2,
-                                               "good_key": None})
+    empty = load_chunk(
+        cfg, DAY, "manual__1", {"index": 1, "rows_in": 2, "rows_good": 0, "rows_quarantined": 2, "good_key": None}
+    )
     assert (empty["rows_loaded"], empty["rows_quarantined"]) == (0, 2)
     assert finalize(cfg, DAY, "manual__1", [result, empty])["rows_in"] == 6
 
 
 def test_new_key_ranges_skip_the_merge_and_overlaps_do_not(pg, pg_schema, make_cfg):
-    cols = [{"name": "k", "type": "text", "nullable": False}, {"name": "n", "type": "integer", "nullable": False},
-            {"name": "v", "type": "text"}]
+    cols = [
+        {"name": "k", "type": "text", "nullable": False},
+        {"name": "n", "type": "integer", "nullable": False},
+        {"name": "v", "type": "text"},
+    ]
     cfg = make_cfg(cols, primary_key=["k", "n"])
 
     def chunk(keys, value):
-        return pa.table({"k": [k for k, _ in keys], "n": pa.array([n for _, n in keys], pa.int32()),
-                         "v": [value] * len(keys)})
+        return pa.table(
+            {"k": [k for k, _ in keys], "n": pa.array([n for _, n in keys], pa.int32()), "v": [value] * len(keys)}
+        )
 
-    paths = [load_arrow(cfg, DAY, "run1", i, t)["write_path"] for i, t in enumerate([
-        chunk([("a", 1), ("a", 2), ("b", 1)], "x"),
-        chunk([("a", 3), ("a", 4)], "y"),  # inside ("a", *) but after ("a", 2): a new range of the composite key
-        chunk([("a", 0), ("b", 1), ("z", 1)], "z"),  # spans stored keys: an upsert (1 of 3 exists: ON CONFLICT)
-        chunk([("B", 1), ("é", 1)], "w"),  # whatever the collation says, the result is the same
-    ])]
+    paths = [
+        load_arrow(cfg, DAY, "run1", i, t)["write_path"]
+        for i, t in enumerate(
+            [
+                chunk([("a", 1), ("a", 2), ("b", 1)], "x"),
+                chunk(
+                    [("a", 3), ("a", 4)], "y"
+                ),  # inside ("a", *) but after ("a", 2): a new range of the composite key
+                chunk([("a", 0), ("b", 1), ("z", 1)], "z"),  # spans stored keys: an upsert (1 of 3 exists: ON CONFLICT)
+                chunk([("B", 1), ("é", 1)], "w"),  # whatever the collation says, the result is the same
+            ]
+        )
+    ]
     assert paths[:3] == ["insert_new", "insert_new", "on_conflict"]
     assert {r[:3] for r in content(pg, pg_schema, cols="k, n, v")} == {
-        ("a", 0, "z"), ("a", 1, "x"), ("a", 2, "x"), ("a", 3, "y"), ("a", 4, "y"), ("b", 1, "z"), ("z", 1, "z"),
-        ("B", 1, "w"), ("é", 1, "w")}
+        ("a", 0, "z"),
+        ("a", 1, "x"),
+        ("a", 2, "x"),
+        ("a", 3, "y"),
+        ("a", 4, "y"),
+        ("b", 1, "z"),
+        ("z", 1, "z"),
+        ("B", 1, "w"),
+        ("é", 1, "w"),
+    }

@@ -87,11 +87,24 @@ def test_two_worker_processes_share_one_limit(httpserver, monkeypatch, redis_url
 
     httpserver.expect_request("/items").respond_with_handler(handler)
     conn_id = f"t_{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, f"AIRFLOW_CONN_{conn_id.upper()}": httpserver.url_for("/").rstrip("/"),
-           "SLUICE_REDIS_URL": redis_url, "PYTHONPATH": str(REPO / "include")}
+    env = {
+        **os.environ,
+        f"AIRFLOW_CONN_{conn_id.upper()}": httpserver.url_for("/").rstrip("/"),
+        "SLUICE_REDIS_URL": redis_url,
+        "PYTHONPATH": str(REPO / "include"),
+    }
     # a fresh key per test run: the pipeline name is fixed, the connection id is unique
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, conn_id], env=env, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, conn_id],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     try:
         for w in workers:
             line = w.stdout.readline()

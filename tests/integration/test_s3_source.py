@@ -21,14 +21,19 @@ INTERVAL = Interval(datetime(2024, 3, 5, tzinfo=UTC), datetime(2024, 3, 6, tzinf
 
 
 def make_cfg(prefix: str, fmt: str, chunk_rows: int = 1000, **source) -> PipelineConfig:
-    return PipelineConfig.model_validate({
-        "name": "orders",
-        "start_date": "2024-01-01",
-        "source": {"kind": "s3", "bucket": BUCKET, "prefix": prefix + "/{{ ds }}/", "format": fmt, **source},
-        "staging": {"url": "file:///tmp/unused", "conn_id": None, "chunk_rows": chunk_rows},
-        "target": {"table": "orders", "primary_key": ["id"],
-                   "columns": [{"name": "id", "type": "bigint", "nullable": False}, {"name": "name", "type": "text"}]},
-    })
+    return PipelineConfig.model_validate(
+        {
+            "name": "orders",
+            "start_date": "2024-01-01",
+            "source": {"kind": "s3", "bucket": BUCKET, "prefix": prefix + "/{{ ds }}/", "format": fmt, **source},
+            "staging": {"url": "file:///tmp/unused", "conn_id": None, "chunk_rows": chunk_rows},
+            "target": {
+                "table": "orders",
+                "primary_key": ["id"],
+                "columns": [{"name": "id", "type": "bigint", "nullable": False}, {"name": "name", "type": "text"}],
+            },
+        }
+    )
 
 
 def put(s3_client, key: str, data: bytes) -> None:
@@ -48,8 +53,14 @@ def collect(cfg: PipelineConfig):
 
 
 def test_lists_only_the_interval_prefix_matching_the_pattern_in_key_order(s3_client, s3_prefix):
-    for key in ["2024-03-05/b.csv", "2024-03-05/a.csv", "2024-03-05/sub/c.csv", "2024-03-05/_SUCCESS",
-                "2024-03-05/notes.txt", "2024-03-06/a.csv"]:
+    for key in [
+        "2024-03-05/b.csv",
+        "2024-03-05/a.csv",
+        "2024-03-05/sub/c.csv",
+        "2024-03-05/_SUCCESS",
+        "2024-03-05/notes.txt",
+        "2024-03-06/a.csv",
+    ]:
         put(s3_client, f"{s3_prefix}/{key}", b"id,name\n1,x\n")
     keys = list_source_keys(make_cfg(s3_prefix, "csv", pattern="*.csv"), INTERVAL)
     assert keys == [f"{s3_prefix}/2024-03-05/{k}" for k in ("a.csv", "b.csv", "sub/c.csv")]
@@ -69,7 +80,8 @@ def test_csv_ragged_row_is_a_reject_with_the_object_url(s3_client, s3_prefix):
     table, rejects, _ = collect(make_cfg(s3_prefix, "csv"))
     assert table["id"].to_pylist() == ["1", "3"]
     assert [r.to_dict() for r in rejects] == [
-        {"file": f"s3://{BUCKET}/{key}", "line": 3, "raw": "2,b,oops", "reason": "expected 2 columns, got 3"}]
+        {"file": f"s3://{BUCKET}/{key}", "line": 3, "raw": "2,b,oops", "reason": "expected 2 columns, got 3"}
+    ]
 
 
 def test_csv_non_utf8_row_is_a_reject(s3_client, s3_prefix):
@@ -88,15 +100,17 @@ def test_jsonl_gzip(s3_client, s3_prefix):
 
 
 def test_parquet_by_row_groups(s3_client, s3_prefix):
-    table = pa.table({"id": pa.array(range(5000), pa.int64()), "name": pa.array([f"n{i}" for i in range(5000)],
-                                                                                   pa.string_view())})
+    table = pa.table(
+        {"id": pa.array(range(5000), pa.int64()), "name": pa.array([f"n{i}" for i in range(5000)], pa.string_view())}
+    )
     put(s3_client, f"{s3_prefix}/2024-03-05/part-0.parquet", parquet_bytes(table, row_group_size=2000))
     got, rejects, sizes = collect(make_cfg(s3_prefix, "parquet", chunk_rows=1500))
     assert got["id"].to_pylist() == list(range(5000)) and max(sizes) <= 1500 and rejects == []
 
 
-@pytest.mark.parametrize("name,data", [("empty.csv", b""), ("header.csv", b"id,name\n"),
-                                       ("header.csv.gz", gzip.compress(b"id,name\n"))])
+@pytest.mark.parametrize(
+    "name,data", [("empty.csv", b""), ("header.csv", b"id,name\n"), ("header.csv.gz", gzip.compress(b"id,name\n"))]
+)
 def test_empty_and_header_only_csv_give_zero_rows(s3_client, s3_prefix, name, data):
     put(s3_client, f"{s3_prefix}/2024-03-05/{name}", data)
     table, rejects, _ = collect(make_cfg(s3_prefix, "csv"))

@@ -28,14 +28,16 @@ DAY2 = Interval(datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 3, tzinfo=UT
 def test_table_query_quotes_identifiers_and_is_half_open():
     assert sql.table_query("sales.orders", "o_orderdate", PG) == (
         'SELECT * FROM "sales"."orders" WHERE "o_orderdate" >= :interval_start AND "o_orderdate" < :interval_end '
-        'ORDER BY "o_orderdate"')
+        'ORDER BY "o_orderdate"'
+    )
     assert sql.table_query("Orders", None, PG) == 'SELECT * FROM "Orders"'
 
 
 def test_sqlite_predicate_normalizes_text_timestamps():
     assert sql.table_query("events", "ts", SQLITE) == (
         'SELECT * FROM "events" WHERE datetime("ts") >= datetime(:interval_start) AND datetime("ts") < '
-        'datetime(:interval_end) ORDER BY "ts"')
+        'datetime(:interval_end) ORDER BY "ts"'
+    )
 
 
 @pytest.mark.parametrize("table", ['orders"; DROP TABLE x; --', "a.b.c", "1abc", "", "sch.", "x y"])
@@ -61,32 +63,44 @@ def test_session_statements_bind_the_timeout():
 def test_copy_path_reads_bounds_from_bound_session_settings():
     query = "SELECT '100%' AS p, ts::date FROM t WHERE ts >= :interval_start AND ts < :interval_end;"
     select = sql_postgres.pg_select(query)
-    assert select == ("SELECT '100%' AS p, ts::date FROM t WHERE ts >= current_setting('sluice.interval_start')"
-                      "::timestamptz AND ts < current_setting('sluice.interval_end')::timestamptz")
+    assert select == (
+        "SELECT '100%' AS p, ts::date FROM t WHERE ts >= current_setting('sluice.interval_start')"
+        "::timestamptz AND ts < current_setting('sluice.interval_end')::timestamptz"
+    )
     assert sql_postgres.pg_copy_statement("SELECT 1 -- note") == "COPY (\nSELECT 1 -- note\n) TO STDOUT (FORMAT csv)"
-    assert sql_postgres.pg_bind_statement() == ("SELECT set_config('sluice.interval_start', %(interval_start)s, true), "
-                                       "set_config('sluice.interval_end', %(interval_end)s, true)")
+    assert sql_postgres.pg_bind_statement() == (
+        "SELECT set_config('sluice.interval_start', %(interval_start)s, true), "
+        "set_config('sluice.interval_end', %(interval_end)s, true)"
+    )
     with pytest.raises(sql.SqlSourceError, match="unknown bind parameter :customer"):
         sql_postgres.pg_select("SELECT * FROM t WHERE c = :customer")
 
 
 def test_bind_values_per_dialect():
     assert sql.bind_values(DAY1, PG) == {"interval_start": DAY1.start, "interval_end": DAY1.end}
-    assert sql.bind_values(DAY1, SQLITE) == {"interval_start": "2024-01-01 00:00:00",
-                                             "interval_end": "2024-01-02 00:00:00"}
+    assert sql.bind_values(DAY1, SQLITE) == {
+        "interval_start": "2024-01-01 00:00:00",
+        "interval_end": "2024-01-02 00:00:00",
+    }
 
 
 # ---------------------------------------------------------------- helpers
 
 
 def make_cfg(conn_id: str, chunk_rows: int = 1000, **source) -> PipelineConfig:
-    return PipelineConfig.model_validate({
-        "name": "sql_test", "start_date": "2024-01-01",
-        "source": {"kind": "sql", "conn_id": conn_id, **source},
-        "staging": {"url": "file:///tmp/unused", "conn_id": None, "chunk_rows": chunk_rows},
-        "target": {"table": "t", "primary_key": ["id"],
-                   "columns": [{"name": "id", "type": "bigint", "nullable": False}]},
-    })
+    return PipelineConfig.model_validate(
+        {
+            "name": "sql_test",
+            "start_date": "2024-01-01",
+            "source": {"kind": "sql", "conn_id": conn_id, **source},
+            "staging": {"url": "file:///tmp/unused", "conn_id": None, "chunk_rows": chunk_rows},
+            "target": {
+                "table": "t",
+                "primary_key": ["id"],
+                "columns": [{"name": "id", "type": "bigint", "nullable": False}],
+            },
+        }
+    )
 
 
 def read(cfg: PipelineConfig, interval: Interval = DAY1):
@@ -113,8 +127,10 @@ def pg_source(request, pg, pg_schema, warehouse_dsn, monkeypatch):
         id bigint PRIMARY KEY, ts timestamptz NOT NULL, day date, local_ts timestamp, amount numeric(12,2),
         big numeric, ratio double precision, flag boolean, note text, doc jsonb, raw bytea)""")
     rows = [  # the boundary rows: exactly one interval each
-        (1, "2024-01-01 00:00:00+00", "2024-01-01"), (2, "2024-01-01 23:59:59.999999+00", "2024-01-01"),
-        (3, "2024-01-02 00:00:00+00", "2024-01-02"), (4, "2024-01-01 23:30:00-05", "2024-01-02"),
+        (1, "2024-01-01 00:00:00+00", "2024-01-01"),
+        (2, "2024-01-01 23:59:59.999999+00", "2024-01-01"),
+        (3, "2024-01-02 00:00:00+00", "2024-01-02"),
+        (4, "2024-01-01 23:30:00-05", "2024-01-02"),
         (5, "2023-12-31 23:59:59+00", "2023-12-31"),
     ]
     with pg.cursor() as cur:
@@ -135,25 +151,45 @@ def test_pg_half_open_intervals_put_each_boundary_row_in_one_interval(pg_source,
 def test_pg_types_nulls_unicode_and_a_1mb_value(pg_source, pg):
     conn_id, schema = pg_source
     big = "ß東🚀\n," * 200_000  # > 1 MB, with newlines and commas (CSV-hostile)
-    pg.execute(f'UPDATE "{schema}".events SET local_ts = %s, amount = %s, big = %s, ratio = %s, flag = %s, note = %s, '
-               f"doc = %s, raw = %s WHERE id = 1",
-               [datetime(2024, 1, 1, 8, 30), Decimal("-12.50"), Decimal("12345678901234567890.123456789"), 0.1,
-                True, big, json.dumps({"a": [1, "ü"]}), b"\x00\x01\xff"])
+    pg.execute(
+        f'UPDATE "{schema}".events SET local_ts = %s, amount = %s, big = %s, ratio = %s, flag = %s, note = %s, '
+        f"doc = %s, raw = %s WHERE id = 1",
+        [
+            datetime(2024, 1, 1, 8, 30),
+            Decimal("-12.50"),
+            Decimal("12345678901234567890.123456789"),
+            0.1,
+            True,
+            big,
+            json.dumps({"a": [1, "ü"]}),
+            b"\x00\x01\xff",
+        ],
+    )
     pg.execute(f"""UPDATE "{schema}".events SET note = '' WHERE id = 2""")
     table, _, rejects = read(make_cfg(conn_id, table=f"{schema}.events", incremental_column="ts"))
     assert not rejects
     types = dict(zip(table.schema.names, table.schema.types, strict=True))
-    assert types == {"id": pa.int64(), "ts": pa.timestamp("us", tz="UTC"), "day": pa.date32(),
-                     "local_ts": pa.timestamp("us"), "amount": pa.decimal128(12, 2), "big": pa.string(),
-                     "ratio": pa.float64(), "flag": pa.bool_(), "note": pa.string(), "doc": pa.string(),
-                     "raw": pa.binary()}
+    assert types == {
+        "id": pa.int64(),
+        "ts": pa.timestamp("us", tz="UTC"),
+        "day": pa.date32(),
+        "local_ts": pa.timestamp("us"),
+        "amount": pa.decimal128(12, 2),
+        "big": pa.string(),
+        "ratio": pa.float64(),
+        "flag": pa.bool_(),
+        "note": pa.string(),
+        "doc": pa.string(),
+        "raw": pa.binary(),
+    }
     one, two = table.to_pylist()
     assert one["note"] == big and one["amount"] == Decimal("-12.50") and one["big"] == "12345678901234567890.123456789"
     assert one["ratio"] == 0.1 and one["flag"] is True and one["raw"] == b"\x00\x01\xff"
     assert json.loads(one["doc"]) == {"a": [1, "ü"]} and one["local_ts"] == datetime(2024, 1, 1, 8, 30)
     assert one["ts"] == datetime(2024, 1, 1, tzinfo=UTC) and one["day"] == date(2024, 1, 1)
-    assert two["note"] == "" and all(two[c] is None for c in ("local_ts", "amount", "big", "ratio", "flag", "doc",
-                                                               "raw"))
+    assert two["note"] == "" and all(
+        two[c] is None for c in ("local_ts", "amount", "big", "ratio", "flag", "doc", "raw")
+    )
 
 
 @integration
@@ -168,11 +204,15 @@ def test_pg_batches_are_bounded_by_chunk_rows(pg_source, pg):
 @integration
 def test_pg_query_with_binds_casts_and_percent(pg_source):
     conn_id, schema = pg_source
-    query = (f"SELECT id, 'x%' AS pct, ts::date AS d FROM \"{schema}\".events\n"
-             "WHERE ts >= :interval_start AND ts < :interval_end ORDER BY id")
+    query = (
+        f"SELECT id, 'x%' AS pct, ts::date AS d FROM \"{schema}\".events\n"
+        "WHERE ts >= :interval_start AND ts < :interval_end ORDER BY id"
+    )
     table, _, _ = read(make_cfg(conn_id, query=query), DAY2)
-    assert table.to_pylist() == [{"id": 3, "pct": "x%", "d": date(2024, 1, 2)},
-                                 {"id": 4, "pct": "x%", "d": date(2024, 1, 2)}]
+    assert table.to_pylist() == [
+        {"id": 3, "pct": "x%", "d": date(2024, 1, 2)},
+        {"id": 4, "pct": "x%", "d": date(2024, 1, 2)},
+    ]
 
 
 @integration
@@ -194,7 +234,7 @@ def test_pg_syntax_error_names_the_query_and_the_database_message(pg_source):
 def test_pg_read_is_read_only_and_has_a_statement_timeout(pg_source, pg):
     conn_id, schema = pg_source
     pg.execute(f'CREATE SEQUENCE "{schema}".counter')
-    write = f"SELECT id, nextval('\"{schema}\".counter') AS n FROM \"{schema}\".events WHERE ts >= :interval_start"
+    write = f'SELECT id, nextval(\'"{schema}".counter\') AS n FROM "{schema}".events WHERE ts >= :interval_start'
     with pytest.raises(sql.SqlSourceError, match=r"cannot execute nextval\(\) in a read-only transaction"):
         read(make_cfg(conn_id, query=write))
     slow = f'SELECT id FROM "{schema}".events, pg_sleep(2) WHERE ts >= :interval_start AND ts < :interval_end'
@@ -228,11 +268,16 @@ def sqlite_source(tmp_path, monkeypatch):
     path = tmp_path / "source.db"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, ts TEXT NOT NULL, qty INTEGER, note TEXT)")
-        db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", [
-            (1, "2024-01-01 00:00:00", 1, "Zürich"), (2, "2024-01-01T23:59:59", None, None),
-            (3, "2024-01-02 00:00:00", 3, "東京 🚀"), (4, "2024-01-02T01:00:00+02:00", 4, "x" * 1_100_000),
-            (5, "2024-01-02", 5, "date only"),
-        ])
+        db.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, ?)",
+            [
+                (1, "2024-01-01 00:00:00", 1, "Zürich"),
+                (2, "2024-01-01T23:59:59", None, None),
+                (3, "2024-01-02 00:00:00", 3, "東京 🚀"),
+                (4, "2024-01-02T01:00:00+02:00", 4, "x" * 1_100_000),
+                (5, "2024-01-02", 5, "date only"),
+            ],
+        )
     conn_id = f"lite_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", f"sqlite:///{path}")  # -> sqlite:////abs/path.db
     return conn_id, path

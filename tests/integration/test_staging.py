@@ -26,15 +26,20 @@ DAY = "2024-03-05"
 
 
 def make_cfg(prefix: str, fmt: str, chunk_rows: int = 100, require_data: bool = False) -> PipelineConfig:
-    return PipelineConfig.model_validate({
-        "name": "orders",
-        "start_date": "2024-01-01",
-        "require_data": require_data,
-        "source": {"kind": "s3", "bucket": LANDING, "prefix": prefix + "/{{ ds }}/", "format": fmt},
-        "staging": {"url": f"s3://{STAGING}/{prefix}", "conn_id": "sluice_s3", "chunk_rows": chunk_rows},
-        "target": {"table": "orders", "primary_key": ["id"],
-                   "columns": [{"name": "id", "type": "bigint", "nullable": False}, {"name": "name", "type": "text"}]},
-    })
+    return PipelineConfig.model_validate(
+        {
+            "name": "orders",
+            "start_date": "2024-01-01",
+            "require_data": require_data,
+            "source": {"kind": "s3", "bucket": LANDING, "prefix": prefix + "/{{ ds }}/", "format": fmt},
+            "staging": {"url": f"s3://{STAGING}/{prefix}", "conn_id": "sluice_s3", "chunk_rows": chunk_rows},
+            "target": {
+                "table": "orders",
+                "primary_key": ["id"],
+                "columns": [{"name": "id", "type": "bigint", "nullable": False}, {"name": "name", "type": "text"}],
+            },
+        }
+    )
 
 
 def put(s3_client, key: str, data: bytes) -> None:
@@ -56,23 +61,36 @@ def csv_rows(start: int, n: int) -> bytes:
 
 def test_csv_to_chunks_rejects_and_manifest(s3_client, s3_prefix):
     put(s3_client, f"{s3_prefix}/{DAY}/part-0.csv.gz", gzip.compress(b"id,name\n" + csv_rows(0, 150)))
-    put(s3_client, f"{s3_prefix}/{DAY}/part-1.csv", b"id,name\n" + csv_rows(150, 20) + b"bad,row,extra\n"
-        + csv_rows(170, 30))
+    put(
+        s3_client,
+        f"{s3_prefix}/{DAY}/part-1.csv",
+        b"id,name\n" + csv_rows(150, 20) + b"bad,row,extra\n" + csv_rows(170, 30),
+    )
     cfg = make_cfg(s3_prefix, "csv")
     chunks = extract_and_stage(cfg, INTERVAL, RUN_ID)
 
     assert [(c["rows"], c["rejects"]) for c in chunks] == [(100, 0), (100, 1)]
-    run_dir = f"s3://{STAGING}/{s3_prefix}/orders/20240305T000000Z_20240306T000000Z/scheduled__2024-03-05T00_00_00_00_00"
+    run_dir = (
+        f"s3://{STAGING}/{s3_prefix}/orders/20240305T000000Z_20240306T000000Z/scheduled__2024-03-05T00_00_00_00_00"
+    )
     assert chunks[0]["key"] == f"{run_dir}/chunk-00000.parquet"
     assert chunks[1]["rejects_key"] == f"{run_dir}/chunk-00001.rejects.parquet"
-    assert staged_keys(s3_client, s3_prefix) == ["chunk-00000.parquet", "chunk-00001.parquet",
-                                                 "chunk-00001.rejects.parquet", "manifest.json"]
+    assert staged_keys(s3_client, s3_prefix) == [
+        "chunk-00000.parquet",
+        "chunk-00001.parquet",
+        "chunk-00001.rejects.parquet",
+        "manifest.json",
+    ]
     st = store(cfg)
     ids = [int(i) for c in chunks for i in st.read_table(c["key"], columns=["id"])["id"].to_pylist()]
     assert ids == list(range(200))
     (reject,) = st.read_table(chunks[1]["rejects_key"]).to_pylist()
-    assert reject == {"file": f"s3://{LANDING}/{s3_prefix}/{DAY}/part-1.csv", "line": 22, "raw": "bad,row,extra",
-                      "reason": "expected 2 columns, got 3"}
+    assert reject == {
+        "file": f"s3://{LANDING}/{s3_prefix}/{DAY}/part-1.csv",
+        "line": 22,
+        "raw": "bad,row,extra",
+        "reason": "expected 2 columns, got 3",
+    }
     manifest = st.read_manifest()
     assert manifest["chunks"] == chunks and manifest["rows"] == 200 and manifest["rejects"] == 1
     body = s3_client.get_object(Bucket=STAGING, Key=chunks[0]["key"].removeprefix(f"s3://{STAGING}/"))["Body"].read()
@@ -148,7 +166,10 @@ def test_no_files_for_the_interval(s3_client, s3_prefix):
 
 def test_no_files_with_require_data_is_a_clear_failure(s3_client, s3_prefix):
     cfg = make_cfg(s3_prefix, "csv", require_data=True)
-    with pytest.raises(NoDataError, match=rf"no data for interval .* in s3://{LANDING}/{s3_prefix}/{DAY}/ and "
-                                          "require_data is true"):
+    with pytest.raises(
+        NoDataError,
+        match=rf"no data for interval .* in s3://{LANDING}/{s3_prefix}/{DAY}/ and "
+        "require_data is true",
+    ):
         extract_and_stage(cfg, INTERVAL, RUN_ID)
     assert staged_keys(s3_client, s3_prefix) == []

@@ -30,25 +30,44 @@ from sluice.validate.gate import QualityGateFailed, quality_gate
 INTERVAL = Interval(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
 RUN_ID = "scheduled__2024-03-01T00:00:00+00:00"
 NOT_NULL_ID = {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "id"}}
-QTY_RANGE = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "qty", "min_value": 0,
-                                                                      "max_value": 100}}
+QTY_RANGE = {
+    "type": "expect_column_values_to_be_between",
+    "kwargs": {"column": "qty", "min_value": 0, "max_value": 100},
+}
 
 
 def make_cfg(staging_url: str, expectations=(), name: str | None = None, **target) -> PipelineConfig:
-    return PipelineConfig.model_validate({
-        "name": name or f"t_{uuid.uuid4().hex[:10]}", "start_date": "2024-01-01",
-        "source": {"kind": "s3", "bucket": "sluice-landing", "prefix": "orders/", "format": "csv"},
-        "staging": {"url": staging_url},
-        "target": {"table": "orders", "primary_key": ["id"], "columns": [
-            {"name": "id", "type": "bigint", "nullable": False}, {"name": "qty", "type": "integer"},
-            {"name": "price", "type": "numeric(10,2)"}, {"name": "day", "type": "date"}], **target},
-        "expectations": list(expectations), "quality": {"max_quarantine_fraction": 0.5}})
+    return PipelineConfig.model_validate(
+        {
+            "name": name or f"t_{uuid.uuid4().hex[:10]}",
+            "start_date": "2024-01-01",
+            "source": {"kind": "s3", "bucket": "sluice-landing", "prefix": "orders/", "format": "csv"},
+            "staging": {"url": staging_url},
+            "target": {
+                "table": "orders",
+                "primary_key": ["id"],
+                "columns": [
+                    {"name": "id", "type": "bigint", "nullable": False},
+                    {"name": "qty", "type": "integer"},
+                    {"name": "price", "type": "numeric(10,2)"},
+                    {"name": "day", "type": "date"},
+                ],
+                **target,
+            },
+            "expectations": list(expectations),
+            "quality": {"max_quarantine_fraction": 0.5},
+        }
+    )
 
 
 def rows(n: int, **overrides) -> pa.Table:
     """n good raw rows (strings, as a CSV source stages them); overrides: {column: {row: value}}."""
-    data = {"id": [str(i) for i in range(n)], "qty": [str(i % 50) for i in range(n)],
-            "price": [f"{i}.25" for i in range(n)], "day": ["2024-03-01"] * n}
+    data = {
+        "id": [str(i) for i in range(n)],
+        "qty": [str(i % 50) for i in range(n)],
+        "price": [f"{i}.25" for i in range(n)],
+        "day": ["2024-03-01"] * n,
+    }
     for column, changes in overrides.items():
         for i, value in changes.items():
             data[column][i] = value
@@ -107,8 +126,10 @@ def test_type_misfit_is_quarantined_with_column_and_value(new_cfg, pg):
     assert q[0]["reasons"] == [{"column": "qty", "value": "abc", "reason": "not an integer"}]
     assert q[0]["row"] == {"id": "1", "qty": "abc", "price": "1.25", "day": "2024-03-01"}
     assert q[1]["reasons"] == [{"column": "day", "value": "2024-02-30", "reason": "not a date (expected YYYY-MM-DD)"}]
-    assert report["quarantine_reasons"] == {"cast qty: not an integer": 1,
-                                            "cast day: not a date (expected YYYY-MM-DD)": 1}
+    assert report["quarantine_reasons"] == {
+        "cast qty: not an integer": 1,
+        "cast day: not a date (expected YYYY-MM-DD)": 1,
+    }
 
 
 @pytest.mark.integration
@@ -147,8 +168,9 @@ def test_more_than_200_failing_rows_are_all_quarantined(new_cfg, pg):
 
 @pytest.mark.integration
 def test_a_row_failing_several_checks_is_quarantined_once_with_every_reason(new_cfg, pg):
-    cfg = new_cfg([QTY_RANGE, {"type": "expect_column_values_to_be_between",
-                               "kwargs": {"column": "price", "max_value": 100}}])
+    cfg = new_cfg(
+        [QTY_RANGE, {"type": "expect_column_values_to_be_between", "kwargs": {"column": "price", "max_value": 100}}]
+    )
     report = validate_chunk(cfg, INTERVAL, RUN_ID, stage(cfg, rows(3, qty={1: "101"}, price={1: "200"})))
     assert report["rows_quarantined"] == 1
     [q] = quarantined(pg, cfg)
@@ -173,8 +195,10 @@ def test_retry_replaces_the_chunks_quarantine_rows(new_cfg, pg):
 @pytest.mark.integration
 def test_source_rejects_are_quarantined_and_conservation_holds(new_cfg, pg):
     cfg = new_cfg([QTY_RANGE])
-    rejects = [Reject("s3://sluice-landing/orders/a.csv", 7, "1,2,3,4,5,6", "expected 4 fields, saw 6"),
-               Reject("s3://sluice-landing/orders/a.csv", 9, "\x00oops", "invalid UTF-8")]
+    rejects = [
+        Reject("s3://sluice-landing/orders/a.csv", 7, "1,2,3,4,5,6", "expected 4 fields, saw 6"),
+        Reject("s3://sluice-landing/orders/a.csv", 9, "\x00oops", "invalid UTF-8"),
+    ]
     ref = stage(cfg, rows(6, qty={0: "nope", 5: "101"}), rejects=rejects)
     report = validate_chunk(cfg, INTERVAL, RUN_ID, ref)
     assert report["rows_in"] == 8 == report["rows_good"] + report["rows_quarantined"]
@@ -215,11 +239,14 @@ def test_good_rows_keep_declared_types_and_the_gx_result_is_kept(new_cfg, pg):
 
 @pytest.mark.integration
 def test_batch_expectations_are_judged_on_the_interval_by_the_gate(new_cfg, pg):
-    cfg = new_cfg([{"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 15}},
-                   {"type": "expect_column_max_to_be_between", "kwargs": {"column": "price", "max_value": 20}},
-                   {"type": "expect_column_min_to_be_between", "kwargs": {"column": "day", "min_value": "2024-03-01"}},
-                   {"type": "expect_table_columns_to_match_set",
-                    "kwargs": {"column_set": ["id", "qty", "price", "day"]}}])
+    cfg = new_cfg(
+        [
+            {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 15}},
+            {"type": "expect_column_max_to_be_between", "kwargs": {"column": "price", "max_value": 20}},
+            {"type": "expect_column_min_to_be_between", "kwargs": {"column": "day", "min_value": "2024-03-01"}},
+            {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["id", "qty", "price", "day"]}},
+        ]
+    )
     reports = [validate_chunk(cfg, INTERVAL, RUN_ID, stage(cfg, rows(10), index=i)) for i in range(2)]
     assert reports[0]["batch_checks"]["stats"]["price"]["max"] == 9.25
     assert reports[0]["batch_checks"]["stats"]["day"]["min"] == "2024-03-01"
@@ -247,8 +274,12 @@ def test_s3_staging(s3_client, s3_prefix, pg):
         report = validate_chunk(cfg, INTERVAL, RUN_ID, stage(cfg, rows(20, qty={3: "500"})))
         assert report["good_key"].startswith(f"s3://sluice-staging/{s3_prefix}/{cfg.name}/")
         keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket="sluice-staging", Prefix=s3_prefix)["Contents"]}
-        assert {k.rsplit("/", 1)[1] for k in keys} == {"chunk-00000.parquet", "chunk-00000.good.parquet",
-                                                       "chunk-00000.quarantine.parquet", "chunk-00000.gx.json"}
+        assert {k.rsplit("/", 1)[1] for k in keys} == {
+            "chunk-00000.parquet",
+            "chunk-00000.good.parquet",
+            "chunk-00000.quarantine.parquet",
+            "chunk-00000.gx.json",
+        }
         assert len(quarantined(pg, cfg)) == 1
     finally:
         pg.execute("DELETE FROM sluice.quarantine WHERE pipeline = %s", (cfg.name,))
@@ -260,18 +291,26 @@ def test_s3_staging(s3_client, s3_prefix, pg):
 
 
 def test_expectations_are_classified_and_bad_ones_explained(tmp_path):
-    cfg = make_cfg(f"file://{tmp_path}", [
-        NOT_NULL_ID, {"type": "expect_table_row_count_to_equal", "kwargs": {"value": 3}},
-        {"type": "expect_column_to_exist", "kwargs": {"column": "id"}},
-        {"type": "expect_column_pair_values_a_to_be_greater_than_b",
-         "kwargs": {"column_A": "price", "column_B": "qty"}},
-    ])
+    cfg = make_cfg(
+        f"file://{tmp_path}",
+        [
+            NOT_NULL_ID,
+            {"type": "expect_table_row_count_to_equal", "kwargs": {"value": 3}},
+            {"type": "expect_column_to_exist", "kwargs": {"column": "id"}},
+            {
+                "type": "expect_column_pair_values_a_to_be_greater_than_b",
+                "kwargs": {"column_A": "price", "column_B": "qty"},
+            },
+        ],
+    )
     assert [classify(s) for s in cfg.expectations] == [Level.row, Level.combined, Level.chunkwise, Level.row]
     typo = make_cfg(f"file://{tmp_path}", [{"type": "expect_column_values_to_not_be_nul", "kwargs": {"column": "id"}}])
     with pytest.raises(ExpectationError, match="did you mean 'expect_column_values_to_not_be_null'"):
         classify(typo.expectations[0])
-    median = make_cfg(f"file://{tmp_path}", [{"type": "expect_column_median_to_be_between",
-                                              "kwargs": {"column": "qty", "min_value": 1}}])
+    median = make_cfg(
+        f"file://{tmp_path}",
+        [{"type": "expect_column_median_to_be_between", "kwargs": {"column": "qty", "min_value": 1}}],
+    )
     with pytest.raises(ExpectationError, match="cannot be built from per-chunk results"):
         classify(median.expectations[0])
 
@@ -279,26 +318,41 @@ def test_expectations_are_classified_and_bad_ones_explained(tmp_path):
 def test_quarantine_sql_strings():
     ddl = quarantine_ddl()
     assert ddl[0] == "CREATE SCHEMA IF NOT EXISTS sluice"
-    for column in ("id bigserial PRIMARY KEY", "pipeline text NOT NULL", "run_id text NOT NULL",
-                   "interval_start timestamptz NOT NULL", "interval_end timestamptz NOT NULL", "chunk integer NOT NULL",
-                   "row_number bigint", "row jsonb NOT NULL", "reasons jsonb NOT NULL",
-                   "created_at timestamptz NOT NULL DEFAULT now()"):
+    for column in (
+        "id bigserial PRIMARY KEY",
+        "pipeline text NOT NULL",
+        "run_id text NOT NULL",
+        "interval_start timestamptz NOT NULL",
+        "interval_end timestamptz NOT NULL",
+        "chunk integer NOT NULL",
+        "row_number bigint",
+        "row jsonb NOT NULL",
+        "reasons jsonb NOT NULL",
+        "created_at timestamptz NOT NULL DEFAULT now()",
+    ):
         assert column in ddl[1]
-    assert ddl[2] == ("CREATE INDEX IF NOT EXISTS quarantine_run_chunk ON sluice.quarantine "
-                      "(pipeline, run_id, chunk)")
-    assert quarantine_delete_sql() == ("DELETE FROM sluice.quarantine WHERE pipeline = %s AND run_id = %s "
-                                       "AND chunk = %s")
-    assert quarantine_copy_sql() == ("COPY sluice.quarantine (pipeline, run_id, interval_start, interval_end, chunk, "
-                                     "row_number, row, reasons) FROM STDIN")
+    assert ddl[2] == ("CREATE INDEX IF NOT EXISTS quarantine_run_chunk ON sluice.quarantine (pipeline, run_id, chunk)")
+    assert quarantine_delete_sql() == (
+        "DELETE FROM sluice.quarantine WHERE pipeline = %s AND run_id = %s AND chunk = %s"
+    )
+    assert quarantine_copy_sql() == (
+        "COPY sluice.quarantine (pipeline, run_id, interval_start, interval_end, chunk, "
+        "row_number, row, reasons) FROM STDIN"
+    )
 
 
 def test_expectation_kwargs_are_checked_by_gx_before_any_data_is_read(tmp_path):
-    cfg = make_cfg(f"file://{tmp_path}", [{"type": "expect_column_values_to_be_between",
-                                           "kwargs": {"column": "qty", "min_value": 0, "maxvalue": 3}}])
+    cfg = make_cfg(
+        f"file://{tmp_path}",
+        [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "qty", "min_value": 0, "maxvalue": 3}}],
+    )
     with pytest.raises(ExpectationError, match="expect_column_values_to_be_between"):
         classify(cfg.expectations[0])
     with pytest.raises(ExpectationError) as err:
         classify(cfg.expectations[0])
     problem = err.value.problems[0]  # structured, so `sluice lint` can point at the line of the kwarg
-    assert (problem.loc, problem.message, problem.hint) == (("kwargs", "maxvalue"), "unknown kwarg 'maxvalue'",
-                                                            "did you mean 'max_value'?")
+    assert (problem.loc, problem.message, problem.hint) == (
+        ("kwargs", "maxvalue"),
+        "unknown kwarg 'maxvalue'",
+        "did you mean 'max_value'?",
+    )

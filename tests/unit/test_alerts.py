@@ -49,17 +49,40 @@ def utc(*args: int) -> datetime:
 
 def make_ctx(kind: AlertKind = AlertKind.FAILURE, **over) -> AlertContext:
     base = dict(
-        pipeline="orders", kind=kind, run_id="scheduled__2024-01-01T00:00:00+00:00", interval_start=T0,
-        interval_end=T0 + timedelta(days=1), task_id="load_chunk", try_number=4, max_tries=4, error=LONG_ERROR,
+        pipeline="orders",
+        kind=kind,
+        run_id="scheduled__2024-01-01T00:00:00+00:00",
+        interval_start=T0,
+        interval_end=T0 + timedelta(days=1),
+        task_id="load_chunk",
+        try_number=4,
+        max_tries=4,
+        error=LONG_ERROR,
         log_url="http://af:8080/dags/orders/runs/scheduled__2024-01-01T00%3A00%3A00%2B00%3A00/tasks/load_chunk"
-                "?try_number=4",
+        "?try_number=4",
         run_url="http://af:8080/dags/orders/runs/scheduled__2024-01-01T00%3A00%3A00%2B00%3A00",
-        rows=Rows(120_000, 90_000, 500, 3), generated_at=utc(2024, 1, 2, 2, 0, 3))
+        rows=Rows(120_000, 90_000, 500, 3),
+        generated_at=utc(2024, 1, 2, 2, 0, 3),
+    )
     if kind is AlertKind.DEADLINE_MISSED:
-        base.update(error=None, task_id=None, try_number=None, max_tries=None, log_url=None, run_state="running",
-                    deadline="2h after the interval end", deadline_time=utc(2024, 1, 2, 2),
-                    freshness=Freshness(utc(2023, 12, 31), T0, utc(2024, 1, 1, 1, 12), "scheduled__2023-12-31",
-                                        "success", Rows(1_000_000, 998_700, 1_300)))
+        base.update(
+            error=None,
+            task_id=None,
+            try_number=None,
+            max_tries=None,
+            log_url=None,
+            run_state="running",
+            deadline="2h after the interval end",
+            deadline_time=utc(2024, 1, 2, 2),
+            freshness=Freshness(
+                utc(2023, 12, 31),
+                T0,
+                utc(2024, 1, 1, 1, 12),
+                "scheduled__2023-12-31",
+                "success",
+                Rows(1_000_000, 998_700, 1_300),
+            ),
+        )
     base.update(over)
     return AlertContext(**base)
 
@@ -125,9 +148,14 @@ def test_discord_total_6000_enforced_with_huge_fields():
     assert embed_size(payload["embeds"][0]) <= 6000
 
 
-@pytest.mark.parametrize("kind, severity", [(AlertKind.FAILURE, Severity.CRITICAL),
-                                            (AlertKind.DEADLINE_MISSED, Severity.WARNING),
-                                            (AlertKind.RETRY, Severity.NOTICE)])
+@pytest.mark.parametrize(
+    "kind, severity",
+    [
+        (AlertKind.FAILURE, Severity.CRITICAL),
+        (AlertKind.DEADLINE_MISSED, Severity.WARNING),
+        (AlertKind.RETRY, Severity.NOTICE),
+    ],
+)
 def test_discord_colour_by_severity(kind, severity):
     assert format_discord(make_ctx(kind))["embeds"][0]["color"] == COLOURS[severity]
     assert len(set(COLOURS.values())) == 3
@@ -148,8 +176,10 @@ def test_mask_secrets_patterns_and_explicit_values():
     assert "webhooks/1234/***" in masked and "password=***" in masked
     assert mask_secrets("token 'Ab/c d' in 'Ab%2Fc%20d'", ["Ab/c d"]) == "token '***' in '***'"
     assert mask_secrets("no such key Table/Bucket/abcdefghij") == "no such key Table/Bucket/abcdefghij"
-    assert mask_secrets('{"api_key": "zzz123"} Authorization: Bearer abcdefgh12345') == \
-        '{"api_key": "***"} Authorization: Bearer ***'
+    assert (
+        mask_secrets('{"api_key": "zzz123"} Authorization: Bearer abcdefgh12345')
+        == '{"api_key": "***"} Authorization: Bearer ***'
+    )
 
 
 def test_mask_secrets_uses_airflows_masker():
@@ -169,11 +199,22 @@ def test_secret_straddling_the_cut_is_still_masked():
 
 # ---------- building the context from Airflow ----------
 def test_task_alert_context_from_callback_context():
-    ti = SimpleNamespace(dag_id="orders", run_id="manual__2024-01-05", task_id="load_chunk", map_index=2,
-                         try_number=2, log_url="http://af/dags/orders/runs/manual__2024-01-05/tasks/load_chunk")
-    context = {"ti": ti, "task": SimpleNamespace(retries=3), "exception": ValueError("bad"),
-               "params": {"interval_start": "2024-01-03T00:00:00Z", "interval_end": "2024-01-04T00:00:00+00:00"},
-               "data_interval_start": None, "data_interval_end": None}
+    ti = SimpleNamespace(
+        dag_id="orders",
+        run_id="manual__2024-01-05",
+        task_id="load_chunk",
+        map_index=2,
+        try_number=2,
+        log_url="http://af/dags/orders/runs/manual__2024-01-05/tasks/load_chunk",
+    )
+    context = {
+        "ti": ti,
+        "task": SimpleNamespace(retries=3),
+        "exception": ValueError("bad"),
+        "params": {"interval_start": "2024-01-03T00:00:00Z", "interval_end": "2024-01-04T00:00:00+00:00"},
+        "data_interval_start": None,
+        "data_interval_end": None,
+    }
     ctx = task_alert_context(context, AlertKind.FAILURE, rows=Rows(loaded=10))
     assert (ctx.interval_start, ctx.interval_end) == (utc(2024, 1, 3), utc(2024, 1, 4))
     assert (ctx.map_index, ctx.try_number, ctx.max_tries, ctx.error) == (2, 2, 4, "ValueError: bad")
@@ -182,7 +223,8 @@ def test_task_alert_context_from_callback_context():
 
 def test_run_url_quotes_run_id():
     assert run_url("orders", "scheduled__2024-01-01T00:00:00+00:00").endswith(
-        "/dags/orders/runs/scheduled__2024-01-01T00%3A00%3A00%2B00%3A00")
+        "/dags/orders/runs/scheduled__2024-01-01T00%3A00%3A00%2B00%3A00"
+    )
     assert run_url("orders", None) is None
 
 
@@ -211,7 +253,8 @@ def test_freshness_sql():
     assert "ORDER BY finished_at DESC NULLS LAST LIMIT 1) AS lr ON true" in sql
     assert run_progress_sql("t_abc") == (
         'SELECT count(*), sum(rows_in), sum(rows_loaded), sum(rows_quarantined) FROM "t_abc".load_ledger'
-        " WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s")
+        " WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s"
+    )
     with pytest.raises(ValueError):
         freshness_sql('x"; drop table y; --')
 
@@ -231,10 +274,15 @@ def test_deadline_callback_signature_matches_airflow():
 def test_deadline_callback_kwargs_match_the_callback():
     import inspect
 
-    kwargs = deadline_callback_kwargs("orders", ("slack_main",), timedelta(hours=1, minutes=30, seconds=5),
-                                      warehouse_conn_id="wh")
-    assert kwargs == {"pipeline": "orders", "channels": ["slack_main"], "warehouse_conn_id": "wh",
-                      "deadline": "1h 30m 5s after the interval end"}
+    kwargs = deadline_callback_kwargs(
+        "orders", ("slack_main",), timedelta(hours=1, minutes=30, seconds=5), warehouse_conn_id="wh"
+    )
+    assert kwargs == {
+        "pipeline": "orders",
+        "channels": ["slack_main"],
+        "warehouse_conn_id": "wh",
+        "deadline": "1h 30m 5s after the interval end",
+    }
     inspect.signature(on_deadline_missed).bind(**kwargs, context={})
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert deadline_callback_kwargs("p", [], timedelta(days=1))["deadline"] == "1d after the interval end"
@@ -244,16 +292,22 @@ def test_interval_end_reference_serializes_with_class_path():
     from airflow.serialization.encoders import encode_deadline_reference
 
     assert encode_deadline_reference(IntervalEndDeadline()) == {
-        "reference_type": "IntervalEndDeadline", "__class_path": "sluice.alerts.callbacks.IntervalEndDeadline"}
+        "reference_type": "IntervalEndDeadline",
+        "__class_path": "sluice.alerts.callbacks.IntervalEndDeadline",
+    }
 
 
 # ---------- the receivers reject what the real services reject ----------
 def test_receivers_reject_like_slack():
     assert validate_slack({}) == "no_text"
-    assert validate_slack({"blocks": [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}]}) == \
-        "invalid_blocks"
-    assert validate_slack({"text": "x", "blocks": [{"type": "section", "fields": [
-        {"type": "mrkdwn", "text": "f"}] * 11}]}) == "invalid_blocks"
+    assert (
+        validate_slack({"blocks": [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}]})
+        == "invalid_blocks"
+    )
+    assert (
+        validate_slack({"text": "x", "blocks": [{"type": "section", "fields": [{"type": "mrkdwn", "text": "f"}] * 11}]})
+        == "invalid_blocks"
+    )
     assert validate_slack({"text": "x", "blocks": [{"type": "nope"}]}) == "invalid_blocks"
     assert validate_slack({"text": "x", "blocks": "header"}) == "invalid_blocks_format"
 

@@ -23,8 +23,10 @@ def cast_one(values, type_: str, arrow_type: pa.DataType | None = None, nullable
     table = pa.table({"v": pa.array(values, arrow_type)})
     result = cast_table(table, [col("v", type_, nullable=nullable)], "ignore")
     assert result.good.num_rows + result.bad_rows.num_rows == len(values)  # conservation
-    reasons = {row: json.loads(r) for row, r in zip(result.bad_rows[BAD_ROW].to_pylist(),
-                                                       result.bad_rows[BAD_REASONS].to_pylist(), strict=True)}
+    reasons = {
+        row: json.loads(r)
+        for row, r in zip(result.bad_rows[BAD_ROW].to_pylist(), result.bad_rows[BAD_REASONS].to_pylist(), strict=True)
+    }
     return result.good["v"].to_pylist(), {row: r[0]["reason"] for row, r in reasons.items()}, result
 
 
@@ -38,15 +40,26 @@ def test_integers_from_text_with_range_checks():
     assert not bad
     good, bad, _ = cast_one(["32768", "-32769", "abc", "1.5", "1e3", "12"], "smallint")
     assert good == [12]
-    assert bad == {0: "out of range for smallint", 1: "out of range for smallint", 2: "not an integer",
-                   3: "not an integer", 4: "not an integer"}
+    assert bad == {
+        0: "out of range for smallint",
+        1: "out of range for smallint",
+        2: "not an integer",
+        3: "not an integer",
+        4: "not an integer",
+    }
 
 
-@pytest.mark.parametrize(("type_", "ok", "over"), [
-    ("integer", ["2147483647", "-2147483648"], ["2147483648", "-2147483649"]),
-    ("bigint", ["9223372036854775807", "-9223372036854775808"], ["9223372036854775808", "-9223372036854775809",
-                                                                  "1" * 50]),
-])
+@pytest.mark.parametrize(
+    ("type_", "ok", "over"),
+    [
+        ("integer", ["2147483647", "-2147483648"], ["2147483648", "-2147483649"]),
+        (
+            "bigint",
+            ["9223372036854775807", "-9223372036854775808"],
+            ["9223372036854775808", "-9223372036854775809", "1" * 50],
+        ),
+    ],
+)
 def test_integer_edges(type_, ok, over):
     good, bad, _ = cast_one(ok + over, type_)
     assert good == [int(v) for v in ok]
@@ -113,8 +126,9 @@ def test_double():
 
 
 def test_boolean_spellings():
-    good, bad, _ = cast_one(["true", "F", "YES", "no", "t", "f", "1", "0", " On ", "off", "y", "N", "maybe", None],
-                            "boolean")
+    good, bad, _ = cast_one(
+        ["true", "F", "YES", "no", "t", "f", "1", "0", " On ", "off", "y", "N", "maybe", None], "boolean"
+    )
     assert good == [True, False, True, False, True, False, True, False, True, False, True, False, None]
     assert bad == {12: "not a boolean (expected true/false, t/f, yes/no, y/n, on/off or 1/0)"}
     good, bad, _ = cast_one([0, 1, 2], "boolean", pa.int8())
@@ -134,9 +148,23 @@ def test_text_keeps_strings_and_stringifies_other_types():
 
 
 def test_dates():
-    good, bad, res = cast_one(["2024-02-29", " 2024-01-31 ", "2024-01-01T00:00:00", "2023-02-29", "2024-04-31",
-                               "2024-1-5", "2024-13-01", "2024-01-01T10:00", "01/02/2024", "", "1900-02-29",
-                               "2000-02-29"], "date")
+    good, bad, res = cast_one(
+        [
+            "2024-02-29",
+            " 2024-01-31 ",
+            "2024-01-01T00:00:00",
+            "2023-02-29",
+            "2024-04-31",
+            "2024-1-5",
+            "2024-13-01",
+            "2024-01-01T10:00",
+            "01/02/2024",
+            "",
+            "1900-02-29",
+            "2000-02-29",
+        ],
+        "date",
+    )
     assert res.good.schema.field("v").type == pa.date32()
     assert good == [date(2024, 2, 29), date(2024, 1, 31), date(2024, 1, 1), None, date(2000, 2, 29)]
     assert set(bad) == {3, 4, 5, 6, 7, 8, 10} and set(bad.values()) == {"not a date (expected YYYY-MM-DD)"}
@@ -151,23 +179,52 @@ def test_dates_from_typed_sources():
 
 
 def test_timestamp_naive_is_utc_and_offsets_are_converted():
-    good, bad, res = cast_one(["2024-01-01T10:00:00", "2024-01-01 10:00:00.5", "2024-01-01", "2024-01-01T10:00:00Z",
-                               "2024-01-01T10:00:00+02:00", "2024-01-01T10:00:00.1234567", "2024-01-01T25:00",
-                               "2024-02-30T00:00", "bad"], "timestamp")
+    good, bad, res = cast_one(
+        [
+            "2024-01-01T10:00:00",
+            "2024-01-01 10:00:00.5",
+            "2024-01-01",
+            "2024-01-01T10:00:00Z",
+            "2024-01-01T10:00:00+02:00",
+            "2024-01-01T10:00:00.1234567",
+            "2024-01-01T25:00",
+            "2024-02-30T00:00",
+            "bad",
+        ],
+        "timestamp",
+    )
     assert res.good.schema.field("v").type == pa.timestamp("us")
-    assert good == [datetime(2024, 1, 1, 10), datetime(2024, 1, 1, 10, 0, 0, 500000), datetime(2024, 1, 1),
-                    datetime(2024, 1, 1, 10), datetime(2024, 1, 1, 8), datetime(2024, 1, 1, 10, 0, 0, 123456)]
+    assert good == [
+        datetime(2024, 1, 1, 10),
+        datetime(2024, 1, 1, 10, 0, 0, 500000),
+        datetime(2024, 1, 1),
+        datetime(2024, 1, 1, 10),
+        datetime(2024, 1, 1, 8),
+        datetime(2024, 1, 1, 10, 0, 0, 123456),
+    ]
     assert set(bad) == {6, 7, 8} and all(r.startswith("not a timestamp") for r in bad.values())
 
 
 def test_timestamptz():
-    good, bad, res = cast_one(["2024-01-01T10:00:00", "2024-01-01T10:00:00+05:30", "2024-01-01T10:00:00+0530",
-                               "2024-01-01T10:00:00-01", "2024-01-01T10:00:00Z", "2024-01-01T10:00:00+25:00"],
-                              "timestamptz")
+    good, bad, res = cast_one(
+        [
+            "2024-01-01T10:00:00",
+            "2024-01-01T10:00:00+05:30",
+            "2024-01-01T10:00:00+0530",
+            "2024-01-01T10:00:00-01",
+            "2024-01-01T10:00:00Z",
+            "2024-01-01T10:00:00+25:00",
+        ],
+        "timestamptz",
+    )
     assert res.good.schema.field("v").type == pa.timestamp("us", "UTC")
-    utc = [datetime(2024, 1, 1, 10, tzinfo=UTC), datetime(2024, 1, 1, 4, 30, tzinfo=UTC),
-           datetime(2024, 1, 1, 4, 30, tzinfo=UTC), datetime(2024, 1, 1, 11, tzinfo=UTC),
-           datetime(2024, 1, 1, 10, tzinfo=UTC)]
+    utc = [
+        datetime(2024, 1, 1, 10, tzinfo=UTC),
+        datetime(2024, 1, 1, 4, 30, tzinfo=UTC),
+        datetime(2024, 1, 1, 4, 30, tzinfo=UTC),
+        datetime(2024, 1, 1, 11, tzinfo=UTC),
+        datetime(2024, 1, 1, 10, tzinfo=UTC),
+    ]
     assert good == utc and set(bad) == {5}
 
 
@@ -251,8 +308,15 @@ def test_missing_column_in_an_empty_chunk_is_not_an_error():
 
 
 def test_extra_columns_ignore_fail_evolve():
-    table = pa.table({"id": ["1"], "new_text": ["x"], "new_int": pa.array([5], pa.int64()),
-                      "new_obj": pa.array([{"k": 1}]), "_sluice_file": ["f"]})
+    table = pa.table(
+        {
+            "id": ["1"],
+            "new_text": ["x"],
+            "new_int": pa.array([5], pa.int64()),
+            "new_obj": pa.array([{"k": 1}]),
+            "_sluice_file": ["f"],
+        }
+    )
     cols = [col("id", "bigint")]
     res = cast_table(table, cols, "ignore")
     assert res.extra_columns == ["new_text", "new_int", "new_obj"] and res.good.column_names == ["id"]

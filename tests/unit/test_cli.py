@@ -17,8 +17,9 @@ ORDERS = (Path(__file__).parent / "fixtures" / "config" / "orders.yaml").read_te
 def sluice(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "include")}
     env.pop("SLUICE_CONFIG_DIR", None)
-    return subprocess.run([sys.executable, "-m", "sluice", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd or REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sluice", *args], capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=120
+    )
 
 
 @pytest.fixture

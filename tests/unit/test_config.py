@@ -111,26 +111,35 @@ def test_render_uses_interval_context():
         render("{{ nope }}", iv)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2h", timedelta(hours=2)), ("30m", timedelta(minutes=30)), ("90s", timedelta(seconds=90)),
-    ("1h30m", timedelta(minutes=90)), ("PT2H", timedelta(hours=2)), (600, timedelta(minutes=10)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2h", timedelta(hours=2)),
+        ("30m", timedelta(minutes=30)),
+        ("90s", timedelta(seconds=90)),
+        ("1h30m", timedelta(minutes=90)),
+        ("PT2H", timedelta(hours=2)),
+        (600, timedelta(minutes=10)),
+    ],
+)
 def test_deadline_durations(tmp_path, text, expected):
     path = tmp_path / "p.yaml"
     path.write_text(ORDERS.read_text().replace("after_interval_end: 2h", f"after_interval_end: {text}"))
     assert load_pipeline(path).deadline.after_interval_end == expected
 
 
-@pytest.mark.parametrize("schedule", ["@daily", "@hourly", "@weekly", "@monthly", "@yearly", "*/15 * * * *",
-                                      "0 6 * * 1-5"])
+@pytest.mark.parametrize(
+    "schedule", ["@daily", "@hourly", "@weekly", "@monthly", "@yearly", "*/15 * * * *", "0 6 * * 1-5"]
+)
 def test_valid_schedules(tmp_path, schedule):
     path = tmp_path / "p.yaml"
     path.write_text(ORDERS.read_text().replace('"0 2 * * *"', f'"{schedule}"'))
     assert load_pipeline(path).schedule == schedule
 
 
-@pytest.mark.parametrize(("schedule", "needle"), [("@daly", "did you mean '@daily'"), ("61 * * * *", "cron"),
-                                                  ("* * * *", "5 fields")])
+@pytest.mark.parametrize(
+    ("schedule", "needle"), [("@daly", "did you mean '@daily'"), ("61 * * * *", "cron"), ("* * * *", "5 fields")]
+)
 def test_invalid_schedules(tmp_path, schedule, needle):
     path = tmp_path / "p.yaml"
     path.write_text(ORDERS.read_text().replace('"0 2 * * *"', f'"{schedule}"'))
@@ -141,10 +150,12 @@ def test_invalid_schedules(tmp_path, schedule, needle):
 
 def test_http_and_sql_sources(tmp_path):
     head, _, tail = ORDERS.read_text().partition("source:\n")
-    tail = tail[tail.index("target:"):]
-    http = ("source:\n  kind: http\n  conn_id: shop_api\n  endpoint: /orders\n  params: {since: '{{ ds }}'}\n"
-            "  records_path: data.items\n  pagination: {style: cursor, cursor_param: after, cursor_path: meta.next}\n"
-            "  auth: bearer\n")
+    tail = tail[tail.index("target:") :]
+    http = (
+        "source:\n  kind: http\n  conn_id: shop_api\n  endpoint: /orders\n  params: {since: '{{ ds }}'}\n"
+        "  records_path: data.items\n  pagination: {style: cursor, cursor_param: after, cursor_path: meta.next}\n"
+        "  auth: bearer\n"
+    )
     (tmp_path / "h.yaml").write_text(head + http + tail)
     cfg = load_pipeline(tmp_path / "h.yaml")
     assert cfg.source.pagination.style == "cursor" and cfg.source.pagination.cursor_path == "meta.next"
@@ -156,14 +167,15 @@ def test_http_and_sql_sources(tmp_path):
 
 def test_default_http_pagination_is_single(tmp_path):
     head, _, tail = ORDERS.read_text().partition("source:\n")
-    tail = tail[tail.index("target:"):]
+    tail = tail[tail.index("target:") :]
     (tmp_path / "h.yaml").write_text(head + "source: {kind: http, conn_id: api, endpoint: /x}\n" + tail)
     assert load_pipeline(tmp_path / "h.yaml").source.pagination.style == "single"
 
 
 def test_replace_interval(tmp_path):
-    text = ORDERS.read_text().replace("write_mode: upsert",
-                                      "write_mode: replace_interval\n  interval_column: o_orderdate")
+    text = ORDERS.read_text().replace(
+        "write_mode: upsert", "write_mode: replace_interval\n  interval_column: o_orderdate"
+    )
     (tmp_path / "p.yaml").write_text(text)
     assert load_pipeline(tmp_path / "p.yaml").target.interval_column == "o_orderdate"
 

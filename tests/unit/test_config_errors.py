@@ -65,7 +65,7 @@ def test_duplicate_yaml_key(tmp_path):
 
 
 def test_wrong_type(tmp_path):
-    err = error_of(write(tmp_path, "t.yaml", variant("delimiter: \"|\"", "delimiter: \"|\"\n    header: maybe")))
+    err = error_of(write(tmp_path, "t.yaml", variant('delimiter: "|"', 'delimiter: "|"\n    header: maybe')))
     assert (err.line, err.field) == (13, "source.csv.header")
     assert "valid boolean" in err.message and "'maybe'" in err.message
     assert err.expected.startswith("boolean")
@@ -151,7 +151,7 @@ def test_interval_column_must_be_declared_and_temporal(tmp_path):
 
 def test_sql_needs_exactly_one_of_table_and_query(tmp_path):
     head, _, tail = ORDERS.partition("source:\n")
-    tail = tail[tail.index("target:"):]
+    tail = tail[tail.index("target:") :]
     err = error_of(write(tmp_path, "q.yaml", head + "source:\n  kind: sql\n  conn_id: db\n" + tail))
     assert err.field == "source" and err.line == 6 and "exactly one of table and query" in err.message
 
@@ -173,7 +173,7 @@ def test_bad_deadline(tmp_path):
 
 def test_secret_header_is_refused(tmp_path):
     head, _, tail = ORDERS.partition("source:\n")
-    tail = tail[tail.index("target:"):]
+    tail = tail[tail.index("target:") :]
     src = "source:\n  kind: http\n  conn_id: api\n  endpoint: /x\n  headers:\n    Authorization: Bearer abc\n"
     err = error_of(write(tmp_path, "h.yaml", head + src + tail))
     assert (err.line, err.field) == (11, "source.headers.Authorization") and "auth" in err.hint

@@ -191,8 +191,11 @@ def test_doc_md_shows_source_target_and_expectations(examples):
     assert "'format': 'csv'" in doc and "<S3Format" not in doc  # enum values, not reprs
     assert "`tpch.orders`" in doc and "upsert" in doc and "o_orderkey" in doc
     assert "| `o_totalprice` | numeric(15,2) | no |" in doc
-    for exp in ("expect_column_values_to_be_in_set", "expect_column_values_to_be_between",
-                "expect_column_values_to_match_regex"):
+    for exp in (
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_match_regex",
+    ):
         assert f"`{exp}`" in doc
     assert "**quarantine**" in doc and "**warn**" in doc
     assert "tpch_orders.yaml" in doc
@@ -214,15 +217,24 @@ D = datetime(2024, 3, 1, tzinfo=UTC)
 
 
 def test_params_win_over_the_data_interval():
-    context = {"params": {"interval_start": "2024-01-01T00:00:00+00:00", "interval_end": "2024-01-08T00:00:00Z"},
-               "data_interval_start": D, "data_interval_end": D + timedelta(days=1),
-               "dag_run": FakeDagRun(D + timedelta(days=2))}
-    assert resolve_interval(context, DAILY) == Interval(datetime(2024, 1, 1, tzinfo=UTC),
-                                                        datetime(2024, 1, 8, tzinfo=UTC))
+    context = {
+        "params": {"interval_start": "2024-01-01T00:00:00+00:00", "interval_end": "2024-01-08T00:00:00Z"},
+        "data_interval_start": D,
+        "data_interval_end": D + timedelta(days=1),
+        "dag_run": FakeDagRun(D + timedelta(days=2)),
+    }
+    assert resolve_interval(context, DAILY) == Interval(
+        datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 8, tzinfo=UTC)
+    )
 
 
-@pytest.mark.parametrize("params", [{"interval_start": "2024-01-01T00:00:00+00:00"},
-                                    {"interval_end": "2024-01-02T00:00:00+00:00", "interval_start": None}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"interval_start": "2024-01-01T00:00:00+00:00"},
+        {"interval_end": "2024-01-02T00:00:00+00:00", "interval_start": None},
+    ],
+)
 def test_params_both_or_neither(params):
     context = {"params": params, "data_interval_start": D, "data_interval_end": D + timedelta(days=1)}
     with pytest.raises(ValueError, match="both interval_start and interval_end"):
@@ -236,24 +248,33 @@ def test_params_must_be_an_interval():
 
 
 def test_the_runs_data_interval():
-    context = {"params": {"interval_start": None, "interval_end": None},
-               "data_interval_start": D, "data_interval_end": D + timedelta(days=1), "dag_run": FakeDagRun(D)}
+    context = {
+        "params": {"interval_start": None, "interval_end": None},
+        "data_interval_start": D,
+        "data_interval_end": D + timedelta(days=1),
+        "dag_run": FakeDagRun(D),
+    }
     assert resolve_interval(context, DAILY) == Interval(D, D + timedelta(days=1))
 
 
 @pytest.mark.parametrize("dis, die", [(None, None), (datetime(2024, 3, 5, 9, 30, tzinfo=UTC),) * 2])
 def test_manual_run_without_logical_date_takes_the_latest_complete_interval(dis, die):
     """Airflow 3 manual runs may have no logical date (no interval, or an empty one at run_after)."""
-    context = {"params": {}, "data_interval_start": dis, "data_interval_end": die,
-               "dag_run": FakeDagRun(datetime(2024, 3, 5, 9, 30, tzinfo=UTC))}
+    context = {
+        "params": {},
+        "data_interval_start": dis,
+        "data_interval_end": die,
+        "dag_run": FakeDagRun(datetime(2024, 3, 5, 9, 30, tzinfo=UTC)),
+    }
     assert resolve_interval(context, DAILY) == MAR4
 
 
 def test_manual_run_follows_the_cron_schedule():
     tt = CronDataIntervalTimetable("0 2 * * *", timezone="UTC")
     context = {"params": {}, "dag_run": FakeDagRun(datetime(2024, 3, 5, 1, 0, tzinfo=UTC))}
-    assert resolve_interval(context, tt) == Interval(datetime(2024, 3, 3, 2, tzinfo=UTC),
-                                                     datetime(2024, 3, 4, 2, tzinfo=UTC))
+    assert resolve_interval(context, tt) == Interval(
+        datetime(2024, 3, 3, 2, tzinfo=UTC), datetime(2024, 3, 4, 2, tzinfo=UTC)
+    )
 
 
 def test_manual_run_at_an_interval_boundary():
@@ -393,8 +414,13 @@ def test_parsing_the_dag_file_imports_no_stage_dependency(tmp_path):
         "if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "include"), "HOME": str(tmp_path),
-           "AIRFLOW_HOME": str(tmp_path / "airflow"), "SLUICE_PIPELINES_DIRS": str(CONFIG / "pipelines")}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO / "include"),
+        "HOME": str(tmp_path),
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "SLUICE_PIPELINES_DIRS": str(CONFIG / "pipelines"),
+    }
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1:] in ([], [""]), f"imported at parse time: {out.stdout}"

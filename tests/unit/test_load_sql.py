@@ -33,39 +33,56 @@ def test_ident_quotes_and_keeps_case():
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
-@pytest.mark.parametrize("build", [
-    lambda n: q.create_schema(n),
-    lambda n: q.create_table("s", n, [q.Col("id", "bigint")], ["id"]),
-    lambda n: q.create_table(n, "t", [q.Col("id", "bigint")], ["id"]),
-    lambda n: q.create_table("s", "t", [q.Col(n, "bigint")], ["id"]),
-    lambda n: q.create_table("s", "t", [q.Col("id", "bigint")], [n]),
-    lambda n: q.add_column("s", "t", q.Col(n, "text")),
-    lambda n: q.create_temp([q.Col(n, "text")]),
-    lambda n: q.copy_from_stdin(["id", n]),
-    lambda n: q.merge_upsert("s", "t", ["id", n], ["id"]),
-    lambda n: q.merge_upsert("s", n, ["id", "v"], ["id"]),
-    lambda n: q.on_conflict_upsert("s", "t", ["id", "v"], [n]),
-    lambda n: q.copy_into_target(n, "t", ["id"]),
-    lambda n: q.set_run_default(n, "t"),
-    lambda n: q.delete_interval("s", "t", n),
-    lambda n: q.lock_key(n, "t"),
-    lambda n: q.key_bound(["id", n], last=True),
-    lambda n: q.keys_in_range("s", "t", [n]),
-    lambda n: q.insert_new("s", "t", ["id", n]),
-    lambda n: q.matched_sample("s", "t", ["id", n]),
-], ids=lambda b: "")
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda n: q.create_schema(n),
+        lambda n: q.create_table("s", n, [q.Col("id", "bigint")], ["id"]),
+        lambda n: q.create_table(n, "t", [q.Col("id", "bigint")], ["id"]),
+        lambda n: q.create_table("s", "t", [q.Col(n, "bigint")], ["id"]),
+        lambda n: q.create_table("s", "t", [q.Col("id", "bigint")], [n]),
+        lambda n: q.add_column("s", "t", q.Col(n, "text")),
+        lambda n: q.create_temp([q.Col(n, "text")]),
+        lambda n: q.copy_from_stdin(["id", n]),
+        lambda n: q.merge_upsert("s", "t", ["id", n], ["id"]),
+        lambda n: q.merge_upsert("s", n, ["id", "v"], ["id"]),
+        lambda n: q.on_conflict_upsert("s", "t", ["id", "v"], [n]),
+        lambda n: q.copy_into_target(n, "t", ["id"]),
+        lambda n: q.set_run_default(n, "t"),
+        lambda n: q.delete_interval("s", "t", n),
+        lambda n: q.lock_key(n, "t"),
+        lambda n: q.key_bound(["id", n], last=True),
+        lambda n: q.keys_in_range("s", "t", [n]),
+        lambda n: q.insert_new("s", "t", ["id", n]),
+        lambda n: q.matched_sample("s", "t", ["id", n]),
+    ],
+    ids=lambda b: "",
+)
 def test_every_builder_rejects_unsafe_identifiers(build, name):
     with pytest.raises(q.UnsafeIdentifier):
         build(name)
 
 
-@pytest.mark.parametrize("text,canonical", [
-    ("bigint", "bigint"), ("int8", "bigint"), ("integer", "integer"), ("smallint", "smallint"),
-    ("double", "double precision"), ("double precision", "double precision"), ("boolean", "boolean"),
-    ("text", "text"), ("date", "date"), ("timestamp", "timestamp without time zone"),
-    ("timestamptz", "timestamp with time zone"), ("timestamp with time zone", "timestamp with time zone"),
-    ("jsonb", "jsonb"), ("numeric(12,2)", "numeric(12,2)"), ("NUMERIC( 12, 2 )", "numeric(12,2)"),
-])
+@pytest.mark.parametrize(
+    "text,canonical",
+    [
+        ("bigint", "bigint"),
+        ("int8", "bigint"),
+        ("integer", "integer"),
+        ("smallint", "smallint"),
+        ("double", "double precision"),
+        ("double precision", "double precision"),
+        ("boolean", "boolean"),
+        ("text", "text"),
+        ("date", "date"),
+        ("timestamp", "timestamp without time zone"),
+        ("timestamptz", "timestamp with time zone"),
+        ("timestamp with time zone", "timestamp with time zone"),
+        ("jsonb", "jsonb"),
+        ("numeric(12,2)", "numeric(12,2)"),
+        ("NUMERIC( 12, 2 )", "numeric(12,2)"),
+    ],
+)
 def test_pg_type_canonical(text, canonical):
     assert q.pg_type(text) == canonical
 
@@ -85,12 +102,14 @@ def test_create_table_with_hidden_columns_and_primary_key():
         'CREATE TABLE "sales"."Orders" ("id" bigint NOT NULL, "amt" numeric(12,2), '
         '"at" timestamp with time zone, "_sluice_run" bigint NOT NULL DEFAULT '
         "coalesce(nullif(current_setting('sluice.run_no', true), ''), '0')::bigint, "
-        '"_sluice_seq" bigint NOT NULL DEFAULT 0, PRIMARY KEY ("id"))')
+        '"_sluice_seq" bigint NOT NULL DEFAULT 0, PRIMARY KEY ("id"))'
+    )
 
 
 def test_create_table_append_has_no_hidden_columns():
-    sql = s(q.create_table("s", "t", [q.Col("a", "integer", False), q.Col("b", "text", False)], ["a", "b"],
-                           hidden=False))
+    sql = s(
+        q.create_table("s", "t", [q.Col("a", "integer", False), q.Col("b", "text", False)], ["a", "b"], hidden=False)
+    )
     assert sql == 'CREATE TABLE "s"."t" ("a" integer NOT NULL, "b" text NOT NULL, PRIMARY KEY ("a", "b"))'
 
 
@@ -102,10 +121,12 @@ def test_create_table_rejects_injected_type():
 def test_schema_and_columns_ddl():
     assert s(q.create_schema("raw")) == 'CREATE SCHEMA IF NOT EXISTS "raw"'
     assert s(q.add_column("s", "t", q.Col("note", "text", nullable=False))) == (
-        'ALTER TABLE "s"."t" ADD COLUMN "note" text')  # evolution is always nullable
+        'ALTER TABLE "s"."t" ADD COLUMN "note" text'
+    )  # evolution is always nullable
     assert s(q.add_hidden_columns("s", "t")) == (
         'ALTER TABLE "s"."t" ADD COLUMN IF NOT EXISTS "_sluice_run" bigint NOT NULL DEFAULT 0, '
-        'ADD COLUMN IF NOT EXISTS "_sluice_seq" bigint NOT NULL DEFAULT 0')
+        'ADD COLUMN IF NOT EXISTS "_sluice_seq" bigint NOT NULL DEFAULT 0'
+    )
 
 
 def test_bookkeeping_tables():
@@ -128,25 +149,30 @@ def test_bookkeeping_tables():
 
 def test_temp_table_and_copy():
     assert s(q.create_temp([q.Col("id", "bigint", False), q.Col("v", "text")])) == (
-        'CREATE TEMP TABLE "_sluice_chunk" ("id" bigint, "v" text, "_sluice_seq" bigint NOT NULL) ON COMMIT DROP')
+        'CREATE TEMP TABLE "_sluice_chunk" ("id" bigint, "v" text, "_sluice_seq" bigint NOT NULL) ON COMMIT DROP'
+    )
     assert s(q.copy_from_stdin(["id", "v"])) == (
-        'COPY "_sluice_chunk" ("id", "v", "_sluice_seq") FROM STDIN (FORMAT csv)')
+        'COPY "_sluice_chunk" ("id", "v", "_sluice_seq") FROM STDIN (FORMAT csv)'
+    )
     assert s(q.analyze_temp(["a", "b"])) == 'ANALYZE "_sluice_chunk" ("a", "b")'
 
 
 # ------------------------------------------------------------------------------------------------ writes
 
-GUARD = ('("t"."_sluice_run" <> %(run_no)s AND NOT ((("t"."_sluice_run" << 32) | ("t"."_sluice_seq" >> 32)) '
-         '= ANY(%(adopted)s::bigint[])) OR "t"."_sluice_seq" <= "{src}"."_sluice_seq")')
+GUARD = (
+    '("t"."_sluice_run" <> %(run_no)s AND NOT ((("t"."_sluice_run" << 32) | ("t"."_sluice_seq" >> 32)) '
+    '= ANY(%(adopted)s::bigint[])) OR "t"."_sluice_seq" <= "{src}"."_sluice_seq")'
+)
 
 
 def test_merge_upsert():
     assert s(q.merge_upsert("s", "t", ["k1", "k2", "v"], ["k1", "k2"])) == (
         'MERGE INTO "s"."t" AS t USING "_sluice_chunk" AS s ON t."k1" = s."k1" AND t."k2" = s."k2" '
-        'WHEN MATCHED AND ("t"."v") IS DISTINCT FROM ("s"."v") AND ' + GUARD.format(src="s") + ' '
+        'WHEN MATCHED AND ("t"."v") IS DISTINCT FROM ("s"."v") AND ' + GUARD.format(src="s") + " "
         'THEN UPDATE SET "v" = s."v", "_sluice_run" = %(run_no)s, "_sluice_seq" = s."_sluice_seq" '
         'WHEN NOT MATCHED THEN INSERT ("k1", "k2", "v", "_sluice_run", "_sluice_seq") '
-        'VALUES ("s"."k1", "s"."k2", "s"."v", %(run_no)s, s."_sluice_seq")')
+        'VALUES ("s"."k1", "s"."k2", "s"."v", %(run_no)s, s."_sluice_seq")'
+    )
 
 
 def test_merge_upsert_key_only_table_only_inserts():
@@ -160,37 +186,46 @@ def test_on_conflict_upsert():
         'SELECT "id", "a", "b", %(run_no)s, "_sluice_seq" FROM "_sluice_chunk" ON CONFLICT ("id") DO UPDATE SET '
         '"a" = excluded."a", "b" = excluded."b", "_sluice_run" = excluded."_sluice_run", '
         '"_sluice_seq" = excluded."_sluice_seq" WHERE ("t"."a", "t"."b") IS DISTINCT FROM '
-        '("excluded"."a", "excluded"."b") AND ' + GUARD.format(src="excluded"))
+        '("excluded"."a", "excluded"."b") AND ' + GUARD.format(src="excluded")
+    )
     assert s(q.on_conflict_upsert("s", "t", ["id"], ["id"])).endswith('ON CONFLICT ("id") DO NOTHING')
 
 
 def test_new_keys_fast_path():
     assert s(q.key_bound(["k1", "k2"], last=False)) == (
-        'SELECT "k1", "k2" FROM "_sluice_chunk" ORDER BY "k1", "k2" LIMIT 1')
+        'SELECT "k1", "k2" FROM "_sluice_chunk" ORDER BY "k1", "k2" LIMIT 1'
+    )
     assert s(q.key_bound(["k1", "k2"], last=True)) == (
-        'SELECT "k1", "k2" FROM "_sluice_chunk" ORDER BY "k1" DESC, "k2" DESC LIMIT 1')
+        'SELECT "k1", "k2" FROM "_sluice_chunk" ORDER BY "k1" DESC, "k2" DESC LIMIT 1'
+    )
     assert s(q.keys_in_range("s", "t", ["k1", "k2"])) == (
         'SELECT EXISTS (SELECT FROM (SELECT "k1", "k2" FROM "s"."t" WHERE ("k1", "k2") >= (%(lo0)s, %(lo1)s) '
-        'ORDER BY "k1", "k2" LIMIT 1) f WHERE ("k1", "k2") <= (%(hi0)s, %(hi1)s))')
+        'ORDER BY "k1", "k2" LIMIT 1) f WHERE ("k1", "k2") <= (%(hi0)s, %(hi1)s))'
+    )
     assert s(q.insert_new("s", "t", ["k", "v"])) == (
         'INSERT INTO "s"."t" ("k", "v", "_sluice_run", "_sluice_seq") SELECT "k", "v", %(run_no)s, "_sluice_seq" '
-        'FROM "_sluice_chunk"')
+        'FROM "_sluice_chunk"'
+    )
 
 
 def test_matched_sample():
     assert s(q.matched_sample("s", "t", ["a", "b"])) == (
         'SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT FROM "s"."t" t WHERE t."a" = s."a" AND t."b" = s."b"))'
-        ' FROM (SELECT "a", "b" FROM "_sluice_chunk" LIMIT %(n)s) s')
+        ' FROM (SELECT "a", "b" FROM "_sluice_chunk" LIMIT %(n)s) s'
+    )
 
 
 def test_direct_copy_and_replace_interval():
     assert s(q.copy_into_target("s", "t", ["a", "_sluice_seq"])) == (
-        'COPY "s"."t" ("a", "_sluice_seq") FROM STDIN (FORMAT csv)')
+        'COPY "s"."t" ("a", "_sluice_seq") FROM STDIN (FORMAT csv)'
+    )
     assert s(q.set_run_no()) == "SELECT set_config('sluice.run_no', %(run_no)s, true)"
     assert s(q.set_run_default("s", "t")) == (
-        'ALTER TABLE "s"."t" ALTER COLUMN "_sluice_run" SET DEFAULT ' + q.RUN_DEFAULT)
+        'ALTER TABLE "s"."t" ALTER COLUMN "_sluice_run" SET DEFAULT ' + q.RUN_DEFAULT
+    )
     assert s(q.delete_interval("s", "t", "event_time")) == (
-        'DELETE FROM "s"."t" WHERE "event_time" >= %(start)s AND "event_time" < %(end)s')
+        'DELETE FROM "s"."t" WHERE "event_time" >= %(start)s AND "event_time" < %(end)s'
+    )
 
 
 def test_advisory_lock_and_settings():
@@ -208,7 +243,8 @@ def test_ledger_and_summary_statements():
     assert ins.count("%(") == len(q.LEDGER_FIELDS)
     assert s(q.ledger_select(one_chunk=True)).endswith(
         'FROM "sluice"."load_ledger" WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s AND chunk = %(chunk)s '
-        "ORDER BY chunk")
+        "ORDER BY chunk"
+    )
     assert "chunk = %(chunk)s" not in s(q.ledger_select(one_chunk=False))
     up = s(q.run_summary_upsert())
     assert up.startswith('INSERT INTO "sluice"."run_summary" ("pipeline", "run_id", ')
@@ -286,8 +322,13 @@ def test_checksum_depends_on_content_and_order_only():
 def test_key_bounds_are_lexicographic_and_only_for_types_ordered_like_postgres():
     from datetime import date
 
-    t = pa.table({"a": [2, 1, 2, 1], "b": [date(2024, 1, 1), date(2024, 1, 9), date(2023, 1, 1), date(2024, 1, 2)],
-                  "s": ["b", "a", "c", "B"]})
+    t = pa.table(
+        {
+            "a": [2, 1, 2, 1],
+            "b": [date(2024, 1, 1), date(2024, 1, 9), date(2023, 1, 1), date(2024, 1, 2)],
+            "s": ["b", "a", "c", "B"],
+        }
+    )
     cols = [q.Col("a", "bigint"), q.Col("b", "date"), q.Col("s", "text")]
 
     def bounds(table, pk):
@@ -305,7 +346,10 @@ def test_duplicates_with_composite_keys():
     out, _, dups, bounds = arrow_copy.prepare(t, cols, ["a", "b"], keyed=True, evolve=False, index=0)
     assert dups == 1 and bounds == ((1, 1), (2, 1))
     assert sorted(zip(out["a"].to_pylist(), out["b"].to_pylist(), out["s"].to_pylist(), strict=True)) == [
-        (1, 1, "z"), (1, 2, "x"), (2, 1, "y")]
+        (1, 1, "z"),
+        (1, 2, "x"),
+        (2, 1, "y"),
+    ]
 
 
 def test_conservation_problems_and_table():
@@ -315,15 +359,36 @@ def test_conservation_problems_and_table():
     from sluice.loading.ledger import conservation_problems, format_table
 
     iv = Interval(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC))
-    row = {"chunk": 0, "rows_in": 5, "rows_loaded": 4, "rows_quarantined": 1, "inserted": 4, "updated": 0,
-           "deleted": 0, "copy_seconds": 0.5, "merge_seconds": 0.25, "interval_start": iv.start,
-           "interval_end": iv.end}
+    row = {
+        "chunk": 0,
+        "rows_in": 5,
+        "rows_loaded": 4,
+        "rows_quarantined": 1,
+        "inserted": 4,
+        "updated": 0,
+        "deleted": 0,
+        "copy_seconds": 0.5,
+        "merge_seconds": 0.25,
+        "interval_start": iv.start,
+        "interval_end": iv.end,
+    }
     assert conservation_problems([row], [{"index": 0, "rows_in": 5}], iv) == []
     assert conservation_problems([{**row, "rows_loaded": 3}], [{"index": 0, "rows_loaded": 4}, {"index": 2}], iv) == [
-        "chunk 2 has no ledger row (it was never loaded)", "chunk 0: rows_in 5 != loaded 3 + quarantined 1",
-        "chunk 0: the task reported other counts than the ledger recorded"]
+        "chunk 2 has no ledger row (it was never loaded)",
+        "chunk 0: rows_in 5 != loaded 3 + quarantined 1",
+        "chunk 0: the task reported other counts than the ledger recorded",
+    ]
     assert conservation_problems([row], [], iv) == ["chunk 0 is in the ledger but not in this run's results"]
     lines = format_table([row, {**row, "chunk": 1}]).splitlines()
-    assert lines[0].split() == ["chunk", "rows_in", "rows_loaded", "rows_quarantined", "inserted", "updated",
-                                "deleted", "copy_seconds", "merge_seconds"]
+    assert lines[0].split() == [
+        "chunk",
+        "rows_in",
+        "rows_loaded",
+        "rows_quarantined",
+        "inserted",
+        "updated",
+        "deleted",
+        "copy_seconds",
+        "merge_seconds",
+    ]
     assert lines[-1].split() == ["total", "10", "8", "2", "8", "0", "0", "1.00", "0.50"]

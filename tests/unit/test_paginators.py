@@ -30,8 +30,14 @@ from sluice.sources.http.paginators import (
 from sluice.sources.ratelimit import rate_item
 
 
-def response(body: object = None, *, url: str = "http://api.test/v1/items", status: int = 200,
-             headers: dict[str, str] | None = None, raw: bytes | None = None) -> requests.Response:
+def response(
+    body: object = None,
+    *,
+    url: str = "http://api.test/v1/items",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> requests.Response:
     r = requests.Response()
     r.status_code, r.url = status, url
     r._content = raw if raw is not None else json.dumps(body).encode()
@@ -67,21 +73,29 @@ def test_lookup_path_follows_dicts_and_list_indexes():
 
 
 def test_page_number_stops_on_empty_page():
-    sent = drive(PageNumberPaginator(page_param="p", size_param="n", page_size=2),
-                 [({}, [1, 2]), ({}, [3, 4]), ({}, [])])
-    assert [params for _, params in sent] == [{"q": "x", "p": 1, "n": 2}, {"q": "x", "p": 2, "n": 2},
-                                             {"q": "x", "p": 3, "n": 2}]
+    sent = drive(
+        PageNumberPaginator(page_param="p", size_param="n", page_size=2), [({}, [1, 2]), ({}, [3, 4]), ({}, [])]
+    )
+    assert [params for _, params in sent] == [
+        {"q": "x", "p": 1, "n": 2},
+        {"q": "x", "p": 2, "n": 2},
+        {"q": "x", "p": 3, "n": 2},
+    ]
 
 
 def test_page_number_stops_at_total_records_even_when_server_caps_page_size():
-    sent = drive(PageNumberPaginator(start_page=0, total_path="meta.total"),
-                 [({"meta": {"total": 5}}, [1, 2]), ({"meta": {"total": 5}}, [3, 4]), ({"meta": {"total": 5}}, [5])])
+    sent = drive(
+        PageNumberPaginator(start_page=0, total_path="meta.total"),
+        [({"meta": {"total": 5}}, [1, 2]), ({"meta": {"total": 5}}, [3, 4]), ({"meta": {"total": 5}}, [5])],
+    )
     assert [params["page"] for _, params in sent] == [0, 1, 2]
 
 
 def test_offset_advances_by_records_received_not_by_limit():
-    sent = drive(OffsetPaginator(limit=100, total_path="total"), [({"total": 7}, [1, 2, 3]), ({"total": 7}, [4, 5, 6]),
-                                                                 ({"total": 7}, [7])])
+    sent = drive(
+        OffsetPaginator(limit=100, total_path="total"),
+        [({"total": 7}, [1, 2, 3]), ({"total": 7}, [4, 5, 6]), ({"total": 7}, [7])],
+    )
     assert [params["offset"] for _, params in sent] == [0, 3, 6]
     assert all(params["limit"] == 100 for _, params in sent)
 
@@ -92,8 +106,10 @@ def test_offset_total_must_be_a_number():
 
 
 def test_cursor_follows_until_missing_cursor():
-    sent = drive(CursorPaginator("after", "meta.next"),
-                 [({"meta": {"next": "c1"}}, [1]), ({"meta": {"next": "c2"}}, [2]), ({"meta": {"next": None}}, [3])])
+    sent = drive(
+        CursorPaginator("after", "meta.next"),
+        [({"meta": {"next": "c1"}}, [1]), ({"meta": {"next": "c2"}}, [2]), ({"meta": {"next": None}}, [3])],
+    )
     assert [params.get("after") for _, params in sent] == [None, "c1", "c2"]
 
 
@@ -103,8 +119,10 @@ def test_cursor_that_repeats_is_an_error():
 
 
 def test_next_url_resolves_relative_urls_and_drops_params():
-    sent = drive(NextUrlPaginator("links.next"), [({"links": {"next": "/v1/items?after=9"}}, [1]),
-                                                   ({"links": {"next": None}}, [2])])
+    sent = drive(
+        NextUrlPaginator("links.next"),
+        [({"links": {"next": "/v1/items?after=9"}}, [1]), ({"links": {"next": None}}, [2])],
+    )
     assert sent == [("http://api.test/v1/items", {"q": "x"}), ("http://api.test/v1/items?after=9", {})]
 
 
@@ -131,14 +149,17 @@ def test_single_page_never_continues():
     assert not p.has_next
 
 
-@pytest.mark.parametrize("pagination, cls", [
-    ({"style": "single"}, SinglePagePaginator),
-    ({"style": "page_number", "page_size": 50, "size_param": "n"}, PageNumberPaginator),
-    ({"style": "offset", "limit": 10}, OffsetPaginator),
-    ({"style": "cursor", "cursor_param": "c", "cursor_path": "next"}, CursorPaginator),
-    ({"style": "next_url", "next_url_path": "links.next"}, NextUrlPaginator),
-    ({"style": "link_header"}, LinkHeaderPaginator),
-])
+@pytest.mark.parametrize(
+    "pagination, cls",
+    [
+        ({"style": "single"}, SinglePagePaginator),
+        ({"style": "page_number", "page_size": 50, "size_param": "n"}, PageNumberPaginator),
+        ({"style": "offset", "limit": 10}, OffsetPaginator),
+        ({"style": "cursor", "cursor_param": "c", "cursor_path": "next"}, CursorPaginator),
+        ({"style": "next_url", "next_url_path": "links.next"}, NextUrlPaginator),
+        ({"style": "link_header"}, LinkHeaderPaginator),
+    ],
+)
 def test_every_configured_style_builds_its_paginator(pagination, cls):
     src = HttpSourceConfig.model_validate({"kind": "http", "conn_id": "c", "endpoint": "/x", "pagination": pagination})
     assert type(make_paginator(src.pagination)) is cls
@@ -185,8 +206,10 @@ def test_retry_after_in_seconds_and_http_date():
     assert http.retry_after_seconds(response({}, headers={"Retry-After": "99999"})) == http.MAX_RETRY_AFTER_SECONDS
 
 
-@pytest.mark.parametrize("status, retry", [(429, True), (500, True), (503, True), (408, True), (501, False),
-                                           (404, False), (401, False), (200, False)])
+@pytest.mark.parametrize(
+    "status, retry",
+    [(429, True), (500, True), (503, True), (408, True), (501, False), (404, False), (401, False), (200, False)],
+)
 def test_retryable_statuses(status, retry):
     assert http.is_retryable_status(status) is retry
 
@@ -195,17 +218,30 @@ def test_retryable_statuses(status, retry):
 
 
 def conn(**kw):
-    return SimpleNamespace(**{"conn_id": "c", "conn_type": "http", "host": "api.test", "schema": "", "port": None,
-                              "login": None, "password": None, **kw})
+    return SimpleNamespace(
+        **{
+            "conn_id": "c",
+            "conn_type": "http",
+            "host": "api.test",
+            "schema": "",
+            "port": None,
+            "login": None,
+            "password": None,
+            **kw,
+        }
+    )
 
 
-@pytest.mark.parametrize("kw, url", [
-    ({}, "http://api.test"),
-    ({"schema": "https", "port": 8443}, "https://api.test:8443"),
-    ({"conn_type": "https", "schema": "v2"}, "https://api.test/v2"),
-    ({"host": "https://api.test/base/"}, "https://api.test/base"),
-    ({"host": "127.0.0.1", "port": 8765}, "http://127.0.0.1:8765"),
-])
+@pytest.mark.parametrize(
+    "kw, url",
+    [
+        ({}, "http://api.test"),
+        ({"schema": "https", "port": 8443}, "https://api.test:8443"),
+        ({"conn_type": "https", "schema": "v2"}, "https://api.test/v2"),
+        ({"host": "https://api.test/base/"}, "https://api.test/base"),
+        ({"host": "127.0.0.1", "port": 8765}, "http://127.0.0.1:8765"),
+    ],
+)
 def test_base_url_like_airflow_http_hook(kw, url):
     assert http.base_url(conn(**kw)) == url
     assert http.join_url(url, "/v1/x") == url + "/v1/x"
@@ -222,8 +258,9 @@ def test_auth_modes_put_the_password_where_asked():
     basic = prepared(http.make_auth(conn(login="u", password=secret), "basic", None))
     assert basic.headers["Authorization"].startswith("Basic ")
     assert prepared(http.make_auth(conn(password=secret), "api_key_header", "X-Key")).headers["X-Key"] == secret
-    query = prepared(http.make_auth(conn(password=secret), "api_key_query", "key"),
-                     f"http://api.test/x?a=1&key={secret}")
+    query = prepared(
+        http.make_auth(conn(password=secret), "api_key_query", "key"), f"http://api.test/x?a=1&key={secret}"
+    )
     assert query.url == f"http://api.test/x?a=1&key={secret}"  # set once, not appended twice
     assert http.make_auth(conn(), "none", None) is None
     with pytest.raises(http.HttpSourceError, match="needs a secret"):
@@ -239,14 +276,23 @@ def test_redactor_hides_secrets():
 
 
 def test_columnizer_renders_json_values_as_strings():
-    records = [{"id": 1, "price": 19.99, "ok": True, "tags": ["a"], "addr": {"city": "Zürich"}, "note": None},
-               {"id": 2, "price": 5, "ok": False, "tags": [], "addr": None, "note": "東京 🚀", "new": "x"}]
+    records = [
+        {"id": 1, "price": 19.99, "ok": True, "tags": ["a"], "addr": {"city": "Zürich"}, "note": None},
+        {"id": 2, "price": 5, "ok": False, "tags": [], "addr": None, "note": "東京 🚀", "new": "x"},
+    ]
     batch = json_batches.Columnizer().batch(records, "u", 0, pytest.fail)
     assert batch.schema.names == ["id", "price", "ok", "tags", "addr", "note", "new"]
     assert all(t == pa.string() for t in batch.schema.types)
     rows = batch.to_pylist()
-    assert rows[0] == {"id": "1", "price": "19.99", "ok": "true", "tags": '["a"]', "addr": '{"city":"Zürich"}',
-                       "note": None, "new": None}
+    assert rows[0] == {
+        "id": "1",
+        "price": "19.99",
+        "ok": "true",
+        "tags": '["a"]',
+        "addr": '{"city":"Zürich"}',
+        "note": None,
+        "new": None,
+    }
     assert rows[1]["price"] == "5" and rows[1]["note"] == "東京 🚀" and rows[1]["addr"] is None
 
 

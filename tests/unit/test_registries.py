@@ -10,7 +10,9 @@ from sluice.sources.http import paginators
 
 def test_every_source_model_names_an_importable_module_with_iter_batches():
     models = get_args(get_args(SourceConfig)[0])
-    assert set(SOURCE_KINDS) == {get_args(m.model_fields["kind"].annotation)[0] for m in models} == {"s3", "http", "sql"}
+    assert (
+        set(SOURCE_KINDS) == {get_args(m.model_fields["kind"].annotation)[0] for m in models} == {"s3", "http", "sql"}
+    )
     for kind, module in SOURCE_MODULES.items():
         assert callable(importlib.import_module(module).iter_batches), kind
 

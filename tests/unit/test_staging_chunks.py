@@ -22,24 +22,34 @@ RUN_ID = "manual__2024-01-01T00:00:00+00:00"
 
 
 def make_cfg(tmp_path: Path, chunk_rows: int = 10, require_data: bool = False) -> PipelineConfig:
-    return PipelineConfig.model_validate({
-        "name": "orders",
-        "start_date": "2024-01-01",
-        "require_data": require_data,
-        "source": {"kind": "s3", "bucket": "sluice-landing", "prefix": "orders/{{ ds }}/", "format": "csv"},
-        "staging": {"url": f"file://{tmp_path}/staging", "conn_id": None, "chunk_rows": chunk_rows},
-        "target": {"table": "orders", "primary_key": ["id"],
-                   "columns": [{"name": "id", "type": "bigint", "nullable": False}, {"name": "name", "type": "text"}]},
-    })
+    return PipelineConfig.model_validate(
+        {
+            "name": "orders",
+            "start_date": "2024-01-01",
+            "require_data": require_data,
+            "source": {"kind": "s3", "bucket": "sluice-landing", "prefix": "orders/{{ ds }}/", "format": "csv"},
+            "staging": {"url": f"file://{tmp_path}/staging", "conn_id": None, "chunk_rows": chunk_rows},
+            "target": {
+                "table": "orders",
+                "primary_key": ["id"],
+                "columns": [{"name": "id", "type": "bigint", "nullable": False}, {"name": "name", "type": "text"}],
+            },
+        }
+    )
 
 
 def batch(start: int, n: int) -> pa.RecordBatch:
-    return pa.record_batch({"id": pa.array(range(start, start + n), pa.int64()),
-                            "name": pa.array([f"n{i}" for i in range(start, start + n)])})
+    return pa.record_batch(
+        {
+            "id": pa.array(range(start, start + n), pa.int64()),
+            "name": pa.array([f"n{i}" for i in range(start, start + n)]),
+        }
+    )
 
 
 def fake_source(monkeypatch, script):
     """script: list of ("rows", n) / ("reject", line) / ("raise", msg) steps, replayed by the fake source."""
+
     def iter_source(cfg, interval, on_reject):
         next_id = 0
         for step, arg in script:
@@ -186,8 +196,11 @@ def test_zero_rows_returns_empty_list_and_writes_an_empty_manifest(tmp_path, mon
 def test_zero_rows_with_require_data_fails_clearly_without_manifest(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path, require_data=True)
     fake_source(monkeypatch, [("batch", batch(0, 0))])
-    with pytest.raises(NoDataError, match=r"no data for interval 20240101T000000Z_20240102T000000Z in "
-                                          r"s3://sluice-landing/orders/2024-01-01/ and require_data is true"):
+    with pytest.raises(
+        NoDataError,
+        match=r"no data for interval 20240101T000000Z_20240102T000000Z in "
+        r"s3://sluice-landing/orders/2024-01-01/ and require_data is true",
+    ):
         extract_and_stage(cfg, INTERVAL, RUN_ID)
     assert not store_for(cfg).exists(store_for(cfg).manifest_key)
 

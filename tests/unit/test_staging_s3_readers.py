@@ -15,15 +15,23 @@ from sluice.sources.s3 import SourceReadError, batch_rows, matches, read_object
 
 
 def make_cfg(fmt: str, chunk_rows: int = 1000, **source) -> PipelineConfig:
-    return PipelineConfig.model_validate({
-        "name": "orders",
-        "start_date": "2024-01-01",
-        "source": {"kind": "s3", "bucket": "sluice-landing", "prefix": "in/", "format": fmt, **source},
-        "staging": {"url": "file:///tmp/unused", "conn_id": None, "chunk_rows": chunk_rows},
-        "target": {"table": "orders", "primary_key": ["id"],
-                   "columns": [{"name": "id", "type": "bigint", "nullable": False}, {"name": "name", "type": "text"},
-                               {"name": "price", "type": "numeric(10,2)", "source_name": "Price"}]},
-    })
+    return PipelineConfig.model_validate(
+        {
+            "name": "orders",
+            "start_date": "2024-01-01",
+            "source": {"kind": "s3", "bucket": "sluice-landing", "prefix": "in/", "format": fmt, **source},
+            "staging": {"url": "file:///tmp/unused", "conn_id": None, "chunk_rows": chunk_rows},
+            "target": {
+                "table": "orders",
+                "primary_key": ["id"],
+                "columns": [
+                    {"name": "id", "type": "bigint", "nullable": False},
+                    {"name": "name", "type": "text"},
+                    {"name": "price", "type": "numeric(10,2)", "source_name": "Price"},
+                ],
+            },
+        }
+    )
 
 
 def read(cfg: PipelineConfig, path: Path):
@@ -46,8 +54,10 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 def test_csv_columns_are_strings_and_empty_fields_null(tmp_path):
     table, rejects, _ = read(make_cfg("csv"), write(tmp_path, "a.csv", b'id,name,Price\n1,"a, b",1.50\n2,,007\n'))
     assert table.schema == pa.schema([("id", pa.string()), ("name", pa.string()), ("Price", pa.string())])
-    assert table.to_pylist() == [{"id": "1", "name": "a, b", "Price": "1.50"},
-                                 {"id": "2", "name": None, "Price": "007"}]
+    assert table.to_pylist() == [
+        {"id": "1", "name": "a, b", "Price": "1.50"},
+        {"id": "2", "name": None, "Price": "007"},
+    ]
     assert rejects == []
 
 
@@ -106,8 +116,16 @@ def test_csv_bytes_the_declared_codec_cannot_decode_fail_the_file(tmp_path):
         read(cfg, write(tmp_path, "c.csv", b"id,name,Price\n1,\x81,2\n"))
 
 
-@pytest.mark.parametrize("name,data", [("empty.csv", b""), ("empty.csv.gz", b""), ("header.csv", b"id,name,Price\n"),
-                                       ("header.csv.gz", b"id,name,Price\n"), ("header_no_eol.csv", b"id,name")])
+@pytest.mark.parametrize(
+    "name,data",
+    [
+        ("empty.csv", b""),
+        ("empty.csv.gz", b""),
+        ("header.csv", b"id,name,Price\n"),
+        ("header.csv.gz", b"id,name,Price\n"),
+        ("header_no_eol.csv", b"id,name"),
+    ],
+)
 def test_csv_empty_and_header_only_give_zero_rows(tmp_path, name, data):
     table, rejects, _ = read(make_cfg("csv"), write(tmp_path, name, data))
     assert (table.num_rows if table else 0) == 0 and rejects == []
@@ -131,13 +149,15 @@ def test_csv_batches_are_bounded(tmp_path):
 
 
 def test_jsonl_values_become_text_and_bad_lines_are_rejected(tmp_path):
-    data = (b'{"id": 1, "name": "a", "Price": 1.5, "ok": true, "tags": ["x", 2], "meta": {"k": null}}\n'
-            b"\n"
-            b'{"id": 2, "name": null}\n'
-            b"{not json}\n"
-            b"[1, 2]\n"
-            b'{"id": 3, "name": "caf\xe9"}\n'
-            b'{"id": 4, "new": "x"}\r\n')
+    data = (
+        b'{"id": 1, "name": "a", "Price": 1.5, "ok": true, "tags": ["x", 2], "meta": {"k": null}}\n'
+        b"\n"
+        b'{"id": 2, "name": null}\n'
+        b"{not json}\n"
+        b"[1, 2]\n"
+        b'{"id": 3, "name": "caf\xe9"}\n'
+        b'{"id": 4, "new": "x"}\r\n'
+    )
     table, rejects, _ = read(make_cfg("jsonl"), write(tmp_path, "a.jsonl", data))
     assert table.to_pylist() == [
         {"id": "1", "name": "a", "Price": "1.5", "ok": "true", "tags": '["x",2]', "meta": '{"k":null}', "new": None},
@@ -145,7 +165,10 @@ def test_jsonl_values_become_text_and_bad_lines_are_rejected(tmp_path):
         {"id": "4", "name": None, "Price": None, "ok": None, "tags": None, "meta": None, "new": "x"},
     ]
     assert [(r["line"], r["reason"].split(":")[0]) for r in rejects] == [
-        (4, "invalid JSON"), (5, "not a JSON object but list"), (6, "invalid UTF-8 at byte 22")]
+        (4, "invalid JSON"),
+        (5, "not a JSON object but list"),
+        (6, "invalid UTF-8 at byte 22"),
+    ]
     assert rejects[2]["raw"] == '{"id": 3, "name": "caf\\xe9"}'
 
 
@@ -181,8 +204,11 @@ def test_gzipped_parquet_is_read_through_a_spool_file(tmp_path):
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "footer_only"])
 def test_corrupt_parquet_names_the_file(tmp_path, damage):
     good = parquet_file(tmp_path).read_bytes()
-    data = {"garbage": b"this is not parquet at all" * 10, "truncated": good[: len(good) // 2],
-            "footer_only": b"PAR1" + b"\0" * 64 + good[-8:]}[damage]
+    data = {
+        "garbage": b"this is not parquet at all" * 10,
+        "truncated": good[: len(good) // 2],
+        "footer_only": b"PAR1" + b"\0" * 64 + good[-8:],
+    }[damage]
     with pytest.raises(SourceReadError, match=r"^s3://b/bad\.parquet: "):
         read(make_cfg("parquet"), write(tmp_path, "bad.parquet", data))
 
@@ -194,13 +220,16 @@ def test_empty_parquet_object_gives_zero_rows(tmp_path):
 # ---------------------------------------------------------------- listing
 
 
-@pytest.mark.parametrize("key,pattern,expected", [
-    ("part-0.csv.gz", "*", True),
-    ("sub/part-0.csv.gz", "*.csv.gz", True),  # no '/' in the pattern: the file name is matched
-    ("sub/part-0.csv", "*.csv.gz", False),
-    ("sub/part-0.csv", "sub/*.csv", True),  # a '/' in the pattern: the key below the prefix is matched
-    ("other/part-0.csv", "sub/*.csv", False),
-    ("_SUCCESS", "part-*", False),
-])
+@pytest.mark.parametrize(
+    "key,pattern,expected",
+    [
+        ("part-0.csv.gz", "*", True),
+        ("sub/part-0.csv.gz", "*.csv.gz", True),  # no '/' in the pattern: the file name is matched
+        ("sub/part-0.csv", "*.csv.gz", False),
+        ("sub/part-0.csv", "sub/*.csv", True),  # a '/' in the pattern: the key below the prefix is matched
+        ("other/part-0.csv", "sub/*.csv", False),
+        ("_SUCCESS", "part-*", False),
+    ],
+)
 def test_pattern_matching(key, pattern, expected):
     assert matches(key, pattern) is expected

@@ -44,8 +44,9 @@ def run_url(dag_id: str, run_id: str | None) -> str | None:
     return f"{base.rstrip('/')}/dags/{dag_id}/runs/{quote(run_id)}"
 
 
-def task_alert_context(context: Mapping[str, Any], kind: AlertKind, *, rows: Rows | None = None,
-                       secrets: Iterable[str] = ()) -> AlertContext:
+def task_alert_context(
+    context: Mapping[str, Any], kind: AlertKind, *, rows: Rows | None = None, secrets: Iterable[str] = ()
+) -> AlertContext:
     """AlertContext from an Airflow task callback context (the interval comes from the trigger params if set)."""
     ti = context.get("ti") or context.get("task_instance")
     params = context.get("params") or {}
@@ -58,12 +59,20 @@ def task_alert_context(context: Mapping[str, Any], kind: AlertKind, *, rows: Row
     map_index = getattr(ti, "map_index", None)
     retries = getattr(task, "retries", None)
     return AlertContext(
-        pipeline=ti.dag_id, kind=kind, run_id=ti.run_id, task_id=ti.task_id,
+        pipeline=ti.dag_id,
+        kind=kind,
+        run_id=ti.run_id,
+        task_id=ti.task_id,
         interval_start=_dt(params.get("interval_start")) or _dt(context.get("data_interval_start")),
         interval_end=_dt(params.get("interval_end")) or _dt(context.get("data_interval_end")),
         map_index=map_index if isinstance(map_index, int) and map_index >= 0 else None,
-        try_number=getattr(ti, "try_number", None), max_tries=retries + 1 if isinstance(retries, int) else None,
-        error=error, log_url=getattr(ti, "log_url", None), run_url=run_url(ti.dag_id, ti.run_id), rows=rows)
+        try_number=getattr(ti, "try_number", None),
+        max_tries=retries + 1 if isinstance(retries, int) else None,
+        error=error,
+        log_url=getattr(ti, "log_url", None),
+        run_url=run_url(ti.dag_id, ti.run_id),
+        rows=rows,
+    )
 
 
 def _extracted(ti: Any, task_id: str | None) -> int | None:
@@ -79,10 +88,15 @@ class FailureCallbacks(NamedTuple):
     on_retry_callback: Callable[[Mapping[str, Any]], None] | None
 
 
-def make_failure_callback(channels: list[str], on_retry: bool = False, *,
-                          warehouse_conn_id: str | None = "sluice_warehouse", mask_conn_ids: Sequence[str] = (),
-                          extract_task_id: str | None = "extract_and_stage",
-                          ledger_schema: str = "sluice") -> FailureCallbacks:
+def make_failure_callback(
+    channels: list[str],
+    on_retry: bool = False,
+    *,
+    warehouse_conn_id: str | None = "sluice_warehouse",
+    mask_conn_ids: Sequence[str] = (),
+    extract_task_id: str | None = "extract_and_stage",
+    ledger_schema: str = "sluice",
+) -> FailureCallbacks:
     """Task callbacks for one pipeline. `mask_conn_ids`: the pipeline's other connections (source, staging),
     whose secrets are masked out of error text."""
 
@@ -92,8 +106,7 @@ def make_failure_callback(channels: list[str], on_retry: bool = False, *,
             ti = context.get("ti") or context.get("task_instance")
             rows = None
             if warehouse_conn_id:
-                _, rows = read_warehouse(warehouse_conn_id, ti.dag_id, ti.run_id, schema=ledger_schema,
-                                         freshness=False)
+                _, rows = read_warehouse(warehouse_conn_id, ti.dag_id, ti.run_id, schema=ledger_schema, freshness=False)
             if (extracted := _extracted(ti, extract_task_id)) is not None:
                 rows = replace(rows or Rows(), extracted=extracted)
             send_alert(task_alert_context(context, kind, rows=rows, secrets=secrets), channels, secrets=secrets)
@@ -109,50 +122,92 @@ def make_failure_callback(channels: list[str], on_retry: bool = False, *,
     return FailureCallbacks(on_failure_callback, on_retry_callback if on_retry else None)
 
 
-def notify_deadline_missed(pipeline: str, channels: Sequence[str], context: Mapping[str, Any] | None = None, *,
-                           deadline: str = "", warehouse_conn_id: str | None = "sluice_warehouse",
-                           ledger_schema: str = "sluice") -> dict[str, str]:
+def notify_deadline_missed(
+    pipeline: str,
+    channels: Sequence[str],
+    context: Mapping[str, Any] | None = None,
+    *,
+    deadline: str = "",
+    warehouse_conn_id: str | None = "sluice_warehouse",
+    ledger_schema: str = "sluice",
+) -> dict[str, str]:
     """Blocking body of the deadline callback; `context` is what Airflow's scheduler hands the triggerer."""
     dag_run = dict((context or {}).get("dag_run") or {})
     missed = dict((context or {}).get("deadline") or {})
     run_id = dag_run.get("dag_run_id") or dag_run.get("run_id")
     secrets = connection_secrets([*channels, warehouse_conn_id or ""])
-    fresh, rows = (read_warehouse(warehouse_conn_id, pipeline, run_id, schema=ledger_schema)
-                   if warehouse_conn_id else (None, None))
+    fresh, rows = (
+        read_warehouse(warehouse_conn_id, pipeline, run_id, schema=ledger_schema) if warehouse_conn_id else (None, None)
+    )
     ctx = AlertContext(
-        pipeline=pipeline, kind=AlertKind.DEADLINE_MISSED, run_id=run_id, run_state=dag_run.get("state"),
-        interval_start=_dt(dag_run.get("data_interval_start")), interval_end=_dt(dag_run.get("data_interval_end")),
-        run_url=run_url(dag_run.get("dag_id") or pipeline, run_id), rows=rows, freshness=fresh,
-        deadline_time=_dt(missed.get("deadline_time")), deadline=deadline or None)
+        pipeline=pipeline,
+        kind=AlertKind.DEADLINE_MISSED,
+        run_id=run_id,
+        run_state=dag_run.get("state"),
+        interval_start=_dt(dag_run.get("data_interval_start")),
+        interval_end=_dt(dag_run.get("data_interval_end")),
+        run_url=run_url(dag_run.get("dag_id") or pipeline, run_id),
+        rows=rows,
+        freshness=fresh,
+        deadline_time=_dt(missed.get("deadline_time")),
+        deadline=deadline or None,
+    )
     return send_alert(ctx, channels, secrets=secrets)
 
 
-async def on_deadline_missed(pipeline: str, channels: list[str], deadline: str = "",
-                             warehouse_conn_id: str | None = "sluice_warehouse", ledger_schema: str = "sluice",
-                             context: dict[str, Any] | None = None, **unknown: Any) -> str:
+async def on_deadline_missed(
+    pipeline: str,
+    channels: list[str],
+    deadline: str = "",
+    warehouse_conn_id: str | None = "sluice_warehouse",
+    ledger_schema: str = "sluice",
+    context: dict[str, Any] | None = None,
+    **unknown: Any,
+) -> str:
     """AsyncCallback target, run by the triggerer as `await on_deadline_missed(**kwargs, context=context)`.
     Blocking work runs in a thread so the triggerer's event loop keeps serving other triggers."""
     if unknown:
         log.warning("on_deadline_missed ignores unknown kwargs %s", sorted(unknown))
     try:
-        results = await asyncio.wait_for(asyncio.to_thread(
-            notify_deadline_missed, pipeline, channels, context, deadline=deadline,
-            warehouse_conn_id=warehouse_conn_id, ledger_schema=ledger_schema), SEND_BUDGET + 2 * DB_TIMEOUT + 5)
+        results = await asyncio.wait_for(
+            asyncio.to_thread(
+                notify_deadline_missed,
+                pipeline,
+                channels,
+                context,
+                deadline=deadline,
+                warehouse_conn_id=warehouse_conn_id,
+                ledger_schema=ledger_schema,
+            ),
+            SEND_BUDGET + 2 * DB_TIMEOUT + 5,
+        )
     except Exception as exc:
         log.error("Sluice deadline alert for %s not sent: %s", pipeline, mask_secrets(repr(exc)))
         return f"not sent: {type(exc).__name__}"
     return "; ".join(f"{conn_id}: {outcome}" for conn_id, outcome in results.items())
 
 
-def deadline_callback_kwargs(pipeline: str, channels: Sequence[str], after_interval_end: timedelta, *,
-                             warehouse_conn_id: str | None = "sluice_warehouse") -> dict[str, Any]:
+def deadline_callback_kwargs(
+    pipeline: str,
+    channels: Sequence[str],
+    after_interval_end: timedelta,
+    *,
+    warehouse_conn_id: str | None = "sluice_warehouse",
+) -> dict[str, Any]:
     """The `kwargs` of `AsyncCallback("sluice_deadline.on_deadline_missed", kwargs=...)`: plain JSON, no secrets
     (they are stored in the serialized DAG and logged by the triggerer if the callback fails)."""
     secs = int(after_interval_end.total_seconds())
-    parts = [f"{n}{unit}" for n, unit in ((secs // 86400, "d"), (secs // 3600 % 24, "h"), (secs // 60 % 60, "m"),
-                                          (secs % 60, "s")) if n]
-    return {"pipeline": pipeline, "channels": list(channels), "warehouse_conn_id": warehouse_conn_id,
-            "deadline": f"{' '.join(parts) or '0s'} after the interval end"}
+    parts = [
+        f"{n}{unit}"
+        for n, unit in ((secs // 86400, "d"), (secs // 3600 % 24, "h"), (secs // 60 % 60, "m"), (secs % 60, "s"))
+        if n
+    ]
+    return {
+        "pipeline": pipeline,
+        "channels": list(channels),
+        "warehouse_conn_id": warehouse_conn_id,
+        "deadline": f"{' '.join(parts) or '0s'} after the interval end",
+    }
 
 
 class IntervalEndDeadline(BaseDeadlineReference):
@@ -166,8 +221,11 @@ class IntervalEndDeadline(BaseDeadlineReference):
         from airflow.models import DagRun
         from sqlalchemy import select
 
-        row = session.execute(select(DagRun.data_interval_end, DagRun.run_type).where(
-            DagRun.dag_id == kwargs["dag_id"], DagRun.run_id == kwargs["run_id"])).one_or_none()
+        row = session.execute(
+            select(DagRun.data_interval_end, DagRun.run_type).where(
+                DagRun.dag_id == kwargs["dag_id"], DagRun.run_id == kwargs["run_id"]
+            )
+        ).one_or_none()
         if row is None or row[0] is None or getattr(row[1], "value", row[1]) != "scheduled":
             return None
         return row[0]

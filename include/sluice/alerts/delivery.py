@@ -32,8 +32,9 @@ _QUIET.setLevel(logging.WARNING)
 def _slack_sender(conn_id: str) -> Callable[[dict, float], tuple[int, str]]:
     from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
-    client = SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=int(REQUEST_TIMEOUT), retry_handlers=[],
-                              logger=_QUIET).client  # raises here if the connection has no token
+    client = SlackWebhookHook(
+        slack_webhook_conn_id=conn_id, timeout=int(REQUEST_TIMEOUT), retry_handlers=[], logger=_QUIET
+    ).client  # raises here if the connection has no token
 
     def send(payload: dict, timeout: float) -> tuple[int, str]:
         resp = client.send_dict(payload)
@@ -48,9 +49,12 @@ def _discord_sender(conn_id: str) -> Callable[[dict, float], tuple[int, str]]:
     hook = DiscordWebhookHook(http_conn_id=conn_id)  # raises here if the endpoint is missing or malformed
 
     def send(payload: dict, timeout: float) -> tuple[int, str]:
-        resp = hook.run(endpoint=hook.webhook_endpoint, data=json.dumps(payload),
-                        headers={"Content-Type": "application/json"},
-                        extra_options={"timeout": timeout, "check_response": False})
+        resp = hook.run(
+            endpoint=hook.webhook_endpoint,
+            data=json.dumps(payload),
+            headers={"Content-Type": "application/json"},
+            extra_options={"timeout": timeout, "check_response": False},
+        )
         return resp.status_code, resp.text
 
     return send
@@ -65,15 +69,23 @@ def _deliver(conn_id: str, ctx: AlertContext, deadline: float, secrets: Iterable
     try:
         conn_type = get_connection(conn_id).conn_type
     except Exception as exc:
-        log.warning("Alert channel %r is not configured (%s); skipping it, other channels still send",
-                    conn_id, type(exc).__name__)
+        log.warning(
+            "Alert channel %r is not configured (%s); skipping it, other channels still send",
+            conn_id,
+            type(exc).__name__,
+        )
         return "skipped: no connection"
     try:
         kind = ChannelKind(conn_type)
         send = SENDERS[kind](conn_id)
     except Exception as exc:
-        log.warning("Alert channel %r (conn_type %r) is not usable: %s; expected conn_type one of %s", conn_id,
-                    conn_type, mask_secrets(str(exc), secrets), [k.value for k in ChannelKind])
+        log.warning(
+            "Alert channel %r (conn_type %r) is not usable: %s; expected conn_type one of %s",
+            conn_id,
+            conn_type,
+            mask_secrets(str(exc), secrets),
+            [k.value for k in ChannelKind],
+        )
         return "skipped: not usable"
     payload = FORMATTERS[kind](ctx)
     # the triggerer logs a deadline callback without dag_id/run_id: every line says which pipeline it is about
@@ -84,13 +96,23 @@ def _deliver(conn_id: str, ctx: AlertContext, deadline: float, secrets: Iterable
         return deadline - time.monotonic() < REQUEST_TIMEOUT + 0.5
 
     def log_retry(state: Any) -> None:
-        log.warning("Alert to %r failed on attempt %d (%s); retrying in %.1fs (%s)", conn_id, state.attempt_number,
-                    state.outcome.exception(), state.next_action.sleep, about)
+        log.warning(
+            "Alert to %r failed on attempt %d (%s); retrying in %.1fs (%s)",
+            conn_id,
+            state.attempt_number,
+            state.outcome.exception(),
+            state.next_action.sleep,
+            about,
+        )
 
     try:
-        for attempt in Retrying(stop=stop_after_attempt(ATTEMPTS) | no_time_left, reraise=False,
-                                wait=wait_exponential(multiplier=0.5, max=4), before_sleep=log_retry,
-                                retry=retry_if_exception_type(_Transient)):
+        for attempt in Retrying(
+            stop=stop_after_attempt(ATTEMPTS) | no_time_left,
+            reraise=False,
+            wait=wait_exponential(multiplier=0.5, max=4),
+            before_sleep=log_retry,
+            retry=retry_if_exception_type(_Transient),
+        ):
             with attempt:
                 try:
                     status, body = send(payload, REQUEST_TIMEOUT)
@@ -99,19 +121,26 @@ def _deliver(conn_id: str, ctx: AlertContext, deadline: float, secrets: Iterable
                 if status == 429 or status >= 500:
                     raise _Transient(f"HTTP {status}")
         if status >= 300:
-            log.error("Alert to %r rejected with HTTP %d: %s (%s)", conn_id, status, mask_secrets(body[:500], secrets),
-                      about)
+            log.error(
+                "Alert to %r rejected with HTTP %d: %s (%s)", conn_id, status, mask_secrets(body[:500], secrets), about
+            )
             return f"rejected: HTTP {status}"
     except RetryError as exc:
-        log.error("Alert to %r failed after %d attempt(s): %s (%s)", conn_id, exc.last_attempt.attempt_number,
-                  exc.last_attempt.exception(), about)
+        log.error(
+            "Alert to %r failed after %d attempt(s): %s (%s)",
+            conn_id,
+            exc.last_attempt.attempt_number,
+            exc.last_attempt.exception(),
+            about,
+        )
         return "failed"
     log.info("Alert (%s) sent to %r for %s", ctx.kind.value, conn_id, subject)
     return "sent"
 
 
-def send_alert(ctx: AlertContext, channels: Sequence[str], *, secrets: Iterable[str] = (),
-               budget: float = SEND_BUDGET) -> dict[str, str]:
+def send_alert(
+    ctx: AlertContext, channels: Sequence[str], *, secrets: Iterable[str] = (), budget: float = SEND_BUDGET
+) -> dict[str, str]:
     """Post to every channel in parallel; returns conn_id -> outcome. Never raises; returns within ~budget s.
     `secrets` (e.g. database passwords) are masked out of the error text, as are the channels' own tokens."""
     secrets = {*secrets, *connection_secrets(channels)}

@@ -47,8 +47,11 @@ def _age(delta: timedelta) -> str:
 def _rows_text(rows: Rows | None) -> str:
     if rows is None or all(v is None for v in (rows.extracted, rows.loaded, rows.quarantined)):
         return "no rows recorded yet"
-    parts = [f"{v:,} {label}" for v, label in ((rows.extracted, "extracted"), (rows.loaded, "loaded"),
-                                               (rows.quarantined, "quarantined")) if v is not None]
+    parts = [
+        f"{v:,} {label}"
+        for v, label in ((rows.extracted, "extracted"), (rows.loaded, "loaded"), (rows.quarantined, "quarantined"))
+        if v is not None
+    ]
     if (rate := rows.quarantine_rate) is not None:
         parts[-1] += f" ({rate:.2%})"
     if rows.chunks is not None:
@@ -72,8 +75,13 @@ def _facts(ctx: AlertContext) -> list[tuple[str, str]]:
     if ctx.kind is not AlertKind.DEADLINE_MISSED:
         task = f"{ctx.task_id} [map {ctx.map_index}]" if ctx.map_index is not None else str(ctx.task_id)
         tries = f"{ctx.try_number} of {ctx.max_tries}" if ctx.max_tries else str(ctx.try_number or "?")
-        return [*facts, ("Task", task), ("Try", tries), ("Rows so far", _rows_text(ctx.rows)),
-                ("Run", ctx.run_id or "unknown")]
+        return [
+            *facts,
+            ("Task", task),
+            ("Try", tries),
+            ("Rows so far", _rows_text(ctx.rows)),
+            ("Run", ctx.run_id or "unknown"),
+        ]
     fresh = ctx.freshness or Freshness(unavailable="not read")
     rule = f"{ctx.deadline} ({_ts(ctx.deadline_time)})" if ctx.deadline else _ts(ctx.deadline_time)
     facts += [("Deadline", rule), ("Run state", ctx.run_state or "unknown")]
@@ -81,13 +89,16 @@ def _facts(ctx: AlertContext) -> list[tuple[str, str]]:
         return [*facts, ("Freshness", f"unavailable: {fresh.unavailable}"), ("Run", ctx.run_id or "unknown")]
     if fresh.last_end:
         loaded = f" (loaded {_ts(fresh.last_loaded_at)})" if fresh.last_loaded_at else ""
-        facts += [("Last loaded interval", _interval(fresh.last_start, fresh.last_end) + loaded),
-                  ("Staleness", f"data ends {_age(ctx.generated_at - fresh.last_end)} ago")]
+        facts += [
+            ("Last loaded interval", _interval(fresh.last_start, fresh.last_end) + loaded),
+            ("Staleness", f"data ends {_age(ctx.generated_at - fresh.last_end)} ago"),
+        ]
     else:
         facts.append(("Last loaded interval", "none: no successful run recorded"))
     if fresh.last_run_id:
-        facts.append(("Last run", f"{fresh.last_run_status or '?'} · {_rows_text(fresh.last_run_rows)}"
-                                  f" · {fresh.last_run_id}"))
+        facts.append(
+            ("Last run", f"{fresh.last_run_status or '?'} · {_rows_text(fresh.last_run_rows)} · {fresh.last_run_id}")
+        )
     return [*facts, ("This run so far", _rows_text(ctx.rows)), ("Run", ctx.run_id or "unknown")]
 
 
@@ -122,41 +133,65 @@ def _slack_escape(text: str) -> str:
 def format_slack(ctx: AlertContext) -> dict[str, Any]:
     """Block Kit message: header, fields, error, links; `text` is the notification fallback."""
     ctx = _scrub(ctx)
-    fields = [{"type": "mrkdwn", "text": f"*{label}*\n" + _fit(value, 1900, _slack_escape)}
-              for label, value in _facts(ctx)[:10]]
+    fields = [
+        {"type": "mrkdwn", "text": f"*{label}*\n" + _fit(value, 1900, _slack_escape)}
+        for label, value in _facts(ctx)[:10]
+    ]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": cut(_title(ctx), 150), "emoji": True}},
         {"type": "section", "fields": fields},
     ]
     if ctx.error:
         error = ctx.error.replace("```", "'''")
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _fit(
-            error, 3000, lambda s: "*Error*\n```" + _slack_escape(s) + "```")}})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": _fit(error, 3000, lambda s: "*Error*\n```" + _slack_escape(s) + "```"),
+                },
+            }
+        )
     if links := _links(ctx):
         text = " · ".join(f"<{url}|{label}>" for label, url in links if len(url) < 1400)
         if text:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-    blocks.append({"type": "context", "elements": [
-        {"type": "mrkdwn", "text": f"Sluice · {ctx.kind.value} · {_ts(ctx.generated_at)}"}]})
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": f"Sluice · {ctx.kind.value} · {_ts(ctx.generated_at)}"}],
+        }
+    )
     return {"text": cut(_summary(ctx), 3000), "blocks": blocks}
 
 
 def _embed_size(embed: dict[str, Any]) -> int:
-    return (len(embed.get("title", "")) + len(embed.get("description", "")) + len(embed["footer"]["text"])
-            + sum(len(f["name"]) + len(f["value"]) for f in embed["fields"]))
+    return (
+        len(embed.get("title", ""))
+        + len(embed.get("description", ""))
+        + len(embed["footer"]["text"])
+        + sum(len(f["name"]) + len(f["value"]) for f in embed["fields"])
+    )
 
 
 def format_discord(ctx: AlertContext) -> dict[str, Any]:
     """Webhook payload with one embed coloured by severity, inside Discord's limits (total 6000, 25 fields)."""
     ctx = _scrub(ctx)
-    fields = [{"name": cut(label, 256), "value": cut(value or "—", 1024), "inline": len(value) <= 40}
-              for label, value in _facts(ctx)]
+    fields = [
+        {"name": cut(label, 256), "value": cut(value or "—", 1024), "inline": len(value) <= 40}
+        for label, value in _facts(ctx)
+    ]
     if links := _links(ctx):
-        fields.append({"name": "Links", "value": cut(" · ".join(f"[{t}]({u})" for t, u in links), 1024),
-                       "inline": False})
-    embed: dict[str, Any] = {"title": cut(_title(ctx), 256), "color": COLOURS[ctx.severity],
-                             "fields": fields[:25], "footer": {"text": f"Sluice · {ctx.kind.value}"},
-                             "timestamp": ctx.generated_at.isoformat()}
+        fields.append(
+            {"name": "Links", "value": cut(" · ".join(f"[{t}]({u})" for t, u in links), 1024), "inline": False}
+        )
+    embed: dict[str, Any] = {
+        "title": cut(_title(ctx), 256),
+        "color": COLOURS[ctx.severity],
+        "fields": fields[:25],
+        "footer": {"text": f"Sluice · {ctx.kind.value}"},
+        "timestamp": ctx.generated_at.isoformat(),
+    }
     while _embed_size(embed) > 5800 and len(embed["fields"]) > 2:  # never happens with Sluice's short facts
         embed["fields"].pop(-2)
     if ctx.error and (room := min(4096, 6000 - _embed_size(embed))) > 40:
@@ -167,4 +202,6 @@ def format_discord(ctx: AlertContext) -> dict[str, Any]:
 
 
 FORMATTERS: dict[ChannelKind, Callable[[AlertContext], dict[str, Any]]] = {
-    ChannelKind.SLACK: format_slack, ChannelKind.DISCORD: format_discord}
+    ChannelKind.SLACK: format_slack,
+    ChannelKind.DISCORD: format_discord,
+}

@@ -35,12 +35,15 @@ def freshness_sql(schema: str = "sluice") -> str:
 
 def run_progress_sql(schema: str = "sluice") -> str:
     """Rows one run has committed so far, chunk by chunk (the ledger is written with each chunk's upsert)."""
-    return (f"SELECT count(*), sum(rows_in), sum(rows_loaded), sum(rows_quarantined) FROM {_ident(schema)}.load_ledger"
-            " WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s")
+    return (
+        f"SELECT count(*), sum(rows_in), sum(rows_loaded), sum(rows_quarantined) FROM {_ident(schema)}.load_ledger"
+        " WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s"
+    )
 
 
-def read_warehouse(conn_id: str, pipeline: str, run_id: str | None = None, *, schema: str = "sluice",
-                   freshness: bool = True) -> tuple[Freshness | None, Rows | None]:
+def read_warehouse(
+    conn_id: str, pipeline: str, run_id: str | None = None, *, schema: str = "sluice", freshness: bool = True
+) -> tuple[Freshness | None, Rows | None]:
     """Freshness and this run's progress; never raises (an alert without them beats no alert)."""
     fresh: Freshness | None = None
     rows: Rows | None = None

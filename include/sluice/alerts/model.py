@@ -32,8 +32,11 @@ class ChannelKind(StrEnum):
     DISCORD = "discord"
 
 
-SEVERITY = {AlertKind.FAILURE: Severity.CRITICAL, AlertKind.DEADLINE_MISSED: Severity.WARNING,
-            AlertKind.RETRY: Severity.NOTICE}
+SEVERITY = {
+    AlertKind.FAILURE: Severity.CRITICAL,
+    AlertKind.DEADLINE_MISSED: Severity.WARNING,
+    AlertKind.RETRY: Severity.NOTICE,
+}
 COLOURS = {Severity.CRITICAL: 0xE01E5A, Severity.WARNING: 0xF2A30F, Severity.NOTICE: 0xECB22E}
 
 
@@ -101,8 +104,13 @@ _SECRET_PATTERNS = (
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]*):[^\s/@]+@"), r"\1:***@"),  # user:password@ in URLs
     (re.compile(r"\bT[A-Z0-9]{2,}/B[A-Z0-9]{2,}/[A-Za-z0-9]{8,}"), "***"),  # Slack webhook path T…/B…/token
     (re.compile(r"(?i)(webhooks/\d+/)[\w-]+"), r"\1***"),  # Discord webhook token
-    (re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key)"
-                r"(\"?\s*[=:]\s*[\"']?)[^\s\"'&;,}]+"), r"\1\2***"),
+    (
+        re.compile(
+            r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key)"
+            r"(\"?\s*[=:]\s*[\"']?)[^\s\"'&;,}]+"
+        ),
+        r"\1\2***",
+    ),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
 )
 

@@ -63,8 +63,14 @@ class ConfigError(Exception):
 
     @classmethod
     def single(
-        cls, path: str | Path, message: str, *, line: int | None = None, field: str | None = None,
-        expected: str | None = None, hint: str | None = None,
+        cls,
+        path: str | Path,
+        message: str,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+        expected: str | None = None,
+        hint: str | None = None,
     ) -> ConfigError:
         return cls(ConfigIssue(str(path), line, field, message, expected, hint))
 
@@ -118,8 +124,9 @@ def read_yaml(path: str | Path, *, what: str = "pipeline file") -> tuple[Any, Li
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError.single(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", line=line,
-                                 hint="save the file as UTF-8") from None
+        raise ConfigError.single(
+            path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", line=line, hint="save the file as UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError.single(path, f"cannot read {what}: {exc.strerror or exc}") from None
     loader = _Loader(text)
@@ -154,8 +161,15 @@ def _walk(node: yaml.Node, loc: Loc, lines: Lines, issues: list[ConfigIssue], pa
             line = key_node.start_mark.line + 1
             if key in seen and key != "<<":
                 field = ".".join(str(p) for p in (*loc, key))
-                issues.append(ConfigIssue(path, line, field, f"duplicate key '{key}' (first set on line {seen[key]})",
-                                          hint="YAML keeps only the last one; remove one of them"))
+                issues.append(
+                    ConfigIssue(
+                        path,
+                        line,
+                        field,
+                        f"duplicate key '{key}' (first set on line {seen[key]})",
+                        hint="YAML keeps only the last one; remove one of them",
+                    )
+                )
             seen.setdefault(key, line)
             lines[(*loc, key)] = line
             _walk(value_node, (*loc, key), lines, issues, path)
@@ -290,15 +304,21 @@ def _line_for(loc: Loc, lines: Lines) -> int | None:
 
 
 def from_validation_error(
-    exc: ValidationError, path: str, data: Any, lines: Lines, schema: dict,
-    defaults_path: str | None = None, defaults_lines: Lines | None = None,
+    exc: ValidationError,
+    path: str,
+    data: Any,
+    lines: Lines,
+    schema: dict,
+    defaults_path: str | None = None,
+    defaults_lines: Lines | None = None,
 ) -> ConfigError:
     """Turn pydantic's errors into teaching issues pointing at the line in the pipeline file (or in the defaults
     file when the bad value was inherited)."""
     raw = [_issue(e, data, schema) for e in exc.errors(include_url=False)]
     # A misspelt required key yields "unknown key 'bukcet'" and "missing 'bucket'": keep only the first.
-    suggested = {(loc[:-1], (hint or "").split("'")[1]) for loc, msg, _, hint in raw
-                 if msg.startswith("unknown key") and hint}
+    suggested = {
+        (loc[:-1], (hint or "").split("'")[1]) for loc, msg, _, hint in raw if msg.startswith("unknown key") and hint
+    }
     issues = []
     for loc, msg, expected, hint in raw:
         if msg.startswith("missing required key") and (loc[:-1], loc[-1]) in suggested:

@@ -45,8 +45,18 @@ def load_defaults(config_dir: str | Path | None = None) -> Defaults:
     if not isinstance(data, dict):
         raise ConfigError.single(path, f"defaults must be a mapping, got {type(data).__name__}", line=1)
     allowed = [k for k in PipelineConfig.model_fields if k not in ("name", "source_file")]
-    issues = [ConfigIssue(str(path), lines.get((k,)), str(k), f"unknown key '{k}'", "one of: " + ", ".join(allowed),
-                          suggest(k, allowed)) for k in data if k not in allowed]
+    issues = [
+        ConfigIssue(
+            str(path),
+            lines.get((k,)),
+            str(k),
+            f"unknown key '{k}'",
+            "one of: " + ", ".join(allowed),
+            suggest(k, allowed),
+        )
+        for k in data
+        if k not in allowed
+    ]
     if issues:
         raise ConfigError(issues)
     return Defaults(data, str(path), lines)
@@ -80,20 +90,38 @@ def load_pipeline(path: str | Path, defaults: dict | None = None) -> PipelineCon
     """Load and validate one pipeline file with defaults merged under it; raises ConfigError."""
     data, lines = read_yaml(path)
     if data is None:
-        raise ConfigError.single(path, "file is empty", line=1, expected="a pipeline: name, start_date, source and "
-                                 "target at least", hint="run `python -m sluice schema` for every key")
+        raise ConfigError.single(
+            path,
+            "file is empty",
+            line=1,
+            expected="a pipeline: name, start_date, source and target at least",
+            hint="run `python -m sluice schema` for every key",
+        )
     if not isinstance(data, dict):
-        raise ConfigError.single(path, f"top level must be a mapping (key: value lines), got {type(data).__name__}",
-                                 line=1)
+        raise ConfigError.single(
+            path, f"top level must be a mapping (key: value lines), got {type(data).__name__}", line=1
+        )
     if "source_file" in data:
-        raise ConfigError.single(path, "unknown key 'source_file' (set by the loader)", line=lines[("source_file",)],
-                                 field="source_file", hint="remove it")
+        raise ConfigError.single(
+            path,
+            "unknown key 'source_file' (set by the loader)",
+            line=lines[("source_file",)],
+            field="source_file",
+            hint="remove it",
+        )
     merged = {**deep_merge(dict(defaults or {}), data), "source_file": str(path)}
     try:
         return PipelineConfig.model_validate(merged)
     except ValidationError as exc:
-        raise from_validation_error(exc, str(path), merged, lines, _error_schema(),
-                                    getattr(defaults, "path", None), getattr(defaults, "lines", None)) from None
+        raise from_validation_error(
+            exc,
+            str(path),
+            merged,
+            lines,
+            _error_schema(),
+            getattr(defaults, "path", None),
+            getattr(defaults, "lines", None),
+        ) from None
 
 
 @dataclass
@@ -120,8 +148,13 @@ def _name_line(path: str) -> int | None:
 def pipeline_files(directory: str | Path) -> list[Path]:
     """*.yaml / *.yml under a directory (recursively), skipping hidden files and folders, sorted."""
     root = Path(directory)
-    return sorted(p for p in root.rglob("*") if p.suffix in _YAML_SUFFIXES and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix in _YAML_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 def load_paths(paths: list[str | Path], defaults: dict | None = None) -> LoadResult:
@@ -141,8 +174,12 @@ def load_paths(paths: list[str | Path], defaults: dict | None = None) -> LoadRes
         for cfg in cfgs:
             others = ", ".join(f"{o.source_file}:{_name_line(o.source_file) or 1}" for o in cfgs if o is not cfg)
             result.errors[cfg.source_file] = ConfigError.single(
-                cfg.source_file, f"pipeline name '{name}' is also used by {others}", line=_name_line(cfg.source_file),
-                field="name", hint="pipeline names are dag_ids and must be unique; rename one of them")
+                cfg.source_file,
+                f"pipeline name '{name}' is also used by {others}",
+                line=_name_line(cfg.source_file),
+                field="name",
+                hint="pipeline names are dag_ids and must be unique; rename one of them",
+            )
     return result
 
 

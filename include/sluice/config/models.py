@@ -35,15 +35,21 @@ class TargetConfig(StrictModel):
     conn_id: str = Field("sluice_warehouse", description="Airflow Postgres connection id of the warehouse.")
     schema_: Identifier = Field("public", alias="schema", description="Target schema (created if missing).")
     table: Identifier = Field(description="Target table (created from columns if missing).")
-    primary_key: list[Identifier] = Field(min_length=1, description="Primary-key columns; each must be declared "
-                                          "in columns with nullable: false.")
+    primary_key: list[Identifier] = Field(
+        min_length=1, description="Primary-key columns; each must be declared in columns with nullable: false."
+    )
     columns: list[ColumnSpec] = Field(min_length=1, description="Declared columns; the cast produces exactly these.")
-    write_mode: WriteMode = Field(WriteMode.upsert, description="upsert (by primary key), append, or "
-                                  "replace_interval (delete the interval's rows, then insert).")
-    interval_column: Identifier | None = Field(None, description="Column whose value in [start, end) marks the "
-                                               "interval's rows; required for replace_interval.")
-    on_extra_columns: ExtraColumnsPolicy = Field(ExtraColumnsPolicy.ignore, description="Source columns not in "
-                                                 "columns: ignore, fail the run, or evolve (add them as text).")
+    write_mode: WriteMode = Field(
+        WriteMode.upsert,
+        description="upsert (by primary key), append, or replace_interval (delete the interval's rows, then insert).",
+    )
+    interval_column: Identifier | None = Field(
+        None, description="Column whose value in [start, end) marks the interval's rows; required for replace_interval."
+    )
+    on_extra_columns: ExtraColumnsPolicy = Field(
+        ExtraColumnsPolicy.ignore,
+        description="Source columns not in columns: ignore, fail the run, or evolve (add them as text).",
+    )
 
     @property
     def column_names(self) -> list[str]:
@@ -61,44 +67,64 @@ class TargetConfig(StrictModel):
         expected = "one of the declared columns: " + ", ".join(names)
         for i, key in enumerate(self.primary_key):
             if key not in names:
-                raise fail(f"primary_key.{i}", f"primary-key column '{key}' is not declared in columns",
-                           expected=expected, hint=suggest(key, names) or f"add a column named '{key}'")
+                raise fail(
+                    f"primary_key.{i}",
+                    f"primary-key column '{key}' is not declared in columns",
+                    expected=expected,
+                    hint=suggest(key, names) or f"add a column named '{key}'",
+                )
             if key in self.primary_key[:i]:
                 raise fail(f"primary_key.{i}", f"primary-key column '{key}' is listed twice")
             if self.column(key).nullable:
-                raise fail(f"columns.{names.index(key)}.nullable", f"primary-key column '{key}' is nullable",
-                           hint=f"add 'nullable: false' to column '{key}'")
+                raise fail(
+                    f"columns.{names.index(key)}.nullable",
+                    f"primary-key column '{key}' is nullable",
+                    hint=f"add 'nullable: false' to column '{key}'",
+                )
         if self.write_mode is WriteMode.replace_interval and not self.interval_column:
-            raise fail("interval_column", "write_mode replace_interval needs interval_column",
-                       expected="a declared date/timestamp/timestamptz column",
-                       hint="add interval_column: <the column that holds each row's event time>")
+            raise fail(
+                "interval_column",
+                "write_mode replace_interval needs interval_column",
+                expected="a declared date/timestamp/timestamptz column",
+                hint="add interval_column: <the column that holds each row's event time>",
+            )
         if self.interval_column:
             if self.interval_column not in names:
-                raise fail("interval_column", f"interval_column '{self.interval_column}' is not declared in columns",
-                           expected=expected, hint=suggest(self.interval_column, names))
+                raise fail(
+                    "interval_column",
+                    f"interval_column '{self.interval_column}' is not declared in columns",
+                    expected=expected,
+                    hint=suggest(self.interval_column, names),
+                )
             if not self.column(self.interval_column).column_type.is_temporal:
-                raise fail("interval_column", f"interval_column '{self.interval_column}' is not a date or time",
-                           expected="a column of type date, timestamp or timestamptz")
+                raise fail(
+                    "interval_column",
+                    f"interval_column '{self.interval_column}' is not a date or time",
+                    expected="a column of type date, timestamp or timestamptz",
+                )
         return self
 
 
 class StagingConfig(StrictModel):
     url: Annotated[str, Field(pattern=r"^(s3://[a-z0-9][a-z0-9.-]+[a-z0-9](/.*)?|file:///.*)$")] = Field(
-        "s3://sluice-staging", description="Where Parquet chunks are staged: s3://bucket[/prefix] or file:///path.")
+        "s3://sluice-staging", description="Where Parquet chunks are staged: s3://bucket[/prefix] or file:///path."
+    )
     conn_id: str | None = Field("sluice_s3", description="Airflow AWS connection id (unused for file://).")
     chunk_rows: int = Field(250_000, gt=0, description="Rows per staged Parquet chunk; bounds the memory of a task.")
 
 
 class ExpectationSpec(StrictModel):
     type: Annotated[str, Field(pattern=r"^expect_[a-z0-9_]+$")] = Field(
-        description="GX Core expectation name, e.g. expect_column_values_to_not_be_null.")
+        description="GX Core expectation name, e.g. expect_column_values_to_not_be_null."
+    )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Arguments of the expectation, e.g. column.")
     severity: Severity = Field(Severity.quarantine, description="quarantine the failing rows, fail the run, or warn.")
 
 
 class QualityConfig(StrictModel):
-    max_quarantine_fraction: float = Field(0.05, ge=0, le=1, description="Fail the run if more than this fraction "
-                                           "of the interval's rows is quarantined.")
+    max_quarantine_fraction: float = Field(
+        0.05, ge=0, le=1, description="Fail the run if more than this fraction of the interval's rows is quarantined."
+    )
     min_rows: int | None = Field(None, ge=0, description="Fail the run if fewer rows arrive.")
     max_rows: int | None = Field(None, ge=0, description="Fail the run if more rows arrive.")
 
@@ -117,14 +143,16 @@ class RetryConfig(StrictModel):
 
 
 class AlertsConfig(StrictModel):
-    channels: list[str] = Field(default_factory=list, description="Airflow connection ids to alert "
-                                "(conn type slackwebhook or discord).")
+    channels: list[str] = Field(
+        default_factory=list, description="Airflow connection ids to alert (conn type slackwebhook or discord)."
+    )
     on_retry: bool = Field(False, description="Also alert on each retry, not only on failure.")
 
 
 class DeadlineConfig(StrictModel):
-    after_interval_end: Duration = Field(description="Alert when a run is not done this long after the interval "
-                                         "ends: 2h, 30m, 90s, 1h30m or PT2H.")
+    after_interval_end: Duration = Field(
+        description="Alert when a run is not done this long after the interval ends: 2h, 30m, 90s, 1h30m or PT2H."
+    )
     reference: Literal["interval_end"] = Field("interval_end", description="What the deadline counts from.")
 
 
@@ -140,8 +168,9 @@ class PipelineConfig(StrictModel):
     description: str = Field("", description="Shown in the DAG's docs.")
     owner: str = Field("sluice", description="Owner shown in Airflow.")
     tags: list[str] = Field(default_factory=list, description="Airflow DAG tags.")
-    schedule: Schedule = Field("@daily", description="Cron expression (5 fields) or @hourly/@daily/@weekly/"
-                               "@monthly/@yearly.")
+    schedule: Schedule = Field(
+        "@daily", description="Cron expression (5 fields) or @hourly/@daily/@weekly/@monthly/@yearly."
+    )
     start_date: date = Field(description="First data interval starts here (UTC).")
     end_date: date | None = Field(None, description="No intervals after this date (UTC).")
     catchup: bool = Field(False, description="Schedule the missed intervals since start_date.")
@@ -172,6 +201,10 @@ class PipelineConfig(StrictModel):
                 for j, col in enumerate(value if key == "column_list" and isinstance(value, list) else [value]):
                     if col is not None and col not in names:
                         where = f"expectations.{i}.kwargs.{key}" + (f".{j}" if key == "column_list" else "")
-                        raise fail(where, f"column '{col}' is not declared in target.columns",
-                                   expected="one of: " + ", ".join(names), hint=suggest(col, names))
+                        raise fail(
+                            where,
+                            f"column '{col}' is not declared in target.columns",
+                            expected="one of: " + ", ".join(names),
+                            hint=suggest(col, names),
+                        )
         return self

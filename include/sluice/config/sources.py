@@ -22,8 +22,12 @@ class CsvOptions(StrictModel):
         try:
             codecs.lookup(self.encoding)
         except LookupError:
-            raise fail("encoding", f"unknown encoding '{self.encoding}'", expected="a Python codec name",
-                       hint=suggest(self.encoding, ["utf-8", "utf-16", "latin-1", "cp1252", "ascii"])) from None
+            raise fail(
+                "encoding",
+                f"unknown encoding '{self.encoding}'",
+                expected="a Python codec name",
+                hint=suggest(self.encoding, ["utf-8", "utf-16", "latin-1", "cp1252", "ascii"]),
+            ) from None
         return self
 
 
@@ -35,7 +39,8 @@ class S3SourceConfig(StrictModel):
     kind: Literal["s3"] = Field(description="Source kind.")
     conn_id: str = Field("sluice_s3", description="Airflow AWS connection id.")
     bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] = Field(
-        description="Bucket name only (no s3://, no path).")
+        description="Bucket name only (no s3://, no path)."
+    )
     prefix: Template = Field(description="Key prefix, Jinja-templated by the interval, e.g. 'orders/{{ ds }}/'.")
     format: S3Format = Field(description="File format: csv, jsonl or parquet.")
     compression: Compression = Field(Compression.auto, description="none, gzip, or auto (gzip when the key ends .gz).")
@@ -48,8 +53,12 @@ class S3SourceConfig(StrictModel):
         bucket = data.get("bucket") if isinstance(data, dict) else None
         if isinstance(bucket, str) and ("/" in bucket or bucket.startswith("s3:")):
             name, _, rest = bucket.removeprefix("s3://").partition("/")
-            raise fail("bucket", f"bucket '{bucket}' is a URL or path", expected="the bucket name only",
-                       hint=f"bucket: {name}" + (f" and prefix: {rest}" if rest else ""))
+            raise fail(
+                "bucket",
+                f"bucket '{bucket}' is a URL or path",
+                expected="the bucket name only",
+                hint=f"bucket: {name}" + (f" and prefix: {rest}" if rest else ""),
+            )
         return data
 
 
@@ -87,7 +96,7 @@ class NextUrlPagination(StrictModel):
 
 class LinkHeaderPagination(StrictModel):
     paginator: ClassVar[str] = "LinkHeaderPaginator"  # its class in sluice.sources.http.paginators
-    style: Literal["link_header"] = Field(description="Pagination style: follow the rel=\"next\" Link header.")
+    style: Literal["link_header"] = Field(description='Pagination style: follow the rel="next" Link header.')
 
 
 class SinglePagination(StrictModel):
@@ -95,8 +104,15 @@ class SinglePagination(StrictModel):
     style: Literal["single"] = Field(description="Pagination style: one request, no paging.")
 
 
-Pagination = Annotated[PageNumberPagination | OffsetPagination | CursorPagination | NextUrlPagination
-                       | LinkHeaderPagination | SinglePagination, Field(discriminator="style")]
+Pagination = Annotated[
+    PageNumberPagination
+    | OffsetPagination
+    | CursorPagination
+    | NextUrlPagination
+    | LinkHeaderPagination
+    | SinglePagination,
+    Field(discriminator="style"),
+]
 
 
 class HttpSourceConfig(StrictModel):
@@ -110,9 +126,11 @@ class HttpSourceConfig(StrictModel):
     params: dict[str, Template] = Field(default_factory=dict, description="Query parameters, Jinja-templated.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers (never secrets).")
     records_path: str = Field("", description="Dotted path of the record list in the body; '' = body is the list.")
-    pagination: Pagination = Field(default_factory=lambda: SinglePagination(style="single"),
-                                   description="How to page through results (style: page_number, offset, cursor, "
-                                   "next_url, link_header or single).")
+    pagination: Pagination = Field(
+        default_factory=lambda: SinglePagination(style="single"),
+        description="How to page through results (style: page_number, offset, cursor, "
+        "next_url, link_header or single).",
+    )
     max_pages: int = Field(10_000, gt=0, description="Stop with an error after this many pages.")
     rate_limit_per_second: float | None = Field(None, gt=0, description="Requests per second across workers.")
     timeout_seconds: float = Field(30, gt=0, description="Timeout of one request.")
@@ -126,8 +144,11 @@ class HttpSourceConfig(StrictModel):
             raise fail("auth", f"auth {self.auth} needs api_key_name", hint="add api_key_name: X-Api-Key (for example)")
         for name in self.headers:
             if name.lower() in ("authorization", "x-api-key", "api-key", "cookie"):
-                raise fail(f"headers.{name}", f"header '{name}' carries a secret; secrets live in connections",
-                           hint="set auth (bearer, basic, api_key_header) and keep the secret in the connection")
+                raise fail(
+                    f"headers.{name}",
+                    f"header '{name}' carries a secret; secrets live in connections",
+                    hint="set auth (bearer, basic, api_key_header) and keep the secret in the connection",
+                )
         return self
 
 
@@ -138,22 +159,33 @@ class SqlSourceConfig(StrictModel):
 
     kind: Literal["sql"] = Field(description="Source kind.")
     conn_id: str = Field(description="Airflow connection id of the source database.")
-    table: str | None = Field(None, pattern=r"^[A-Za-z_]\w{0,62}(\.[A-Za-z_]\w{0,62})?$",
-                              description="Source table, optionally schema.table (exactly one of table/query).")
+    table: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_]\w{0,62}(\.[A-Za-z_]\w{0,62})?$",
+        description="Source table, optionally schema.table (exactly one of table/query).",
+    )
     incremental_column: Identifier | None = Field(
-        None, description="With table: only rows whose value is in [interval_start, interval_end).")
-    query: str | None = Field(None, description="SQL query using :interval_start and :interval_end binds "
-                              "(exactly one of table/query).")
+        None, description="With table: only rows whose value is in [interval_start, interval_end)."
+    )
+    query: str | None = Field(
+        None, description="SQL query using :interval_start and :interval_end binds (exactly one of table/query)."
+    )
     statement_timeout_seconds: int = Field(600, gt=0, description="Server-side statement timeout.")
 
     @model_validator(mode="after")
     def _table_xor_query(self) -> SqlSourceConfig:
         if (self.table is None) == (self.query is None):
-            raise fail("table" if self.table else None, "set exactly one of table and query",
-                       expected="table: schema.name (with optional incremental_column) or query: SELECT ...")
+            raise fail(
+                "table" if self.table else None,
+                "set exactly one of table and query",
+                expected="table: schema.name (with optional incremental_column) or query: SELECT ...",
+            )
         if self.query is not None and self.incremental_column:
-            raise fail("incremental_column", "incremental_column applies to table only",
-                       hint="filter in the query with :interval_start and :interval_end")
+            raise fail(
+                "incremental_column",
+                "incremental_column applies to table only",
+                hint="filter in the query with :interval_start and :interval_end",
+            )
         return self
 
 
@@ -168,6 +200,7 @@ SOURCE_MODELS: tuple[type, ...] = _members(SourceConfig)
 PAGINATION_MODELS: tuple[type, ...] = _members(Pagination)
 # kind -> module and style -> paginator class name: derived from the models, so a new kind is one model (and module).
 SOURCE_MODULES: dict[str, str] = {get_args(m.model_fields["kind"].annotation)[0]: m.module for m in SOURCE_MODELS}
-PAGINATOR_CLASSES: dict[str, str] = {get_args(m.model_fields["style"].annotation)[0]: m.paginator
-                                     for m in PAGINATION_MODELS}
+PAGINATOR_CLASSES: dict[str, str] = {
+    get_args(m.model_fields["style"].annotation)[0]: m.paginator for m in PAGINATION_MODELS
+}
 SOURCE_KINDS = tuple(SOURCE_MODULES)

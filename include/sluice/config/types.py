@@ -29,9 +29,12 @@ def _identifier(value: str) -> str:
     if not re.match(IDENTIFIER, value):
         fixed = re.sub(r"\W", "_", value)[:63]
         fixed = fixed if re.match(IDENTIFIER, fixed) else f"_{fixed}"[:63]
-        raise fail(None, f"'{value}' is not a valid identifier",
-                   expected="letters, digits and _, starting with a letter or _, at most 63 characters",
-                   hint=f"use '{fixed}' (for a column, source_name keeps the source's spelling)")
+        raise fail(
+            None,
+            f"'{value}' is not a valid identifier",
+            expected="letters, digits and _, starting with a letter or _, at most 63 characters",
+            hint=f"use '{fixed}' (for a column, source_name keeps the source's spelling)",
+        )
     return value
 
 
@@ -72,8 +75,7 @@ def _jinja() -> SandboxedEnvironment:
     return SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
-TEMPLATE_NAMES = tuple(Interval(datetime(2000, 1, 1, tzinfo=UTC),
-                                datetime(2000, 1, 2, tzinfo=UTC)).template_context())
+TEMPLATE_NAMES = tuple(Interval(datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 2, tzinfo=UTC)).template_context())
 
 
 def _template(value: str) -> str:
@@ -83,8 +85,12 @@ def _template(value: str) -> str:
     except jinja2.TemplateSyntaxError as exc:
         raise fail(None, f"template syntax error: {exc.message}", expected="Jinja2, e.g. 'landing/{{ ds }}/'") from None
     for name in sorted(names - set(TEMPLATE_NAMES)):
-        raise fail(None, f"unknown template variable '{name}'", expected="one of: " + ", ".join(TEMPLATE_NAMES),
-                   hint=suggest(name, TEMPLATE_NAMES))
+        raise fail(
+            None,
+            f"unknown template variable '{name}'",
+            expected="one of: " + ", ".join(TEMPLATE_NAMES),
+            hint=suggest(name, TEMPLATE_NAMES),
+        )
     return value
 
 
@@ -105,15 +111,24 @@ def render(template: str, interval: Interval) -> str:
 # ---------------------------------------------------------------- scalar types
 
 PIPELINE_NAME = r"^[a-z][a-z0-9_]*$"
-CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
-                "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *"}
+CRON_PRESETS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+}
 
 
 def _pipeline_name(value: str) -> str:
     if not re.match(PIPELINE_NAME, value) or len(value) > 200:
         fixed = re.sub(r"[^a-z0-9_]", "_", value.lower()).lstrip("_0123456789") or "pipeline"
-        raise fail(None, f"'{value}' is not a valid pipeline name (it becomes the dag_id and a path part)",
-                   expected="lower-case letters, digits and _, starting with a letter", hint=f"use '{fixed}'")
+        raise fail(
+            None,
+            f"'{value}' is not a valid pipeline name (it becomes the dag_id and a path part)",
+            expected="lower-case letters, digits and _, starting with a letter",
+            hint=f"use '{fixed}'",
+        )
     return value
 
 
@@ -121,15 +136,22 @@ def _schedule(value: str) -> str:
     value = value.strip()
     if value.startswith("@"):
         if value not in CRON_PRESETS:
-            raise fail(None, f"unknown schedule preset '{value}'", expected="a cron expression or one of: "
-                       + ", ".join(CRON_PRESETS), hint=suggest(value, CRON_PRESETS))
+            raise fail(
+                None,
+                f"unknown schedule preset '{value}'",
+                expected="a cron expression or one of: " + ", ".join(CRON_PRESETS),
+                hint=suggest(value, CRON_PRESETS),
+            )
         return value
     from croniter import croniter
 
     if len(value.split()) != 5 or not croniter.is_valid(value):
-        raise fail(None, f"'{value}' is not a valid cron expression",
-                   expected="5 fields: minute hour day-of-month month day-of-week (e.g. '0 2 * * *'), or one of: "
-                   + ", ".join(CRON_PRESETS))
+        raise fail(
+            None,
+            f"'{value}' is not a valid cron expression",
+            expected="5 fields: minute hour day-of-month month day-of-week (e.g. '0 2 * * *'), or one of: "
+            + ", ".join(CRON_PRESETS),
+        )
     return value
 
 
@@ -141,8 +163,9 @@ def _duration(value: Any) -> Any:
     if isinstance(value, str) and not value.strip().upper().startswith("P"):
         m = _DURATION.match(value.strip().lower())
         if not value.strip() or not m:
-            raise fail(None, f"'{value}' is not a duration",
-                       expected="a duration like 2h, 30m, 90s, 1h30m or ISO-8601 PT2H")
+            raise fail(
+                None, f"'{value}' is not a duration", expected="a duration like 2h, 30m, 90s, 1h30m or ISO-8601 PT2H"
+            )
         d, h, mi, s = (int(x or 0) for x in m.groups())
         return timedelta(days=d, hours=h, minutes=mi, seconds=s)
     return value
@@ -154,23 +177,55 @@ def _positive(value: timedelta) -> timedelta:
     return value
 
 
-PipelineName = Annotated[str, AfterValidator(_pipeline_name),
-                         WithJsonSchema({"type": "string", "pattern": PIPELINE_NAME})]
+PipelineName = Annotated[
+    str, AfterValidator(_pipeline_name), WithJsonSchema({"type": "string", "pattern": PIPELINE_NAME})
+]
 Schedule = Annotated[str, AfterValidator(_schedule)]
-Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_positive), WithJsonSchema(
-    {"anyOf": [{"type": "string", "pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$|^P"}, {"type": "number"}]})]
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    AfterValidator(_positive),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$|^P"}, {"type": "number"}]}
+    ),
+]
 
 
 # ---------------------------------------------------------------- columns
 
 
-_SIMPLE_TYPES = ("smallint", "integer", "bigint", "double", "boolean", "text", "date", "timestamp", "timestamptz",
-                 "jsonb")
+_SIMPLE_TYPES = (
+    "smallint",
+    "integer",
+    "bigint",
+    "double",
+    "boolean",
+    "text",
+    "date",
+    "timestamp",
+    "timestamptz",
+    "jsonb",
+)
 _TYPE_NAMES = (*_SIMPLE_TYPES[:3], "numeric(p,s)", *_SIMPLE_TYPES[3:])
-_TYPE_ALIASES = {"int": "integer", "int2": "smallint", "int4": "integer", "int8": "bigint", "float": "double",
-                 "float8": "double", "real": "double", "double precision": "double", "bool": "boolean",
-                 "varchar": "text", "string": "text", "str": "text", "json": "jsonb", "decimal": "numeric(p,s)",
-                 "numeric": "numeric(p,s)", "datetime": "timestamp", "timestamp with time zone": "timestamptz"}
+_TYPE_ALIASES = {
+    "int": "integer",
+    "int2": "smallint",
+    "int4": "integer",
+    "int8": "bigint",
+    "float": "double",
+    "float8": "double",
+    "real": "double",
+    "double precision": "double",
+    "bool": "boolean",
+    "varchar": "text",
+    "string": "text",
+    "str": "text",
+    "json": "jsonb",
+    "decimal": "numeric(p,s)",
+    "numeric": "numeric(p,s)",
+    "datetime": "timestamp",
+    "timestamp with time zone": "timestamptz",
+}
 _NUMERIC = re.compile(r"^numeric\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
 
 
@@ -192,8 +247,11 @@ class ColumnType:
         if m:
             p, s = int(m.group(1)), int(m.group(2))
             if not 1 <= p <= 38 or s > p:
-                raise fail(None, f"'{text}': numeric needs 1 <= precision <= 38 and 0 <= scale <= precision",
-                           expected="numeric(p,s), e.g. numeric(12,2)")
+                raise fail(
+                    None,
+                    f"'{text}': numeric needs 1 <= precision <= 38 and 0 <= scale <= precision",
+                    expected="numeric(p,s), e.g. numeric(12,2)",
+                )
             return cls("numeric", p, s)
         hint = f"use '{_TYPE_ALIASES[norm]}'" if norm in _TYPE_ALIASES else suggest(norm, _TYPE_NAMES)
         if norm.startswith(("numeric", "decimal")):
@@ -213,9 +271,18 @@ class ColumnType:
 
         if self.name == "numeric":
             return pa.decimal128(self.precision, self.scale)
-        return {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64(), "double": pa.float64(),
-                "boolean": pa.bool_(), "text": pa.string(), "jsonb": pa.string(), "date": pa.date32(),
-                "timestamp": pa.timestamp("us"), "timestamptz": pa.timestamp("us", tz="UTC")}[self.name]
+        return {
+            "smallint": pa.int16(),
+            "integer": pa.int32(),
+            "bigint": pa.int64(),
+            "double": pa.float64(),
+            "boolean": pa.bool_(),
+            "text": pa.string(),
+            "jsonb": pa.string(),
+            "date": pa.date32(),
+            "timestamp": pa.timestamp("us"),
+            "timestamptz": pa.timestamp("us", tz="UTC"),
+        }[self.name]
 
     @property
     def is_temporal(self) -> bool:
@@ -227,7 +294,8 @@ class ColumnSpec(StrictModel):
 
     name: Identifier = Field(description="Column name in the target table.")
     type: Annotated[str, AfterValidator(lambda v: str(ColumnType.parse(v)))] = Field(
-        description="Column type: " + "|".join(_TYPE_NAMES) + " (numeric like numeric(12,2)).")
+        description="Column type: " + "|".join(_TYPE_NAMES) + " (numeric like numeric(12,2))."
+    )
     nullable: bool = Field(True, description="Whether NULL is allowed; primary-key columns must say false.")
     source_name: str | None = Field(None, description="Column name in the source when it differs from name.")
 
@@ -270,5 +338,3 @@ class Severity(StrEnum):
     quarantine = "quarantine"
     fail = "fail"
     warn = "warn"
-
-

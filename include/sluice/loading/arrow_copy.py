@@ -30,8 +30,15 @@ class Prepared(NamedTuple):
     bounds: tuple[tuple, tuple] | None  # first and last key, when Arrow orders them as PostgreSQL does
 
 
-def prepare(table: pa.Table | None, columns: Sequence[q.Col], primary_key: Sequence[str], *, keyed: bool,
-            evolve: bool, index: int) -> Prepared:
+def prepare(
+    table: pa.Table | None,
+    columns: Sequence[q.Col],
+    primary_key: Sequence[str],
+    *,
+    keyed: bool,
+    evolve: bool,
+    index: int,
+) -> Prepared:
     """Declared (+ evolved) columns in CSV-writable types, plus `_sluice_seq` = index << 32 | row number; for
     keyed modes, duplicate keys resolved (the last row wins) and the key bounds, from one sort of the keys."""
     import numpy as np
@@ -89,8 +96,9 @@ def _as_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
     try:
         return col.cast(pa.string())
     except pa.ArrowNotImplementedError:
-        return pa.chunked_array([pa.array([None if v is None else json.dumps(v, default=str)
-                                           for v in col.to_pylist()], pa.string())])
+        return pa.chunked_array(
+            [pa.array([None if v is None else json.dumps(v, default=str) for v in col.to_pylist()], pa.string())]
+        )
 
 
 def csv_safe(col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -117,10 +125,15 @@ def pg_type_of(t: pa.DataType) -> str:
         return f"numeric({t.precision},{t.scale})"
     if pa.types.is_timestamp(t):
         return "timestamptz" if t.tz else "timestamp"
-    for check, name in ((pa.types.is_int8, "smallint"), (pa.types.is_int16, "smallint"),
-                        (pa.types.is_int32, "integer"), (pa.types.is_integer, "bigint"),
-                        (pa.types.is_floating, "double precision"), (pa.types.is_boolean, "boolean"),
-                        (pa.types.is_date32, "date")):
+    for check, name in (
+        (pa.types.is_int8, "smallint"),
+        (pa.types.is_int16, "smallint"),
+        (pa.types.is_int32, "integer"),
+        (pa.types.is_integer, "bigint"),
+        (pa.types.is_floating, "double precision"),
+        (pa.types.is_boolean, "boolean"),
+        (pa.types.is_date32, "date"),
+    ):
         if check(t):
             return name
     return "text"

@@ -18,14 +18,17 @@ def conservation_problems(rows: list[dict], results: list[dict], interval: Inter
     by_chunk = {r["chunk"]: r for r in rows}
     expected = {int(r["index"]): r for r in results}
     problems = [f"chunk {c} has no ledger row (it was never loaded)" for c in sorted(set(expected) - set(by_chunk))]
-    problems += [f"chunk {c} is in the ledger but not in this run's results"
-                 for c in sorted(set(by_chunk) - set(expected))]
+    problems += [
+        f"chunk {c} is in the ledger but not in this run's results" for c in sorted(set(by_chunk) - set(expected))
+    ]
     for c, r in sorted(by_chunk.items()):
         if r["rows_in"] != r["rows_loaded"] + r["rows_quarantined"]:
-            problems.append(f"chunk {c}: rows_in {r['rows_in']} != loaded {r['rows_loaded']} + quarantined "
-                            f"{r['rows_quarantined']}")
-        if c in expected and any(int(expected[c].get(f, r[f])) != r[f] for f in ("rows_in", "rows_loaded",
-                                                                                  "rows_quarantined")):
+            problems.append(
+                f"chunk {c}: rows_in {r['rows_in']} != loaded {r['rows_loaded']} + quarantined {r['rows_quarantined']}"
+            )
+        if c in expected and any(
+            int(expected[c].get(f, r[f])) != r[f] for f in ("rows_in", "rows_loaded", "rows_quarantined")
+        ):
             problems.append(f"chunk {c}: the task reported other counts than the ledger recorded")
         if (r["interval_start"], r["interval_end"]) != (interval.start, interval.end):
             problems.append(f"chunk {c} was loaded for interval {r['interval_start']}..{r['interval_end']}")
@@ -34,11 +37,25 @@ def conservation_problems(rows: list[dict], results: list[dict], interval: Inter
 
 def format_table(rows: list[dict]) -> str:
     """The per-chunk counts and timings as an aligned text table with a total line, for the task log."""
-    cols = ("chunk", "rows_in", "rows_loaded", "rows_quarantined", "inserted", "updated", "deleted",
-            "copy_seconds", "merge_seconds")
+    cols = (
+        "chunk",
+        "rows_in",
+        "rows_loaded",
+        "rows_quarantined",
+        "inserted",
+        "updated",
+        "deleted",
+        "copy_seconds",
+        "merge_seconds",
+    )
     body = [[str(r[c]) for c in cols] for r in rows]
-    body.append(["total", *(str(sum(r[c] for r in rows)) for c in cols[1:7]),
-                 *(f"{sum(r[c] for r in rows):.2f}" for c in cols[7:])])
+    body.append(
+        [
+            "total",
+            *(str(sum(r[c] for r in rows)) for c in cols[1:7]),
+            *(f"{sum(r[c] for r in rows):.2f}" for c in cols[7:]),
+        ]
+    )
     widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in [list(cols), *body])
 
@@ -59,9 +76,15 @@ def ensure_metadata(dsn: str, schema: str) -> None:
                 if not conn.execute(q.metadata_present(), {"schema": schema}).fetchone()[0]:
                     with conn.transaction():
                         conn.execute(q.advisory_lock(), {"key": "sluice.ddl"})
-                        for stmt in (q.create_schema(q.META), q.create_ledger(), q.create_ledger_interval_index(),
-                                     q.create_run_seq(), q.create_run_summary(), q.create_schema_changes(),
-                                     q.create_schema(schema)):
+                        for stmt in (
+                            q.create_schema(q.META),
+                            q.create_ledger(),
+                            q.create_ledger_interval_index(),
+                            q.create_run_seq(),
+                            q.create_run_summary(),
+                            q.create_schema_changes(),
+                            q.create_schema(schema),
+                        ):
                             conn.execute(stmt)
             break
         except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):

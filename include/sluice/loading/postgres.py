@@ -53,8 +53,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConservationError", "LoadError", "SchemaMismatch", "StagedChunkChanged", "UpsertStrategy",
-           "ensure_metadata", "finalize", "load_arrow", "load_chunk"]
+__all__ = [
+    "ConservationError",
+    "LoadError",
+    "SchemaMismatch",
+    "StagedChunkChanged",
+    "UpsertStrategy",
+    "ensure_metadata",
+    "finalize",
+    "load_arrow",
+    "load_chunk",
+]
 
 
 class UpsertStrategy(StrEnum):
@@ -103,8 +112,16 @@ class _Target:
         reserved = [c.name for c in cols if c.name.startswith("_sluice_")]
         if reserved:
             raise LoadError(f"column names starting with _sluice_ are reserved for Sluice: {', '.join(reserved)}")
-        return cls(t.conn_id, t.schema_, t.table, cols, tuple(t.primary_key), WriteMode(t.write_mode),
-                   t.interval_column, t.on_extra_columns == ExtraColumnsPolicy.evolve)
+        return cls(
+            t.conn_id,
+            t.schema_,
+            t.table,
+            cols,
+            tuple(t.primary_key),
+            WriteMode(t.write_mode),
+            t.interval_column,
+            t.on_extra_columns == ExtraColumnsPolicy.evolve,
+        )
 
     @property
     def name(self) -> str:
@@ -128,13 +145,29 @@ def load_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, report: dic
     table = None
     if report.get("good_key") and report.get("rows_good", 1):
         table = StagingStore(cfg.staging, cfg.name, interval, run_id).read_table(report["good_key"])
-    return load_arrow(cfg, interval, run_id, int(report["index"]), table, rows_in=int(report["rows_in"]),
-                      rows_quarantined=int(report["rows_quarantined"]))
+    return load_arrow(
+        cfg,
+        interval,
+        run_id,
+        int(report["index"]),
+        table,
+        rows_in=int(report["rows_in"]),
+        rows_quarantined=int(report["rows_quarantined"]),
+    )
 
 
-def load_arrow(cfg: PipelineConfig, interval: Interval, run_id: str, index: int, table: pa.Table | None, *,
-               rows_in: int | None = None, rows_quarantined: int = 0, strategy: UpsertStrategy | None = None,
-               dsn: str | None = None) -> dict:
+def load_arrow(
+    cfg: PipelineConfig,
+    interval: Interval,
+    run_id: str,
+    index: int,
+    table: pa.Table | None,
+    *,
+    rows_in: int | None = None,
+    rows_quarantined: int = 0,
+    strategy: UpsertStrategy | None = None,
+    dsn: str | None = None,
+) -> dict:
     """load_chunk on an Arrow table (the good rows of chunk `index`, declared columns and types)."""
     import psycopg
 
@@ -144,11 +177,14 @@ def load_arrow(cfg: PipelineConfig, interval: Interval, run_id: str, index: int,
     rows_good = 0 if table is None else table.num_rows
     rows_in = rows_good + rows_quarantined if rows_in is None else rows_in
     if rows_in != rows_good + rows_quarantined:
-        raise ConservationError(f"chunk {index}: rows_in {rows_in} != good rows {rows_good} + quarantined "
-                                f"{rows_quarantined}; refusing to load a chunk that does not add up")
+        raise ConservationError(
+            f"chunk {index}: rows_in {rows_in} != good rows {rows_good} + quarantined "
+            f"{rows_quarantined}; refusing to load a chunk that does not add up"
+        )
     try:
-        prepared, extra, duplicates, bounds = arrow_copy.prepare(table, tgt.columns, tgt.pk, keyed=tgt.keyed,
-                                                                 evolve=tgt.evolve, index=index)
+        prepared, extra, duplicates, bounds = arrow_copy.prepare(
+            table, tgt.columns, tgt.pk, keyed=tgt.keyed, evolve=tgt.evolve, index=index
+        )
     except arrow_copy.PrepareError as exc:
         raise LoadError(str(exc)) from exc
     names = [c.name for c in (*tgt.columns, *extra)]
@@ -176,8 +212,10 @@ def load_arrow(cfg: PipelineConfig, interval: Interval, run_id: str, index: int,
             changes = _ensure_table(conn, tgt, extra, cfg.name, run_id)
             before = _counts(conn, tgt)
             if tgt.mode is WriteMode.replace_interval and first:
-                conn.execute(q.delete_interval(tgt.schema, tgt.table, tgt.interval_column),
-                             {"start": interval.start, "end": interval.end})
+                conn.execute(
+                    q.delete_interval(tgt.schema, tgt.table, tgt.interval_column),
+                    {"start": interval.start, "end": interval.end},
+                )
             if direct and (tgt.mode is WriteMode.append or not _overlaps(conn, tgt, bounds)):  # sure, under the lock
                 conn.execute(q.set_run_no(), {"run_no": str(run_no)})
                 data = prepared if tgt.keyed else prepared.drop_columns([q.SEQ_COL])
@@ -189,24 +227,73 @@ def load_arrow(cfg: PipelineConfig, interval: Interval, run_id: str, index: int,
                 if checksum is None:  # a chunk of this run took the key range meanwhile
                     copy_seconds, checksum = _copy_temp(conn, tgt, extra, names, prepared)
                     t1 += copy_seconds
-                adopted = [r[0] for r in conn.execute(q.adopted_chunks(), {
-                    **key, "start": interval.start, "end": interval.end, "checksum": checksum})]
+                adopted = [
+                    r[0]
+                    for r in conn.execute(
+                        q.adopted_chunks(), {**key, "start": interval.start, "end": interval.end, "checksum": checksum}
+                    )
+                ]
                 path = _write(conn, tgt, names, run_no, adopted, strategy or STRATEGY, bounds)
             inserted, updated, deleted = (a - b for a, b in zip(_counts(conn, tgt), before, strict=True))
-            result = {"index": index, "rows_in": rows_in, "rows_loaded": rows_good,
-                      "rows_quarantined": rows_quarantined, "inserted": inserted, "updated": updated,
-                      "checksum": checksum, "deleted": deleted, "duplicates": duplicates,
-                      "copy_seconds": round(copy_seconds, 3), "merge_seconds": round(time.perf_counter() - t1, 3),
-                      "replayed": False, "schema_changes": changes, "write_path": path}
-            conn.execute(q.ledger_insert(), {
-                **{k: result[k] for k in ("rows_in", "rows_loaded", "rows_quarantined", "inserted", "updated",
-                                          "deleted", "duplicates", "checksum", "copy_seconds", "merge_seconds")},
-                "pipeline": cfg.name, "target": tgt.name, "interval_start": interval.start,
-                "interval_end": interval.end, "run_id": run_id, "run_no": run_no, "chunk": index,
-                "write_mode": tgt.mode.value, "started_at": started, "finished_at": datetime.now(UTC)})
-    log.info("chunk %d -> %s: %d rows (%d inserted, %d updated, %d deleted, %d duplicates superseded) "
-             "copy %.2fs %s %.2fs", index, tgt.name, rows_good, inserted, updated, deleted, duplicates,
-             result["copy_seconds"], path, result["merge_seconds"])
+            result = {
+                "index": index,
+                "rows_in": rows_in,
+                "rows_loaded": rows_good,
+                "rows_quarantined": rows_quarantined,
+                "inserted": inserted,
+                "updated": updated,
+                "checksum": checksum,
+                "deleted": deleted,
+                "duplicates": duplicates,
+                "copy_seconds": round(copy_seconds, 3),
+                "merge_seconds": round(time.perf_counter() - t1, 3),
+                "replayed": False,
+                "schema_changes": changes,
+                "write_path": path,
+            }
+            conn.execute(
+                q.ledger_insert(),
+                {
+                    **{
+                        k: result[k]
+                        for k in (
+                            "rows_in",
+                            "rows_loaded",
+                            "rows_quarantined",
+                            "inserted",
+                            "updated",
+                            "deleted",
+                            "duplicates",
+                            "checksum",
+                            "copy_seconds",
+                            "merge_seconds",
+                        )
+                    },
+                    "pipeline": cfg.name,
+                    "target": tgt.name,
+                    "interval_start": interval.start,
+                    "interval_end": interval.end,
+                    "run_id": run_id,
+                    "run_no": run_no,
+                    "chunk": index,
+                    "write_mode": tgt.mode.value,
+                    "started_at": started,
+                    "finished_at": datetime.now(UTC),
+                },
+            )
+    log.info(
+        "chunk %d -> %s: %d rows (%d inserted, %d updated, %d deleted, %d duplicates superseded) copy %.2fs %s %.2fs",
+        index,
+        tgt.name,
+        rows_good,
+        inserted,
+        updated,
+        deleted,
+        duplicates,
+        result["copy_seconds"],
+        path,
+        result["merge_seconds"],
+    )
     return result
 
 
@@ -228,21 +315,36 @@ def finalize(cfg: PipelineConfig, interval: Interval, run_id: str, results: list
                 deleted = _replace_empty_interval(conn, tgt, interval)
             cur = conn.cursor(row_factory=_dict_row())
             rows = cur.execute(q.ledger_select(one_chunk=False), key).fetchall()
-            changes = [dict(zip(("change", "column", "type"), r, strict=True))
-                       for r in conn.execute(q.schema_changes_select(), key)]
+            changes = [
+                dict(zip(("change", "column", "type"), r, strict=True))
+                for r in conn.execute(q.schema_changes_select(), key)
+            ]
             problems = conservation_problems(rows, results, interval)
             total = {f: sum(int(r[f]) for r in rows) for f in COUNTS}
             total["deleted"] += deleted
-            summary = {**key, "target": tgt.name, "interval_start": interval.start, "interval_end": interval.end,
-                       "chunks": len(rows), **total, "schema_changes": changes,
-                       "status": "failed" if problems else "success", "problems": problems,
-                       "finished_at": datetime.now(UTC)}
+            summary = {
+                **key,
+                "target": tgt.name,
+                "interval_start": interval.start,
+                "interval_end": interval.end,
+                "chunks": len(rows),
+                **total,
+                "schema_changes": changes,
+                "status": "failed" if problems else "success",
+                "problems": problems,
+                "finished_at": datetime.now(UTC),
+            }
             from psycopg.types.json import Jsonb
 
-            conn.execute(q.run_summary_upsert(), {**summary, "schema_changes": Jsonb(changes),
-                                                  "problems": Jsonb(problems)})
-    summary = {**summary, "interval": interval.to_dict(), "table": format_table(rows),
-               "finished_at": summary["finished_at"].isoformat()}
+            conn.execute(
+                q.run_summary_upsert(), {**summary, "schema_changes": Jsonb(changes), "problems": Jsonb(problems)}
+            )
+    summary = {
+        **summary,
+        "interval": interval.to_dict(),
+        "table": format_table(rows),
+        "finished_at": summary["finished_at"].isoformat(),
+    }
     del summary["interval_start"], summary["interval_end"]
     if problems:
         log.error("run %s of %s does not add up:\n%s\n%s", run_id, cfg.name, "\n".join(problems), summary["table"])
@@ -267,8 +369,9 @@ def _copy(conn: psycopg.Connection, statement: Any, table: pa.Table) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _copy_temp(conn: psycopg.Connection, tgt: _Target, extra: list[q.Col], names: list[str],
-               table: pa.Table) -> tuple[float, str]:
+def _copy_temp(
+    conn: psycopg.Connection, tgt: _Target, extra: list[q.Col], names: list[str], table: pa.Table
+) -> tuple[float, str]:
     conn.execute(q.create_temp([*tgt.columns, *extra]))
     t0 = time.perf_counter()
     checksum = _copy(conn, q.copy_from_stdin(names), table)
@@ -294,11 +397,30 @@ def _recorded(conn: psycopg.Connection, key: dict, table: pa.Table, checksum: st
         raise StagedChunkChanged(
             f"chunk {key['chunk']} of run {key['run_id']} ({key['pipeline']}) was loaded with {row['checksum']}, "
             f"but the staged good rows now hash to {checksum}: the run was cleared and its source changed. "
-            "A run's load is final; trigger a new run for this interval to load the new data.")
+            "A run's load is final; trigger a new run for this interval to load the new data."
+        )
     log.info("chunk %d of run %s is already in the ledger: returning the recorded result", key["chunk"], key["run_id"])
-    return {"index": row["chunk"], **{k: row[k] for k in ("rows_in", "rows_loaded", "rows_quarantined", "inserted",
-            "updated", "checksum", "deleted", "duplicates", "copy_seconds", "merge_seconds")},
-            "replayed": True, "schema_changes": [], "write_path": "ledger"}
+    return {
+        "index": row["chunk"],
+        **{
+            k: row[k]
+            for k in (
+                "rows_in",
+                "rows_loaded",
+                "rows_quarantined",
+                "inserted",
+                "updated",
+                "checksum",
+                "deleted",
+                "duplicates",
+                "copy_seconds",
+                "merge_seconds",
+            )
+        },
+        "replayed": True,
+        "schema_changes": [],
+        "write_path": "ledger",
+    }
 
 
 def _ensure_table(conn: psycopg.Connection, tgt: _Target, extra: list[q.Col], pipeline: str, run_id: str) -> list:
@@ -309,8 +431,17 @@ def _ensure_table(conn: psycopg.Connection, tgt: _Target, extra: list[q.Col], pi
     changes: list[dict] = []
 
     def record(change: str, column: str | None = None, type_: str | None = None) -> None:
-        conn.execute(q.schema_change_insert(), {"pipeline": pipeline, "run_id": run_id, "target": tgt.name,
-                                                "change": change, "column": column, "type": type_})
+        conn.execute(
+            q.schema_change_insert(),
+            {
+                "pipeline": pipeline,
+                "run_id": run_id,
+                "target": tgt.name,
+                "change": change,
+                "column": column,
+                "type": type_,
+            },
+        )
         changes.append({"change": change, "column": column, "type": type_})
 
     if not existing:
@@ -329,12 +460,17 @@ def _ensure_table(conn: psycopg.Connection, tgt: _Target, extra: list[q.Col], pi
     if tgt.keyed:
         pk = [r[0] for r in conn.execute(q.primary_key_columns(), tgt.where())]
         if sorted(pk) != sorted(tgt.pk):
-            problems.append(f"primary key is ({', '.join(pk) or 'none'}) in the table but "
-                            f"({', '.join(tgt.pk)}) in the config")
+            problems.append(
+                f"primary key is ({', '.join(pk) or 'none'}) in the table but ({', '.join(tgt.pk)}) in the config"
+            )
     if problems:
-        raise SchemaMismatch(f"target table {tgt.name} does not match pipeline {pipeline}: " + "; ".join(problems)
-                             + ". Nothing was loaded. Change the table or target.columns so they agree"
-                             + ("" if tgt.evolve else " (on_extra_columns: evolve adds new columns)") + ".")
+        raise SchemaMismatch(
+            f"target table {tgt.name} does not match pipeline {pipeline}: "
+            + "; ".join(problems)
+            + ". Nothing was loaded. Change the table or target.columns so they agree"
+            + ("" if tgt.evolve else " (on_extra_columns: evolve adds new columns)")
+            + "."
+        )
     for col in add:
         conn.execute(q.add_column(tgt.schema, tgt.table, col))
         record("add_column", col.name, q.pg_type(col.pg_type))
@@ -354,8 +490,15 @@ def _same_type(actual: str, declared: str) -> bool:
         return False
 
 
-def _write(conn: psycopg.Connection, tgt: _Target, names: list[str], run_no: int, adopted: list[int],
-           strategy: UpsertStrategy, bounds: tuple[tuple, tuple] | None) -> str:
+def _write(
+    conn: psycopg.Connection,
+    tgt: _Target,
+    names: list[str],
+    run_no: int,
+    adopted: list[int],
+    strategy: UpsertStrategy,
+    bounds: tuple[tuple, tuple] | None,
+) -> str:
     """Write the temp table into the target; returns the path taken (empty, insert_new, merge, on_conflict)."""
     if bounds is None:  # key types Arrow cannot order like PostgreSQL (text): ask the temp table
         lo = conn.execute(q.key_bound(tgt.pk, last=False)).fetchone()
@@ -388,10 +531,12 @@ def _replace_empty_interval(conn: psycopg.Connection, tgt: _Target, interval: In
     conn.execute(q.advisory_lock(), {"key": tgt.name})
     if not conn.execute(q.table_columns(), tgt.where()).fetchone():
         return 0
-    cur = conn.execute(q.delete_interval(tgt.schema, tgt.table, tgt.interval_column),
-                       {"start": interval.start, "end": interval.end})
-    log.warning("replace_interval: the source had no rows for %s; deleted %d rows of %s", interval.key,
-                cur.rowcount, tgt.name)
+    cur = conn.execute(
+        q.delete_interval(tgt.schema, tgt.table, tgt.interval_column), {"start": interval.start, "end": interval.end}
+    )
+    log.warning(
+        "replace_interval: the source had no rows for %s; deleted %d rows of %s", interval.key, cur.rowcount, tgt.name
+    )
     return cur.rowcount
 
 

@@ -24,11 +24,24 @@ RUN_DEFAULT = "coalesce(nullif(current_setting('sluice.run_no', true), ''), '0')
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _NUMERIC = re.compile(r"^(?:numeric|decimal)\s*\(\s*(\d{1,2})\s*,\s*(\d{1,2})\s*\)$")
 _TYPE_ALIASES = {
-    "smallint": "smallint", "int2": "smallint", "integer": "integer", "int": "integer", "int4": "integer",
-    "bigint": "bigint", "int8": "bigint", "double": "double precision", "double precision": "double precision",
-    "float8": "double precision", "boolean": "boolean", "bool": "boolean", "text": "text", "date": "date",
-    "timestamp": "timestamp without time zone", "timestamp without time zone": "timestamp without time zone",
-    "timestamptz": "timestamp with time zone", "timestamp with time zone": "timestamp with time zone",
+    "smallint": "smallint",
+    "int2": "smallint",
+    "integer": "integer",
+    "int": "integer",
+    "int4": "integer",
+    "bigint": "bigint",
+    "int8": "bigint",
+    "double": "double precision",
+    "double precision": "double precision",
+    "float8": "double precision",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "text": "text",
+    "date": "date",
+    "timestamp": "timestamp without time zone",
+    "timestamp without time zone": "timestamp without time zone",
+    "timestamptz": "timestamp with time zone",
+    "timestamp with time zone": "timestamp with time zone",
     "jsonb": "jsonb",
 }
 
@@ -87,13 +100,16 @@ def create_schema(schema: str) -> sql.Composed:
     return sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident(schema))
 
 
-def create_table(schema: str, table: str, columns: Sequence[Col], primary_key: Sequence[str],
-                 hidden: bool = True) -> sql.Composed:
+def create_table(
+    schema: str, table: str, columns: Sequence[Col], primary_key: Sequence[str], hidden: bool = True
+) -> sql.Composed:
     """The target table from the declared columns; `hidden` adds the ordering columns upserts need."""
     parts = [_coldef(c) for c in columns]
     if hidden:
-        parts += [sql.SQL("{} bigint NOT NULL DEFAULT {}").format(ident(RUN_COL), sql.SQL(RUN_DEFAULT)),
-                  sql.SQL("{} bigint NOT NULL DEFAULT 0").format(ident(SEQ_COL))]
+        parts += [
+            sql.SQL("{} bigint NOT NULL DEFAULT {}").format(ident(RUN_COL), sql.SQL(RUN_DEFAULT)),
+            sql.SQL("{} bigint NOT NULL DEFAULT 0").format(ident(SEQ_COL)),
+        ]
     if primary_key:
         parts.append(sql.SQL("PRIMARY KEY ({})").format(_cols(primary_key)))
     return sql.SQL("CREATE TABLE {} ({})").format(qualified(schema, table), sql.SQL(", ").join(parts))
@@ -102,19 +118,25 @@ def create_table(schema: str, table: str, columns: Sequence[Col], primary_key: S
 def add_column(schema: str, table: str, col: Col) -> sql.Composed:
     """Schema evolution: always nullable, so existing rows stay valid and no table rewrite happens."""
     return sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
-        qualified(schema, table), ident(col.name), sql.SQL(pg_type(col.pg_type)))
+        qualified(schema, table), ident(col.name), sql.SQL(pg_type(col.pg_type))
+    )
 
 
 def add_hidden_columns(schema: str, table: str) -> sql.Composed:
     """For a table created outside Sluice: a constant default makes this a catalog-only change (PostgreSQL 11+)."""
-    return sql.SQL("ALTER TABLE {} {}").format(qualified(schema, table), sql.SQL(", ").join(
-        sql.SQL("ADD COLUMN IF NOT EXISTS {} bigint NOT NULL DEFAULT 0").format(ident(h)) for h in HIDDEN))
+    return sql.SQL("ALTER TABLE {} {}").format(
+        qualified(schema, table),
+        sql.SQL(", ").join(
+            sql.SQL("ADD COLUMN IF NOT EXISTS {} bigint NOT NULL DEFAULT 0").format(ident(h)) for h in HIDDEN
+        ),
+    )
 
 
 def set_run_default(schema: str, table: str) -> sql.Composed:
     """After add_hidden_columns (whose constant default keeps that step catalog-only): stamp future rows."""
     return sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
-        qualified(schema, table), ident(RUN_COL), sql.SQL(RUN_DEFAULT))
+        qualified(schema, table), ident(RUN_COL), sql.SQL(RUN_DEFAULT)
+    )
 
 
 def create_ledger() -> sql.Composed:
@@ -126,12 +148,14 @@ def create_ledger() -> sql.Composed:
     duplicates bigint NOT NULL, checksum text NOT NULL, write_mode text NOT NULL, started_at timestamptz NOT NULL,
     finished_at timestamptz NOT NULL, copy_seconds double precision NOT NULL,
     merge_seconds double precision NOT NULL, UNIQUE (pipeline, run_id, chunk))""").format(
-        t=qualified(META, "load_ledger"))
+        t=qualified(META, "load_ledger")
+    )
 
 
 def create_ledger_interval_index() -> sql.Composed:
     return sql.SQL("CREATE INDEX IF NOT EXISTS load_ledger_interval ON {} (pipeline, interval_start, chunk)").format(
-        qualified(META, "load_ledger"))
+        qualified(META, "load_ledger")
+    )
 
 
 def create_run_seq() -> sql.Composed:
@@ -151,8 +175,9 @@ def create_run_summary() -> sql.Composed:
 def create_schema_changes() -> sql.Composed:
     return sql.SQL("""CREATE TABLE IF NOT EXISTS {t} (
     id bigserial PRIMARY KEY, pipeline text NOT NULL, run_id text NOT NULL, target text NOT NULL,
-    change text NOT NULL, column_name text, column_type text, changed_at timestamptz NOT NULL DEFAULT now())"""
-                   ).format(t=qualified(META, "schema_changes"))
+    change text NOT NULL, column_name text, column_type text, changed_at timestamptz NOT NULL DEFAULT now())""").format(
+        t=qualified(META, "schema_changes")
+    )
 
 
 def create_temp(columns: Sequence[Col]) -> sql.Composed:
@@ -191,9 +216,15 @@ def _newer_guard(target: str, source: str) -> sql.Composed:
     """True when the incoming row may replace the stored one (see the ordering rule in postgres.py)."""
     return sql.SQL(
         "({t}.{run} <> {run_no} AND NOT ((({t}.{run} << 32) | ({t}.{seq} >> 32)) = ANY({adopted}::bigint[]))"
-        " OR {t}.{seq} <= {s}.{seq})").format(
-        t=ident(target), s=ident(source), run=ident(RUN_COL), seq=ident(SEQ_COL),
-        run_no=sql.Placeholder("run_no"), adopted=sql.Placeholder("adopted"))
+        " OR {t}.{seq} <= {s}.{seq})"
+    ).format(
+        t=ident(target),
+        s=ident(source),
+        run=ident(RUN_COL),
+        seq=ident(SEQ_COL),
+        run_no=sql.Placeholder("run_no"),
+        adopted=sql.Placeholder("adopted"),
+    )
 
 
 def _changed(names: Sequence[str], target: str, source: str) -> sql.Composed:
@@ -207,22 +238,40 @@ def merge_upsert(schema: str, table: str, names: Sequence[str], primary_key: Seq
     matched = sql.SQL("")
     if rest:
         sets = sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=ident(c)) for c in rest)
-        matched = sql.SQL(" WHEN MATCHED AND {chg} AND {guard} THEN UPDATE SET {sets}, {run} = {run_no}, "
-                          "{seq} = s.{seq}").format(
-            chg=_changed(rest, "t", "s"), guard=_newer_guard("t", "s"), sets=sets, run=ident(RUN_COL),
-            seq=ident(SEQ_COL), run_no=sql.Placeholder("run_no"))
-    return sql.SQL("MERGE INTO {tab} AS t USING {tmp} AS s ON {on}{matched} WHEN NOT MATCHED THEN "
-                   "INSERT ({cols}, {run}, {seq}) VALUES ({vals}, {run_no}, s.{seq})").format(
-        tab=qualified(schema, table), tmp=ident(TEMP_TABLE), on=on, matched=matched, cols=_cols(names),
-        run=ident(RUN_COL), seq=ident(SEQ_COL), vals=_cols(names, "s"), run_no=sql.Placeholder("run_no"))
+        matched = sql.SQL(
+            " WHEN MATCHED AND {chg} AND {guard} THEN UPDATE SET {sets}, {run} = {run_no}, {seq} = s.{seq}"
+        ).format(
+            chg=_changed(rest, "t", "s"),
+            guard=_newer_guard("t", "s"),
+            sets=sets,
+            run=ident(RUN_COL),
+            seq=ident(SEQ_COL),
+            run_no=sql.Placeholder("run_no"),
+        )
+    return sql.SQL(
+        "MERGE INTO {tab} AS t USING {tmp} AS s ON {on}{matched} WHEN NOT MATCHED THEN "
+        "INSERT ({cols}, {run}, {seq}) VALUES ({vals}, {run_no}, s.{seq})"
+    ).format(
+        tab=qualified(schema, table),
+        tmp=ident(TEMP_TABLE),
+        on=on,
+        matched=matched,
+        cols=_cols(names),
+        run=ident(RUN_COL),
+        seq=ident(SEQ_COL),
+        vals=_cols(names, "s"),
+        run_no=sql.Placeholder("run_no"),
+    )
 
 
 def key_bound(primary_key: Sequence[str], last: bool) -> sql.Composed:
     """The chunk's smallest (or largest) key, in the target's own ordering (collation included)."""
     direction = sql.SQL(" DESC") if last else sql.SQL("")
     return sql.SQL("SELECT {} FROM {} ORDER BY {} LIMIT 1").format(
-        _cols(primary_key), ident(TEMP_TABLE), sql.SQL(", ").join(sql.SQL("{}{}").format(ident(k), direction)
-                                                                  for k in primary_key))
+        _cols(primary_key),
+        ident(TEMP_TABLE),
+        sql.SQL(", ").join(sql.SQL("{}{}").format(ident(k), direction) for k in primary_key),
+    )
 
 
 def keys_in_range(schema: str, table: str, primary_key: Sequence[str]) -> sql.Composed:
@@ -232,24 +281,33 @@ def keys_in_range(schema: str, table: str, primary_key: Sequence[str]) -> sql.Co
     planner pick a sequential scan when the range holds many rows."""
     lo = sql.SQL(", ").join(sql.Placeholder(f"lo{i}") for i in range(len(primary_key)))
     hi = sql.SQL(", ").join(sql.Placeholder(f"hi{i}") for i in range(len(primary_key)))
-    return sql.SQL("SELECT EXISTS (SELECT FROM (SELECT {k} FROM {t} WHERE ({k}) >= ({lo}) ORDER BY {k} LIMIT 1) f "
-                   "WHERE ({k}) <= ({hi}))").format(t=qualified(schema, table), k=_cols(primary_key), lo=lo, hi=hi)
+    return sql.SQL(
+        "SELECT EXISTS (SELECT FROM (SELECT {k} FROM {t} WHERE ({k}) >= ({lo}) ORDER BY {k} LIMIT 1) f "
+        "WHERE ({k}) <= ({hi}))"
+    ).format(t=qualified(schema, table), k=_cols(primary_key), lo=lo, hi=hi)
 
 
 def matched_sample(schema: str, table: str, primary_key: Sequence[str]) -> sql.Composed:
     """Of the chunk's first %(n)s keys, how many the target already holds: picks MERGE (mostly existing: a re-run)
     or INSERT .. ON CONFLICT (mostly new) for UpsertStrategy.auto. At most n index probes."""
     match = sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in primary_key)
-    return sql.SQL("SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT FROM {t} t WHERE {match})) "
-                   "FROM (SELECT {k} FROM {tmp} LIMIT %(n)s) s").format(
-        t=qualified(schema, table), match=match, k=_cols(primary_key), tmp=ident(TEMP_TABLE))
+    return sql.SQL(
+        "SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT FROM {t} t WHERE {match})) "
+        "FROM (SELECT {k} FROM {tmp} LIMIT %(n)s) s"
+    ).format(t=qualified(schema, table), match=match, k=_cols(primary_key), tmp=ident(TEMP_TABLE))
 
 
 def insert_new(schema: str, table: str, names: Sequence[str]) -> sql.Composed:
     """The upsert of a chunk whose keys are all new (see keys_in_range): no join, no probe per row."""
     return sql.SQL("INSERT INTO {} ({}, {}) SELECT {}, {}, {} FROM {}").format(
-        qualified(schema, table), _cols(names), _cols(HIDDEN), _cols(names), sql.Placeholder("run_no"),
-        ident(SEQ_COL), ident(TEMP_TABLE))
+        qualified(schema, table),
+        _cols(names),
+        _cols(HIDDEN),
+        _cols(names),
+        sql.Placeholder("run_no"),
+        ident(SEQ_COL),
+        ident(TEMP_TABLE),
+    )
 
 
 def on_conflict_upsert(schema: str, table: str, names: Sequence[str], primary_key: Sequence[str]) -> sql.Composed:
@@ -259,18 +317,28 @@ def on_conflict_upsert(schema: str, table: str, names: Sequence[str], primary_ke
     if rest:
         sets = sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in (*rest, *HIDDEN))
         action = sql.SQL("DO UPDATE SET {sets} WHERE {chg} AND {guard}").format(
-            sets=sets, chg=_changed(rest, "t", "excluded"), guard=_newer_guard("t", "excluded"))
-    return sql.SQL("INSERT INTO {tab} AS t ({cols}, {hidden}) SELECT {cols}, {run_no}, {seq} FROM {tmp} "
-                   "ON CONFLICT ({pk}) {action}").format(
-        tab=qualified(schema, table), cols=_cols(names), hidden=_cols(HIDDEN), run_no=sql.Placeholder("run_no"),
-        seq=ident(SEQ_COL), tmp=ident(TEMP_TABLE), pk=_cols(primary_key), action=action)
+            sets=sets, chg=_changed(rest, "t", "excluded"), guard=_newer_guard("t", "excluded")
+        )
+    return sql.SQL(
+        "INSERT INTO {tab} AS t ({cols}, {hidden}) SELECT {cols}, {run_no}, {seq} FROM {tmp} "
+        "ON CONFLICT ({pk}) {action}"
+    ).format(
+        tab=qualified(schema, table),
+        cols=_cols(names),
+        hidden=_cols(HIDDEN),
+        run_no=sql.Placeholder("run_no"),
+        seq=ident(SEQ_COL),
+        tmp=ident(TEMP_TABLE),
+        pk=_cols(primary_key),
+        action=action,
+    )
 
 
 def delete_interval(schema: str, table: str, interval_column: str) -> sql.Composed:
     """replace_interval: the interval's rows are those whose interval_column is in [start, end)."""
     return sql.SQL("DELETE FROM {} WHERE {c} >= {start} AND {c} < {end}").format(
-        qualified(schema, table), c=ident(interval_column), start=sql.Placeholder("start"),
-        end=sql.Placeholder("end"))
+        qualified(schema, table), c=ident(interval_column), start=sql.Placeholder("start"), end=sql.Placeholder("end")
+    )
 
 
 def advisory_lock() -> sql.SQL:
@@ -293,8 +361,10 @@ def set_local(setting: str, value: str, local: bool = True) -> sql.Composed:
 
 
 def table_exists() -> sql.SQL:
-    return sql.SQL("SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                   "WHERE n.nspname = %(schema)s AND c.relname = %(table)s)")
+    return sql.SQL(
+        "SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %(schema)s AND c.relname = %(table)s)"
+    )
 
 
 def table_columns() -> sql.SQL:
@@ -304,7 +374,8 @@ def table_columns() -> sql.SQL:
         "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
         "WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attnum > 0 AND NOT a.attisdropped "
-        "ORDER BY a.attnum")
+        "ORDER BY a.attnum"
+    )
 
 
 def primary_key_columns() -> sql.SQL:
@@ -312,7 +383,8 @@ def primary_key_columns() -> sql.SQL:
         "SELECT a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-        "WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND i.indisprimary ORDER BY a.attnum")
+        "WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND i.indisprimary ORDER BY a.attnum"
+    )
 
 
 def xact_tuple_counts() -> sql.SQL:
@@ -320,33 +392,68 @@ def xact_tuple_counts() -> sql.SQL:
     return sql.SQL(
         "SELECT pg_stat_get_xact_tuples_inserted(c.oid), pg_stat_get_xact_tuples_updated(c.oid), "
         "pg_stat_get_xact_tuples_deleted(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %(schema)s AND c.relname = %(table)s")
+        "WHERE n.nspname = %(schema)s AND c.relname = %(table)s"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ bookkeeping
 
 LEDGER_FIELDS = (
-    "pipeline", "target", "interval_start", "interval_end", "run_id", "run_no", "chunk", "rows_in", "rows_loaded",
-    "rows_quarantined", "inserted", "updated", "deleted", "duplicates", "checksum", "write_mode", "started_at",
-    "finished_at", "copy_seconds", "merge_seconds",
+    "pipeline",
+    "target",
+    "interval_start",
+    "interval_end",
+    "run_id",
+    "run_no",
+    "chunk",
+    "rows_in",
+    "rows_loaded",
+    "rows_quarantined",
+    "inserted",
+    "updated",
+    "deleted",
+    "duplicates",
+    "checksum",
+    "write_mode",
+    "started_at",
+    "finished_at",
+    "copy_seconds",
+    "merge_seconds",
 )
 SUMMARY_FIELDS = (
-    "pipeline", "run_id", "target", "interval_start", "interval_end", "chunks", "rows_in", "rows_loaded",
-    "rows_quarantined", "inserted", "updated", "deleted", "schema_changes", "status", "problems", "finished_at",
+    "pipeline",
+    "run_id",
+    "target",
+    "interval_start",
+    "interval_end",
+    "chunks",
+    "rows_in",
+    "rows_loaded",
+    "rows_quarantined",
+    "inserted",
+    "updated",
+    "deleted",
+    "schema_changes",
+    "status",
+    "problems",
+    "finished_at",
 )
 
 
 def ledger_insert() -> sql.Composed:
     return sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-        qualified(META, "load_ledger"), _cols(LEDGER_FIELDS),
-        sql.SQL(", ").join(sql.Placeholder(f) for f in LEDGER_FIELDS))
+        qualified(META, "load_ledger"),
+        _cols(LEDGER_FIELDS),
+        sql.SQL(", ").join(sql.Placeholder(f) for f in LEDGER_FIELDS),
+    )
 
 
 def ledger_select(one_chunk: bool) -> sql.Composed:
     """The ledger rows of a run (or of one chunk of it), as dicts in chunk order."""
     where = sql.SQL(" AND chunk = %(chunk)s") if one_chunk else sql.SQL("")
     return sql.SQL("SELECT {} FROM {} WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s{} ORDER BY chunk").format(
-        _cols(LEDGER_FIELDS), qualified(META, "load_ledger"), where)
+        _cols(LEDGER_FIELDS), qualified(META, "load_ledger"), where
+    )
 
 
 def next_run_no() -> sql.Composed:
@@ -356,16 +463,21 @@ def next_run_no() -> sql.Composed:
 def ledger_run_no() -> sql.Composed:
     """The run's load-run number, if one of its chunks already committed."""
     return sql.SQL("SELECT run_no FROM {} WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s LIMIT 1").format(
-        qualified(META, "load_ledger"))
+        qualified(META, "load_ledger")
+    )
 
 
 def metadata_present() -> sql.Composed:
     """One cheap query, so the DDL lock is only taken the first time."""
     return sql.SQL(
         "SELECT to_regclass({l}) IS NOT NULL AND to_regclass({s}) IS NOT NULL AND to_regclass({c}) IS NOT NULL "
-        "AND to_regclass({q}) IS NOT NULL AND EXISTS (SELECT FROM pg_namespace WHERE nspname = %(schema)s)").format(
-        l=sql.Literal(f"{META}.load_ledger"), s=sql.Literal(f"{META}.run_summary"),
-        c=sql.Literal(f"{META}.schema_changes"), q=sql.Literal(f"{META}.load_run_seq"))
+        "AND to_regclass({q}) IS NOT NULL AND EXISTS (SELECT FROM pg_namespace WHERE nspname = %(schema)s)"
+    ).format(
+        l=sql.Literal(f"{META}.load_ledger"),
+        s=sql.Literal(f"{META}.run_summary"),
+        c=sql.Literal(f"{META}.schema_changes"),
+        q=sql.Literal(f"{META}.load_run_seq"),
+    )
 
 
 def adopted_chunks() -> sql.Composed:
@@ -374,23 +486,29 @@ def adopted_chunks() -> sql.Composed:
         "SELECT DISTINCT (p.run_no << 32) | p.chunk FROM {l} p WHERE p.pipeline = %(pipeline)s "
         "AND p.interval_start = %(start)s AND p.interval_end = %(end)s AND p.run_id <> %(run_id)s "
         "AND (p.chunk, p.checksum) IN (SELECT c.chunk, c.checksum FROM {l} c WHERE c.pipeline = %(pipeline)s "
-        "AND c.run_id = %(run_id)s UNION ALL SELECT %(chunk)s, %(checksum)s)").format(l=qualified(META, "load_ledger"))
+        "AND c.run_id = %(run_id)s UNION ALL SELECT %(chunk)s, %(checksum)s)"
+    ).format(l=qualified(META, "load_ledger"))
 
 
 def schema_change_insert() -> sql.Composed:
-    return sql.SQL("INSERT INTO {} (pipeline, run_id, target, change, column_name, column_type) "
-                   "VALUES (%(pipeline)s, %(run_id)s, %(target)s, %(change)s, %(column)s, %(type)s)").format(
-        qualified(META, "schema_changes"))
+    return sql.SQL(
+        "INSERT INTO {} (pipeline, run_id, target, change, column_name, column_type) "
+        "VALUES (%(pipeline)s, %(run_id)s, %(target)s, %(change)s, %(column)s, %(type)s)"
+    ).format(qualified(META, "schema_changes"))
 
 
 def schema_changes_select() -> sql.Composed:
-    return sql.SQL("SELECT change, column_name, column_type FROM {} WHERE pipeline = %(pipeline)s "
-                   "AND run_id = %(run_id)s ORDER BY id").format(qualified(META, "schema_changes"))
+    return sql.SQL(
+        "SELECT change, column_name, column_type FROM {} WHERE pipeline = %(pipeline)s "
+        "AND run_id = %(run_id)s ORDER BY id"
+    ).format(qualified(META, "schema_changes"))
 
 
 def run_summary_upsert() -> sql.Composed:
     rest = [f for f in SUMMARY_FIELDS if f not in ("pipeline", "run_id")]
     return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (pipeline, run_id) DO UPDATE SET {}").format(
-        qualified(META, "run_summary"), _cols(SUMMARY_FIELDS),
+        qualified(META, "run_summary"),
+        _cols(SUMMARY_FIELDS),
         sql.SQL(", ").join(sql.Placeholder(f) for f in SUMMARY_FIELDS),
-        sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in rest))
+        sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in rest),
+    )

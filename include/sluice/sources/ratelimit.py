@@ -49,8 +49,9 @@ def storage_uri() -> str:
     uri = os.environ.get(REDIS_URL_ENV, "").strip()
     if uri:
         return uri
-    log.warning("%s is not set: rate limits are kept in process memory and are NOT shared between workers",
-                REDIS_URL_ENV)
+    log.warning(
+        "%s is not set: rate limits are kept in process memory and are NOT shared between workers", REDIS_URL_ENV
+    )
     return "memory://"
 
 
@@ -74,8 +75,9 @@ class RateLimiter:
             stats = self.limiter.get_window_stats(self.item, self.key)
             pause = min(max(stats.reset_time - time.time(), 0.001), 1.0) + random.uniform(0, 0.005)
             if time.monotonic() - started + pause > max_wait_seconds:
-                raise RateLimitTimeout(f"rate limit {self.per_second}/s for {self.key!r} stayed exhausted for "
-                                       f"{max_wait_seconds:.0f}s")
+                raise RateLimitTimeout(
+                    f"rate limit {self.per_second}/s for {self.key!r} stayed exhausted for {max_wait_seconds:.0f}s"
+                )
             time.sleep(pause)
         waited = time.monotonic() - started
         self.waited_seconds += waited

@@ -32,7 +32,8 @@ def _no_default(value: Any) -> Any:
 # Re-encoding nested values is, after parsing, the source's largest cost. orjson does both 3-10x faster than the
 # stdlib; without it, the stdlib's C encoder made once is still 4x faster than json.dumps (which builds one per call).
 _C_ENCODER = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
-    None, _no_default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    None, _no_default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+)
 _DIGITS = bytes(0x31 if 0x30 <= i <= 0x39 else 0x30 for i in range(256))
 _LONG_INTEGER = b"1" * 19
 

@@ -97,7 +97,7 @@ def list_source_keys(cfg: PipelineConfig, interval: Interval) -> list[str]:
     src = cfg.source
     prefix = render(src.prefix, interval).lstrip("/")
     keys = S3Hook(aws_conn_id=src.conn_id).list_keys(bucket_name=src.bucket, prefix=prefix) or []
-    return sorted(k for k in keys if not k.endswith("/") and matches(k[len(prefix):].lstrip("/"), src.pattern))
+    return sorted(k for k in keys if not k.endswith("/") and matches(k[len(prefix) :].lstrip("/"), src.pattern))
 
 
 def is_gzip(key: str, compression: str) -> bool:
@@ -116,8 +116,9 @@ def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -
         yield from read_object(cfg, fs, f"{src.bucket}/{key}", f"s3://{src.bucket}/{key}", on_reject)
 
 
-def read_object(cfg: PipelineConfig, fs: pafs.FileSystem, path: str, url: str,
-                on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+def read_object(
+    cfg: PipelineConfig, fs: pafs.FileSystem, path: str, url: str, on_reject: OnReject
+) -> Iterator[pa.RecordBatch]:
     """Stream one object (any pyarrow filesystem, so unit tests can use local files); read errors name the URL."""
     limit = batch_rows(cfg)
 
@@ -142,8 +143,9 @@ def read_object(cfg: PipelineConfig, fs: pafs.FileSystem, path: str, url: str,
         raise SourceReadError(f"{url}: {type(exc).__name__}: {exc}") from exc
 
 
-def _read_file(cfg: PipelineConfig, fs: pafs.FileSystem, path: str, url: str,
-               on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+def _read_file(
+    cfg: PipelineConfig, fs: pafs.FileSystem, path: str, url: str, on_reject: OnReject
+) -> Iterator[pa.RecordBatch]:
     src = cfg.source
     gz = is_gzip(path, str(src.compression))
     fmt = str(src.format)
@@ -201,13 +203,15 @@ def _csv_options(cfg: PipelineConfig, on_invalid, column_names: list[str] | None
         encoding="utf8" if utf8 else opts.encoding,
         column_names=None if opts.header else column_names,
     )
-    parse = pcsv.ParseOptions(delimiter=opts.delimiter, quote_char=opts.quote_char, newlines_in_values=True,
-                              invalid_row_handler=on_invalid)
+    parse = pcsv.ParseOptions(
+        delimiter=opts.delimiter, quote_char=opts.quote_char, newlines_in_values=True, invalid_row_handler=on_invalid
+    )
     return read, parse
 
 
-def _read_csv(cfg: PipelineConfig, fs: pafs.FileSystem, path: str, gz: bool, url: str, stream,
-              on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+def _read_csv(
+    cfg: PipelineConfig, fs: pafs.FileSystem, path: str, gz: bool, url: str, stream, on_reject: OnReject
+) -> Iterator[pa.RecordBatch]:
     import pyarrow.csv as pcsv
 
     opts = cfg.source.csv
@@ -239,8 +243,13 @@ def _read_csv(cfg: PipelineConfig, fs: pafs.FileSystem, path: str, gz: bool, url
         return "skip"
 
     read, parse = _csv_options(cfg, on_invalid, names if not opts.header else None)
-    convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True,
-                                  null_values=[""], quoted_strings_can_be_null=False, check_utf8=False)
+    convert = pcsv.ConvertOptions(
+        column_types={n: pa.string() for n in names},
+        strings_can_be_null=True,
+        null_values=[""],
+        quoted_strings_can_be_null=False,
+        check_utf8=False,
+    )
     try:
         reader = pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as exc:
@@ -259,8 +268,15 @@ def _read_csv(cfg: PipelineConfig, fs: pafs.FileSystem, path: str, gz: bool, url
             yield batch
 
 
-def _reject_invalid_utf8(batch: pa.RecordBatch, url: str, seen_before: int, header_rows: int, rejected: list[int],
-                         delimiter: str, on_reject: OnReject) -> pa.RecordBatch:
+def _reject_invalid_utf8(
+    batch: pa.RecordBatch,
+    url: str,
+    seen_before: int,
+    header_rows: int,
+    rejected: list[int],
+    delimiter: str,
+    on_reject: OnReject,
+) -> pa.RecordBatch:
     """Pass a batch that is valid UTF-8 through; otherwise reject its invalid rows and return the rest.
     The full validation is one C++ pass; the per-value scan runs only for a batch that failed it."""
     try:
@@ -277,8 +293,10 @@ def _reject_invalid_utf8(batch: pa.RecordBatch, url: str, seen_before: int, head
         if bad:
             raw = delimiter.join("" if v is None else v.decode("utf-8", "backslashreplace") for v in values)
             line = _record_number(seen_before + i + 1, header_rows, rejected)
-            reason = (f"invalid UTF-8 bytes in column(s) {', '.join(bad)}; "
-                      "if the file uses another encoding, set source.csv.encoding")
+            reason = (
+                f"invalid UTF-8 bytes in column(s) {', '.join(bad)}; "
+                "if the file uses another encoding, set source.csv.encoding"
+            )
             on_reject(Reject(file=url, line=line, raw=raw, reason=reason))
     return batch.filter(pa.array(keep))
 
@@ -345,15 +363,27 @@ def _read_jsonl(stream, url: str, rows: int, on_reject: OnReject) -> Iterator[pa
         try:
             record = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            on_reject(Reject(file=url, line=number, raw=raw.decode("utf-8", "backslashreplace"),
-                             reason=f"invalid UTF-8 at byte {exc.start}: JSON Lines must be UTF-8"))
+            on_reject(
+                Reject(
+                    file=url,
+                    line=number,
+                    raw=raw.decode("utf-8", "backslashreplace"),
+                    reason=f"invalid UTF-8 at byte {exc.start}: JSON Lines must be UTF-8",
+                )
+            )
             continue
         except json.JSONDecodeError as exc:
             on_reject(Reject(file=url, line=number, raw=raw.decode("utf-8"), reason=f"invalid JSON: {exc}"))
             continue
         if not isinstance(record, dict):
-            on_reject(Reject(file=url, line=number, raw=raw.decode("utf-8"),
-                             reason=f"not a JSON object but {type(record).__name__}"))
+            on_reject(
+                Reject(
+                    file=url,
+                    line=number,
+                    raw=raw.decode("utf-8"),
+                    reason=f"not a JSON object but {type(record).__name__}",
+                )
+            )
             continue
         records.append(record)
         if len(records) >= rows:
@@ -363,5 +393,12 @@ def _read_jsonl(stream, url: str, rows: int, on_reject: OnReject) -> Iterator[pa
         yield _to_batch(records)
 
 
-__all__ = ["SourceReadError", "arrow_s3_filesystem", "batch_rows", "iter_batches", "list_source_keys", "matches",
-           "read_object"]
+__all__ = [
+    "SourceReadError",
+    "arrow_s3_filesystem",
+    "batch_rows",
+    "iter_batches",
+    "list_source_keys",
+    "matches",
+    "read_object",
+]

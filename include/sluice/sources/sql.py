@@ -43,10 +43,26 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 # PostgreSQL built-in type OIDs (stable across versions) -> Arrow. numeric is resolved with its precision/scale.
 PG_OID_TYPES: dict[int, pa.DataType] = {
-    16: pa.bool_(), 20: pa.int64(), 21: pa.int16(), 23: pa.int32(), 26: pa.int64(), 700: pa.float32(),
-    701: pa.float64(), 25: pa.string(), 1043: pa.string(), 1042: pa.string(), 19: pa.string(), 18: pa.string(),
-    1082: pa.date32(), 1114: pa.timestamp("us"), 1184: pa.timestamp("us", tz="UTC"), 1083: pa.time64("us"),
-    114: pa.string(), 3802: pa.string(), 2950: pa.string(), 17: pa.binary(),
+    16: pa.bool_(),
+    20: pa.int64(),
+    21: pa.int16(),
+    23: pa.int32(),
+    26: pa.int64(),
+    700: pa.float32(),
+    701: pa.float64(),
+    25: pa.string(),
+    1043: pa.string(),
+    1042: pa.string(),
+    19: pa.string(),
+    18: pa.string(),
+    1082: pa.date32(),
+    1114: pa.timestamp("us"),
+    1184: pa.timestamp("us", tz="UTC"),
+    1083: pa.time64("us"),
+    114: pa.string(),
+    3802: pa.string(),
+    2950: pa.string(),
+    17: pa.binary(),
 }
 PG_NUMERIC_OID = 1700
 PG_COPY = True  # PostgreSQL reads through COPY; tests switch it off to run the cursor path on PostgreSQL too
@@ -76,8 +92,9 @@ def quote_column(column: str, dialect: Dialect) -> str:
 def incremental_predicate(column_sql: str, dialect: Dialect) -> str:
     """Half-open interval test. SQLite keeps timestamps as text, so both sides are normalized with datetime()."""
     if dialect.name == "sqlite":
-        return (f"datetime({column_sql}) >= datetime(:interval_start) "
-                f"AND datetime({column_sql}) < datetime(:interval_end)")
+        return (
+            f"datetime({column_sql}) >= datetime(:interval_start) AND datetime({column_sql}) < datetime(:interval_end)"
+        )
     return f"{column_sql} >= :interval_start AND {column_sql} < :interval_end"
 
 
@@ -118,12 +135,19 @@ def bind_values(interval: Interval, dialect: Dialect) -> dict[str, Any]:
 
 def sqlalchemy_url(conn: Any) -> sa.engine.URL:
     """A SQLAlchemy URL from an Airflow connection whose provider (hook) is not installed."""
-    kind = {"postgres": "postgresql", "postgresql": "postgresql", "sqlite": "sqlite"}.get(conn.conn_type,
-                                                                                        conn.conn_type)
+    kind = {"postgres": "postgresql", "postgresql": "postgresql", "sqlite": "sqlite"}.get(
+        conn.conn_type, conn.conn_type
+    )
     if kind == "sqlite":
         return sa.engine.URL.create("sqlite", database=conn.schema or conn.host or None)
-    return sa.engine.URL.create(kind, username=conn.login or None, password=conn.password or None,
-                                host=conn.host or None, port=conn.port or None, database=conn.schema or None)
+    return sa.engine.URL.create(
+        kind,
+        username=conn.login or None,
+        password=conn.password or None,
+        host=conn.host or None,
+        port=conn.port or None,
+        database=conn.schema or None,
+    )
 
 
 def make_engine(conn_id: str) -> Engine:
@@ -183,11 +207,13 @@ def _text(value: Any) -> str:
 def converter(arrow_type: pa.DataType) -> Callable[[tuple[Any, ...]], pa.Array]:
     """values -> Arrow array of `arrow_type`; string columns accept anything (rendered as text), others are strict."""
     if pa.types.is_string(arrow_type):
+
         def to_text(values: tuple[Any, ...]) -> pa.Array:
             try:
                 return pa.array(values, pa.string())
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 return pa.array([None if v is None or type(v) is str else _text(v) for v in values], pa.string())
+
         return to_text
     if pa.types.is_binary(arrow_type):
         return lambda values: pa.array([None if v is None else bytes(v) for v in values], pa.binary())
@@ -237,8 +263,14 @@ class RowBatcher:
                     conv((value,))
                 except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError) as exc:
                     raw = json.dumps(dict(zip(self.names, row, strict=True)), ensure_ascii=False, default=str)
-                    on_reject(Reject(file=self.where, line=self.position + i + 1, raw=raw,
-                                     reason=f"column {name}: {value!r} does not fit {arrow_type} ({exc})"))
+                    on_reject(
+                        Reject(
+                            file=self.where,
+                            line=self.position + i + 1,
+                            raw=raw,
+                            reason=f"column {name}: {value!r} does not fit {arrow_type} ({exc})",
+                        )
+                    )
                     break
             else:
                 kept.append(row)
@@ -253,12 +285,15 @@ def _first_line(sql: str) -> str:
 
 
 def failed(conn_id: str, sql: str, exc: BaseException, message: str) -> SqlSourceError:
-    return SqlSourceError(f"query on connection {conn_id!r} failed ({type(exc).__name__}): {message.strip()}\n"
-                          f"  query starts: {_first_line(sql)}")
+    return SqlSourceError(
+        f"query on connection {conn_id!r} failed ({type(exc).__name__}): {message.strip()}\n"
+        f"  query starts: {_first_line(sql)}"
+    )
 
 
-def _iter_cursor(src: SqlSourceConfig, sql: str, interval: Interval, engine: Engine, fetch_rows: int,
-                 on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+def _iter_cursor(
+    src: SqlSourceConfig, sql: str, interval: Interval, engine: Engine, fetch_rows: int, on_reject: OnReject
+) -> Iterator[pa.RecordBatch]:
     dialect = engine.dialect
     with engine.connect() as conn:
         try:
@@ -266,15 +301,18 @@ def _iter_cursor(src: SqlSourceConfig, sql: str, interval: Interval, engine: Eng
                 conn.execute(sa.text(statement), params)
             query = sa.text(sql).execution_options(stream_results=True, yield_per=fetch_rows)
             result = conn.execute(query, bind_values(interval, dialect))
-            batcher = RowBatcher(list(result.keys()), result.cursor.description or [], dialect,
-                                 f"{src.conn_id}:{src.table or 'query'}")
+            batcher = RowBatcher(
+                list(result.keys()), result.cursor.description or [], dialect, f"{src.conn_id}:{src.table or 'query'}"
+            )
             for part in result.partitions(fetch_rows):
                 yield batcher.batch(part, on_reject)
         except sa.exc.StatementError as exc:
             message = str(exc.orig) if exc.orig is not None else str(exc)
             if isinstance(exc.orig, sa.exc.InvalidRequestError):
-                message += (" (':name' in a query is a bind parameter; only :interval_start and :interval_end are "
-                            "bound; write \\: for a literal colon)")
+                message += (
+                    " (':name' in a query is a bind parameter; only :interval_start and :interval_end are "
+                    "bound; write \\: for a literal colon)"
+                )
             raise failed(src.conn_id, sql, exc.orig or exc, message) from None
 
 
@@ -300,5 +338,11 @@ def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -
                 yield part
     finally:
         engine.dispose()
-    log.info("sql source %s: %d rows from %s:%s in %.1fs", cfg.name, rows, src.conn_id, src.table or "query",
-             time.monotonic() - started)
+    log.info(
+        "sql source %s: %d rows from %s:%s in %.1fs",
+        cfg.name,
+        rows,
+        src.conn_id,
+        src.table or "query",
+        time.monotonic() - started,
+    )

@@ -37,12 +37,15 @@ BIND_NAMES = ("interval_start", "interval_end")
 
 def pg_server_binds(compiled_sql: str) -> str:
     """psycopg placeholders -> the session settings that `pg_bind_statement` fills (COPY takes no parameters)."""
+
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "%%":
             return "%"
         if match.group(1) not in BIND_NAMES:
-            raise SqlSourceError(f"unknown bind parameter :{match.group(1)}; only :interval_start and :interval_end "
-                                 "are bound (write \\: for a literal colon)")
+            raise SqlSourceError(
+                f"unknown bind parameter :{match.group(1)}; only :interval_start and :interval_end "
+                "are bound (write \\: for a literal colon)"
+            )
         return f"current_setting('sluice.{match.group(1)}')::timestamptz"
 
     return re.sub(r"%%|%\((\w+)\)s", replace, compiled_sql)
@@ -57,8 +60,10 @@ def pg_select(sql: str) -> str:
 
 
 def pg_bind_statement() -> str:
-    return ("SELECT set_config('sluice.interval_start', %(interval_start)s, true), "
-            "set_config('sluice.interval_end', %(interval_end)s, true)")
+    return (
+        "SELECT set_config('sluice.interval_start', %(interval_start)s, true), "
+        "set_config('sluice.interval_end', %(interval_end)s, true)"
+    )
 
 
 def pg_copy_statement(select: str) -> str:
@@ -81,8 +86,12 @@ def _copy_blocks(copy: Any, size: int = 4 << 20) -> Iterator[bytes]:
 
 def _unhex_bytea(batch: pa.RecordBatch, types: list[pa.DataType]) -> pa.RecordBatch:
     """bytea arrives as '\\x0a0b' text in CSV; the cursor path yields bytes, so this one does too."""
-    arrays = [pa.array([None if v is None else bytes.fromhex(v[2:]) for v in col.to_pylist()], pa.binary())
-              if pa.types.is_binary(t) else col for col, t in zip(batch.columns, types, strict=True)]
+    arrays = [
+        pa.array([None if v is None else bytes.fromhex(v[2:]) for v in col.to_pylist()], pa.binary())
+        if pa.types.is_binary(t)
+        else col
+        for col, t in zip(batch.columns, types, strict=True)
+    ]
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
@@ -109,8 +118,14 @@ def _pg_describe(conn: Any, select: str) -> list[_PgColumn]:
     for i in range(desc.nfields):
         oid, mod = desc.ftype(i), desc.fmod(i)
         numeric = oid == PG_NUMERIC_OID and mod >= 4
-        columns.append(_PgColumn((desc.fname(i) or b"").decode(), oid, ((mod - 4) >> 16) & 0xFFFF if numeric else None,
-                                 (mod - 4) & 0xFFFF if numeric else None))
+        columns.append(
+            _PgColumn(
+                (desc.fname(i) or b"").decode(),
+                oid,
+                ((mod - 4) >> 16) & 0xFFFF if numeric else None,
+                (mod - 4) & 0xFFFF if numeric else None,
+            )
+        )
     return columns
 
 
@@ -136,17 +151,28 @@ def iter_copy(src: SqlSourceConfig, sql: str, interval: Interval, dialect: Diale
             csv_types = {n: pa.string() if pa.types.is_binary(t) else t for n, t in zip(names, types, strict=True)}
             with cur.copy(pg_copy_statement(select)) as copy:
                 parse = pacsv.ParseOptions(newlines_in_values=True)
-                convert = pacsv.ConvertOptions(column_types=csv_types, null_values=[""], strings_can_be_null=True,
-                                               quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"])
+                convert = pacsv.ConvertOptions(
+                    column_types=csv_types,
+                    null_values=[""],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                    true_values=["t"],
+                    false_values=["f"],
+                )
                 has_bytea = any(pa.types.is_binary(t) for t in types)
                 for block in _copy_blocks(copy):
                     read = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=len(block) + 1)
-                    table = pacsv.read_csv(pa.BufferReader(block), read_options=read, parse_options=parse,
-                                           convert_options=convert)
+                    table = pacsv.read_csv(
+                        pa.BufferReader(block), read_options=read, parse_options=parse, convert_options=convert
+                    )
                     for batch in table.to_batches():
                         yield _unhex_bytea(batch, types) if has_bytea else batch
         except (psycopg.Error, _PgQueryError) as exc:
             raise failed(src.conn_id, sql, exc, str(exc)) from None
         except pa.ArrowInvalid as exc:
-            raise failed(src.conn_id, sql, exc, f"a value does not read as its column's type ({exc}); select that "
-                          "column cast to text in a query") from None
+            raise failed(
+                src.conn_id,
+                sql,
+                exc,
+                f"a value does not read as its column's type ({exc}); select that column cast to text in a query",
+            ) from None

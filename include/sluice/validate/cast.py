@@ -19,8 +19,16 @@ from sluice.config import ColumnSpec, ExtraColumnsPolicy
 from sluice.config.errors import suggest
 from sluice.validate.casters import CASTERS, Failures, any_true, as_mask, optimistic_cast, plain_array, to_strings
 
-__all__ = ["BAD_REASONS", "BAD_ROW", "CastResult", "CastSchemaError", "cast_column", "cast_table", "raw_strings",
-           "to_strings"]
+__all__ = [
+    "BAD_REASONS",
+    "BAD_ROW",
+    "CastResult",
+    "CastSchemaError",
+    "cast_column",
+    "cast_table",
+    "raw_strings",
+    "to_strings",
+]
 
 BAD_ROW = "_sluice_row"
 BAD_REASONS = "_sluice_reasons"
@@ -77,17 +85,26 @@ def _missing_message(spec: ColumnSpec, source: list[str], unused: list[str]) -> 
     if not hint and len(unused) == 1:
         hint = f"the source has one undeclared column, '{unused[0]}': was the column renamed upstream?"
     shown = ", ".join(source[:50]) + (f", ... ({len(source)} in all)" if len(source) > 50 else "")
-    return (f"non-nullable column {label} is missing from the source; source columns: {shown or '(none)'}."
-            + (f" {hint[0].upper()}{hint[1:]}" if hint else "")
-            + f" Fix: set source_name for '{spec.name}' to the source's column name, or declare it nullable: true.")
+    return (
+        f"non-nullable column {label} is missing from the source; source columns: {shown or '(none)'}."
+        + (f" {hint[0].upper()}{hint[1:]}" if hint else "")
+        + f" Fix: set source_name for '{spec.name}' to the source's column name, or declare it nullable: true."
+    )
 
 
 def _evolved(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """An undeclared column kept under on_extra_columns: evolve: primitive types stay, the rest becomes text."""
     arr = plain_array(arr)
     t = arr.type
-    if pa.types.is_null(t) or pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_time(t) \
-            or pa.types.is_duration(t) or pa.types.is_interval(t) or pa.types.is_decimal256(t):
+    if (
+        pa.types.is_null(t)
+        or pa.types.is_nested(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_time(t)
+        or pa.types.is_duration(t)
+        or pa.types.is_interval(t)
+        or pa.types.is_decimal256(t)
+    ):
         return to_strings(arr)
     return arr
 
@@ -100,12 +117,16 @@ def cast_table(table: pa.Table, columns: list[ColumnSpec], policy: ExtraColumnsP
     wanted = {c.source_column for c in columns}
     extra = [n for n in source if n not in wanted and not n.startswith("_sluice_")]
     if extra and policy is ExtraColumnsPolicy.fail:
-        raise CastSchemaError(f"the source has columns that target.columns does not declare: {', '.join(extra)} "
-                             "(on_extra_columns: fail). Declare them, or set on_extra_columns to ignore or evolve.")
+        raise CastSchemaError(
+            f"the source has columns that target.columns does not declare: {', '.join(extra)} "
+            "(on_extra_columns: fail). Declare them, or set on_extra_columns to ignore or evolve."
+        )
     clash = [n for n in extra if n in {c.name for c in columns}]
     if clash and policy is ExtraColumnsPolicy.evolve:
-        raise CastSchemaError(f"undeclared source column(s) {', '.join(clash)} would be added under a name a declared "
-                             "column already uses (it reads another source column via source_name); rename one.")
+        raise CastSchemaError(
+            f"undeclared source column(s) {', '.join(clash)} would be added under a name a declared "
+            "column already uses (it reads another source column via source_name); rename one."
+        )
     n = table.num_rows
     names, values, missing = [], [], []
     failures: list[tuple[str, str, Failures]] = []

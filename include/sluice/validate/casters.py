@@ -142,7 +142,6 @@ def _outside(values: pa.Array, lo: int, hi: int) -> pa.BooleanArray:
     return out
 
 
-
 # ---------------------------------------------------------------- one function per declared type
 
 
@@ -165,8 +164,10 @@ def _integer(arr: pa.Array, ct: ColumnType, target: pa.DataType) -> tuple[pa.Arr
         s = pc.replace_substring_regex(_text_in(arr), r"\.0*$", "")
         syntax = as_mask(pc.match_substring_regex(s, r"^[+-]?\d+$"))
         fits = as_mask(pc.match_substring_regex(s, r"^[+-]?\d{1,38}$"))
-        failures = [(pc.and_(pc.is_valid(s), pc.invert(syntax)), "not an integer"),
-                    (pc.and_(syntax, pc.invert(fits)), f"out of range for {ct}")]
+        failures = [
+            (pc.and_(pc.is_valid(s), pc.invert(syntax)), "not an integer"),
+            (pc.and_(syntax, pc.invert(fits)), f"out of range for {ct}"),
+        ]
         arr = pc.cast(_keep(fits, s), pa.decimal128(38, 0))
     else:
         failures = []
@@ -218,8 +219,9 @@ def _py_numeric(text: str, p: int, s: int) -> tuple[Decimal | None, str | None]:
     return (None, "overflow") if abs(value) >= Decimal(10) ** (p - s) else (value, None)
 
 
-def _fit_decimal(d: pa.Array, p: int, s: int, target: pa.DataType, overflow: str,
-                 failures: Failures) -> tuple[pa.Array, Failures]:
+def _fit_decimal(
+    d: pa.Array, p: int, s: int, target: pa.DataType, overflow: str, failures: Failures
+) -> tuple[pa.Array, Failures]:
     """Round to scale s (half away from zero), then flag values whose integer part is too long for numeric(p,s)."""
     if d.type.scale > s:
         d = pc.round(d, ndigits=s, round_mode="half_towards_infinity")
@@ -331,8 +333,9 @@ def _reject_constant(name: str) -> None:
 def _jsonb(arr: pa.Array, ct: ColumnType, target: pa.DataType) -> tuple[pa.Array, Failures]:
     """JSON text is parsed once per value (no vectorised JSON validator in Arrow); other values are serialised."""
     if not pa.types.is_string(arr.type):
-        return pa.array([None if v is None else json.dumps(v, default=str, ensure_ascii=False)
-                         for v in arr.to_pylist()], target), []
+        return pa.array(
+            [None if v is None else json.dumps(v, default=str, ensure_ascii=False) for v in arr.to_pylist()], target
+        ), []
     bad = []
     for i, value in enumerate(arr.to_pylist()):
         if value is not None:
@@ -362,8 +365,15 @@ def optimistic_cast(arr: pa.Array, ct: ColumnType, target: pa.DataType) -> pa.Ar
 _OPTIMISTIC = frozenset({"smallint", "integer", "bigint", "numeric", "double", "date", "timestamp", "timestamptz"})
 
 CASTERS: dict[str, Callable[[pa.Array, ColumnType, pa.DataType], tuple[pa.Array, Failures]]] = {
-    "smallint": _integer, "integer": _integer, "bigint": _integer, "numeric": _numeric, "double": _double,
-    "boolean": _boolean, "text": _text, "date": _date, "timestamp": _timestamp, "timestamptz": _timestamp,
+    "smallint": _integer,
+    "integer": _integer,
+    "bigint": _integer,
+    "numeric": _numeric,
+    "double": _double,
+    "boolean": _boolean,
+    "text": _text,
+    "date": _date,
+    "timestamp": _timestamp,
+    "timestamptz": _timestamp,
     "jsonb": _jsonb,
 }
-

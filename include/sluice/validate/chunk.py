@@ -60,9 +60,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QUARANTINE_DDL", "QUARANTINE_SCHEMA", "ExpectationError", "Level", "ValidationFailed", "classify",
-           "ensure_quarantine_table", "expectation_class", "quarantine_copy_sql", "quarantine_ddl",
-           "quarantine_delete_sql", "reason_key", "replace_quarantine_rows", "run_suite", "validate_chunk"]
+__all__ = [
+    "QUARANTINE_DDL",
+    "QUARANTINE_SCHEMA",
+    "ExpectationError",
+    "Level",
+    "ValidationFailed",
+    "classify",
+    "ensure_quarantine_table",
+    "expectation_class",
+    "quarantine_copy_sql",
+    "quarantine_ddl",
+    "quarantine_delete_sql",
+    "reason_key",
+    "replace_quarantine_rows",
+    "run_suite",
+    "validate_chunk",
+]
 
 
 class ValidationFailed(RuntimeError):
@@ -93,18 +107,23 @@ def column_stats(arr: pa.ChunkedArray) -> dict[str, Any]:
     sortable = not (pa.types.is_nested(t) or pa.types.is_boolean(t))
     mm = pc.min_max(arr) if sortable and len(arr) else None
     numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-    return {"count": int(pc.count(arr).as_py()), "nulls": arr.null_count,
-            "min": _json_value(mm["min"].as_py()) if mm else None,
-            "max": _json_value(mm["max"].as_py()) if mm else None,
-            "sum": _json_value(pc.sum(arr).as_py()) if numeric else None}
+    return {
+        "count": int(pc.count(arr).as_py()),
+        "nulls": arr.null_count,
+        "min": _json_value(mm["min"].as_py()) if mm else None,
+        "max": _json_value(mm["max"].as_py()) if mm else None,
+        "sum": _json_value(pc.sum(arr).as_py()) if numeric else None,
+    }
 
 
 def _summary(spec: ExpectationSpec, result: Any) -> str:
     res = result.result or {}
     sample = [_json_value(v) for v in (res.get("partial_unexpected_list") or [])[:5]]
     if "unexpected_count" in res:
-        return (f"{reason_key(spec)} [{spec.severity}]: {res['unexpected_count']} of {res.get('element_count')} "
-                f"row(s) unexpected, e.g. {sample}")
+        return (
+            f"{reason_key(spec)} [{spec.severity}]: {res['unexpected_count']} of {res.get('element_count')} "
+            f"row(s) unexpected, e.g. {sample}"
+        )
     return f"{reason_key(spec)} [{spec.severity}]: failed, observed {res.get('observed_value')!r}"
 
 
@@ -120,8 +139,9 @@ class _Verdict:
     chunkwise: list[dict] = field(default_factory=list)
 
 
-def _judge(good: pa.Table, specs: list[tuple[int, ExpectationSpec]], levels: dict[int, Level],
-           label: str) -> tuple[_Verdict, dict | None]:
+def _judge(
+    good: pa.Table, specs: list[tuple[int, ExpectationSpec]], levels: dict[int, Level], label: str
+) -> tuple[_Verdict, dict | None]:
     """Run the row-level and chunkwise expectations on the cast rows and sort the outcome by severity."""
     verdict = _Verdict(np.zeros(good.num_rows, dtype=bool))
     run = [(i, s) for i, s in specs if levels[i] in (Level.row, Level.chunkwise)]
@@ -134,8 +154,14 @@ def _judge(good: pa.Table, specs: list[tuple[int, ExpectationSpec]], levels: dic
         r, res = results[i], results[i].result or {}
         positions = res.get("unexpected_index_list")
         if levels[i] is Level.chunkwise or positions is None:  # also map expectations pandas judges as a whole
-            verdict.chunkwise.append({"expectation": reason_key(spec), "severity": str(spec.severity),
-                                      "success": bool(r.success), "observed": _json_value(res.get("observed_value"))})
+            verdict.chunkwise.append(
+                {
+                    "expectation": reason_key(spec),
+                    "severity": str(spec.severity),
+                    "success": bool(r.success),
+                    "observed": _json_value(res.get("observed_value")),
+                }
+            )
             if not r.success and spec.severity == "fail":
                 verdict.failures.append(_summary(spec, r))
         elif spec.severity == "quarantine" and positions:
@@ -163,14 +189,19 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
     levels = {i: classify(spec) for i, spec in specs}  # config errors surface before any work
     table = store.read_table(chunk["key"])
     if chunk.get("rows") is not None and table.num_rows != int(chunk["rows"]):
-        raise ValidationFailed(f"chunk {index}: {chunk['key']} holds {table.num_rows} rows, its ChunkRef says "
-                               f"{chunk['rows']}; the staged file changed after extraction")
+        raise ValidationFailed(
+            f"chunk {index}: {chunk['key']} holds {table.num_rows} rows, its ChunkRef says "
+            f"{chunk['rows']}; the staged file changed after extraction"
+        )
     rejects = store.read_table(chunk["rejects_key"]) if chunk.get("rejects_key") else None
     n_rejects = rejects.num_rows if rejects is not None else 0
     cast = cast_table(table, cfg.target.columns, cfg.target.on_extra_columns)
     if cast.extra_columns:
-        (log.warning if index == 0 else log.debug)("source columns not in target.columns (on_extra_columns: %s): %s",
-                                                   cfg.target.on_extra_columns, ", ".join(cast.extra_columns))
+        (log.warning if index == 0 else log.debug)(
+            "source columns not in target.columns (on_extra_columns: %s): %s",
+            cfg.target.on_extra_columns,
+            ", ".join(cast.extra_columns),
+        )
     good, gx_key = cast.good, None
     verdict, doc = _judge(good, specs, levels, f"{cfg.name}.chunk{index}")
     if doc is not None:
@@ -179,13 +210,16 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
     for warning in verdict.warnings:
         log.warning("chunk %d: %s", index, warning)
     if verdict.failures:
-        raise ValidationFailed(f"pipeline {cfg.name}, chunk {index}: {len(verdict.failures)} expectation(s) with "
-                               "severity fail failed:\n- " + "\n- ".join(verdict.failures))
+        raise ValidationFailed(
+            f"pipeline {cfg.name}, chunk {index}: {len(verdict.failures)} expectation(s) with "
+            "severity fail failed:\n- " + "\n- ".join(verdict.failures)
+        )
     flagged, why, counts = verdict.flagged, verdict.why, {**cast_reason_counts(cast.bad_rows), **verdict.counts}
     positions = np.flatnonzero(flagged)
     source_rows = cast.good_index.take(pa.array(positions)).to_pylist() if len(positions) else []
-    quarantine = quarantine_table(index, table, cast.bad_rows, source_rows, [why[p] for p in positions.tolist()],
-                                  rejects)
+    quarantine = quarantine_table(
+        index, table, cast.bad_rows, source_rows, [why[p] for p in positions.tolist()], rejects
+    )
     if n_rejects:
         counts["source rejects (rows the source could not parse)"] = n_rejects
     rows_in = table.num_rows + n_rejects
@@ -195,8 +229,10 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
     if len(positions):
         good = good.filter(pa.array(~flagged))
     if rows_in != good.num_rows + quarantine.num_rows:
-        raise RuntimeError(f"chunk {index}: conservation broken in validation: {rows_in} in != {good.num_rows} good "
-                           f"+ {quarantine.num_rows} quarantined (a bug: please report it)")
+        raise RuntimeError(
+            f"chunk {index}: conservation broken in validation: {rows_in} in != {good.num_rows} good "
+            f"+ {quarantine.num_rows} quarantined (a bug: please report it)"
+        )
     good_key, quarantine_key = store.derived_key(index, "good"), store.derived_key(index, "quarantine")
     store.write_table(good_key, good)
     store.write_table(quarantine_key, quarantine)
@@ -204,16 +240,42 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
     stats_cols = sorted({s.kwargs["column"] for i, s in specs if levels[i] is Level.combined and "column" in s.kwargs})
     seconds = time.perf_counter() - started
     report = {
-        "index": index, "rows_in": rows_in, "rows_good": good.num_rows, "rows_quarantined": quarantine.num_rows,
-        "rows_cast_failed": cast_failed, "rows_expectation_failed": len(positions), "rows_rejected": n_rejects,
-        "chunk_key": chunk["key"], "checksum": chunk.get("checksum"), "good_key": good_key,
-        "quarantine_key": quarantine_key, "gx_key": gx_key, "warnings": verdict.warnings, "failures": [],
-        "batch_checks": {"rows_in": rows_in, "rows_good": good.num_rows, "chunkwise": verdict.chunkwise,
-                         "stats": {c: column_stats(good[c]) for c in stats_cols}},
-        "extra_columns": extra, "missing_columns": missing, "quarantine_reasons": counts,
+        "index": index,
+        "rows_in": rows_in,
+        "rows_good": good.num_rows,
+        "rows_quarantined": quarantine.num_rows,
+        "rows_cast_failed": cast_failed,
+        "rows_expectation_failed": len(positions),
+        "rows_rejected": n_rejects,
+        "chunk_key": chunk["key"],
+        "checksum": chunk.get("checksum"),
+        "good_key": good_key,
+        "quarantine_key": quarantine_key,
+        "gx_key": gx_key,
+        "warnings": verdict.warnings,
+        "failures": [],
+        "batch_checks": {
+            "rows_in": rows_in,
+            "rows_good": good.num_rows,
+            "chunkwise": verdict.chunkwise,
+            "stats": {c: column_stats(good[c]) for c in stats_cols},
+        },
+        "extra_columns": extra,
+        "missing_columns": missing,
+        "quarantine_reasons": counts,
         "seconds": round(seconds, 3),
     }
-    log.info("chunk %d: %d rows in, %d good, %d quarantined (cast %d, expectations %d, source rejects %d) in %.2fs "
-             "(%.0f rows/s)", index, rows_in, good.num_rows, quarantine.num_rows, cast_failed, len(positions),
-             n_rejects, seconds, rows_in / max(seconds, 1e-9))
+    log.info(
+        "chunk %d: %d rows in, %d good, %d quarantined (cast %d, expectations %d, source rejects %d) in %.2fs "
+        "(%.0f rows/s)",
+        index,
+        rows_in,
+        good.num_rows,
+        quarantine.num_rows,
+        cast_failed,
+        len(positions),
+        n_rejects,
+        seconds,
+        rows_in / max(seconds, 1e-9),
+    )
     return report

@@ -24,17 +24,29 @@ log = logging.getLogger(__name__)
 __all__ = ["CHUNKWISE", "COMBINED", "QualityGateFailed", "evaluate_combined", "quality_gate"]
 
 # batch-level expectations evaluated here on figures summed over the chunks
-COMBINED = frozenset({
-    "expect_table_row_count_to_be_between", "expect_table_row_count_to_equal", "expect_column_min_to_be_between",
-    "expect_column_max_to_be_between", "expect_column_sum_to_be_between", "expect_column_mean_to_be_between",
-    "expect_column_proportion_of_non_null_values_to_be_between",
-})
+COMBINED = frozenset(
+    {
+        "expect_table_row_count_to_be_between",
+        "expect_table_row_count_to_equal",
+        "expect_column_min_to_be_between",
+        "expect_column_max_to_be_between",
+        "expect_column_sum_to_be_between",
+        "expect_column_mean_to_be_between",
+        "expect_column_proportion_of_non_null_values_to_be_between",
+    }
+)
 # batch-level expectations that hold for the interval exactly when they hold for every chunk (run per chunk by GX)
-CHUNKWISE = frozenset({
-    "expect_column_to_exist", "expect_column_type_to_be", "expect_table_column_count_to_be_between",
-    "expect_table_column_count_to_equal", "expect_table_columns_to_match_ordered_list",
-    "expect_table_columns_to_match_set", "expect_column_distinct_values_to_be_in_set",
-})
+CHUNKWISE = frozenset(
+    {
+        "expect_column_to_exist",
+        "expect_column_type_to_be",
+        "expect_table_column_count_to_be_between",
+        "expect_table_column_count_to_equal",
+        "expect_table_columns_to_match_ordered_list",
+        "expect_table_columns_to_match_set",
+        "expect_column_distinct_values_to_be_in_set",
+    }
+)
 MAX_CHUNKS_NAMED = 10
 
 
@@ -51,9 +63,14 @@ def _merge_stats(reports: list[dict], column: str) -> dict[str, Any]:
     maxs = [p["max"] for p in parts if p.get("max") is not None]
     sums = [p["sum"] for p in parts if p.get("sum") is not None]
     total = sum(sums) if sums and len(sums) == len([p for p in parts if p["count"]]) else None
-    return {"count": count, "rows": count + sum(p["nulls"] for p in parts),
-            "min": min(mins, key=_sortable) if mins else None, "max": max(maxs, key=_sortable) if maxs else None,
-            "sum": total, "mean": total / count if total is not None and count else None}
+    return {
+        "count": count,
+        "rows": count + sum(p["nulls"] for p in parts),
+        "min": min(mins, key=_sortable) if mins else None,
+        "max": max(maxs, key=_sortable) if maxs else None,
+        "sum": total,
+        "mean": total / count if total is not None and count else None,
+    }
 
 
 def _sortable(value: Any) -> Any:
@@ -137,20 +154,26 @@ def quality_gate(cfg: PipelineConfig, reports: list[dict]) -> list[dict]:
     reports = sorted(reports, key=lambda r: int(r["index"]))
     for r in reports:
         if int(r["rows_in"]) != int(r["rows_good"]) + int(r["rows_quarantined"]):
-            raise QualityGateFailed(f"chunk {r['index']}: rows_in {r['rows_in']} != good {r['rows_good']} + "
-                                    f"quarantined {r['rows_quarantined']}; the chunk report does not add up")
+            raise QualityGateFailed(
+                f"chunk {r['index']}: rows_in {r['rows_in']} != good {r['rows_good']} + "
+                f"quarantined {r['rows_quarantined']}; the chunk report does not add up"
+            )
     rows_in = sum(int(r["rows_in"]) for r in reports)
     good = sum(int(r["rows_good"]) for r in reports)
     bad = sum(int(r["rows_quarantined"]) for r in reports)
     q = cfg.quality
     problems: list[str] = []
     if rows_in and not good:
-        problems.append(f"every row is bad: all {rows_in} row(s) were quarantined ({_chunk_list(reports)}); "
-                        f"reasons: {_reasons(reports)}")
+        problems.append(
+            f"every row is bad: all {rows_in} row(s) were quarantined ({_chunk_list(reports)}); "
+            f"reasons: {_reasons(reports)}"
+        )
     elif rows_in and bad / rows_in > q.max_quarantine_fraction:
-        problems.append(f"{bad} of {rows_in} row(s) quarantined ({bad / rows_in:.2%}), over the limit "
-                        f"quality.max_quarantine_fraction = {q.max_quarantine_fraction:.2%}; chunks: "
-                        f"{_chunk_list(reports)}; reasons: {_reasons(reports)}")
+        problems.append(
+            f"{bad} of {rows_in} row(s) quarantined ({bad / rows_in:.2%}), over the limit "
+            f"quality.max_quarantine_fraction = {q.max_quarantine_fraction:.2%}; chunks: "
+            f"{_chunk_list(reports)}; reasons: {_reasons(reports)}"
+        )
     if q.min_rows is not None and rows_in < q.min_rows:
         problems.append(f"{rows_in} row(s) arrived, fewer than quality.min_rows = {q.min_rows}")
     if q.max_rows is not None and rows_in > q.max_rows:
@@ -165,14 +188,24 @@ def quality_gate(cfg: PipelineConfig, reports: list[dict]) -> list[dict]:
     for r in reports:
         for check in r.get("batch_checks", {}).get("chunkwise", []):
             if not check["success"]:
-                msg = (f"batch expectation {check['expectation']} failed in chunk {r['index']}: "
-                       f"observed {check.get('observed')!r}")
+                msg = (
+                    f"batch expectation {check['expectation']} failed in chunk {r['index']}: "
+                    f"observed {check.get('observed')!r}"
+                )
                 (warnings if check.get("severity") == "warn" else problems).append(msg)
     for w in warnings:
         log.warning("quality gate (warn only): %s", w)
-    log.info("quality gate for %s: %d chunk(s), %d row(s) in, %d good, %d quarantined (%.2f%%)", cfg.name,
-             len(reports), rows_in, good, bad, 100 * bad / rows_in if rows_in else 0.0)
+    log.info(
+        "quality gate for %s: %d chunk(s), %d row(s) in, %d good, %d quarantined (%.2f%%)",
+        cfg.name,
+        len(reports),
+        rows_in,
+        good,
+        bad,
+        100 * bad / rows_in if rows_in else 0.0,
+    )
     if problems:
-        raise QualityGateFailed(f"quality gate failed for pipeline {cfg.name}; nothing was loaded:\n- "
-                                + "\n- ".join(problems))
+        raise QualityGateFailed(
+            f"quality gate failed for pipeline {cfg.name}; nothing was loaded:\n- " + "\n- ".join(problems)
+        )
     return reports

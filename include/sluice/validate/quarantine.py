@@ -20,14 +20,31 @@ if TYPE_CHECKING:
 
     from sluice.interval import Interval
 
-__all__ = ["QUARANTINE_COLUMNS", "QUARANTINE_DDL", "QUARANTINE_FILE_SCHEMA", "QUARANTINE_SCHEMA", "cast_reason_counts",
-           "ensure_quarantine_table", "quarantine_copy_sql", "quarantine_ddl", "quarantine_delete_sql",
-           "quarantine_table", "replace_quarantine_rows"]
+__all__ = [
+    "QUARANTINE_COLUMNS",
+    "QUARANTINE_DDL",
+    "QUARANTINE_FILE_SCHEMA",
+    "QUARANTINE_SCHEMA",
+    "cast_reason_counts",
+    "ensure_quarantine_table",
+    "quarantine_copy_sql",
+    "quarantine_ddl",
+    "quarantine_delete_sql",
+    "quarantine_table",
+    "replace_quarantine_rows",
+]
 
 QUARANTINE_SCHEMA = "sluice"
 QUARANTINE_COLUMNS = ("pipeline", "run_id", "interval_start", "interval_end", "chunk", "row_number", "row", "reasons")
-QUARANTINE_FILE_SCHEMA = pa.schema([("chunk", pa.int32()), ("row_number", pa.int64()), ("kind", pa.string()),
-                                    ("row", pa.string()), ("reasons", pa.string())])
+QUARANTINE_FILE_SCHEMA = pa.schema(
+    [
+        ("chunk", pa.int32()),
+        ("row_number", pa.int64()),
+        ("kind", pa.string()),
+        ("row", pa.string()),
+        ("reasons", pa.string()),
+    ]
+)
 
 
 # ---------------------------------------------------------------- SQL
@@ -76,8 +93,9 @@ def ensure_quarantine_table(conn: psycopg.Connection) -> None:
                 raise
 
 
-def replace_quarantine_rows(dsn: str, pipeline: str, run_id: str, interval: Interval, index: int,
-                            quarantine: pa.Table) -> None:
+def replace_quarantine_rows(
+    dsn: str, pipeline: str, run_id: str, interval: Interval, index: int, quarantine: pa.Table
+) -> None:
     """Delete the chunk's earlier quarantine rows and COPY the new ones, in one transaction (retries are idempotent)."""
     import psycopg
 
@@ -111,8 +129,14 @@ def _raw_rows(table: pa.Table, rows: list[int]) -> list[str]:
     return [_dumps(dict(zip(names, row, strict=True))) for row in zip(*values, strict=True)]
 
 
-def quarantine_table(index: int, table: pa.Table, bad: pa.Table, expectation_rows: list[int],
-                     reasons: list[list[dict]], rejects: pa.Table | None) -> pa.Table:
+def quarantine_table(
+    index: int,
+    table: pa.Table,
+    bad: pa.Table,
+    expectation_rows: list[int],
+    reasons: list[list[dict]],
+    rejects: pa.Table | None,
+) -> pa.Table:
     """All of a chunk's quarantined rows in one shape: raw row as JSON, reasons as JSON, row number in the chunk.
     `bad` is CastResult.bad_rows; `expectation_rows` are rows of the raw `table` failed by expectations."""
     raw_cols = [c for c in bad.column_names if c not in (BAD_ROW, BAD_REASONS)]
@@ -126,8 +150,16 @@ def quarantine_table(index: int, table: pa.Table, bad: pa.Table, expectation_row
         rows += [_dumps({"file": r["file"], "line": r["line"], "raw": r["raw"]}) for r in rj]
         why += [_dumps([{"reason": r["reason"], "stage": "source"}]) for r in rj]
         kinds += ["reject"] * len(rj)
-    out = pa.table({"chunk": pa.array([index] * len(rows), pa.int32()), "row_number": pa.array(numbers, pa.int64()),
-                    "kind": kinds, "row": rows, "reasons": why}, schema=QUARANTINE_FILE_SCHEMA)
+    out = pa.table(
+        {
+            "chunk": pa.array([index] * len(rows), pa.int32()),
+            "row_number": pa.array(numbers, pa.int64()),
+            "kind": kinds,
+            "row": rows,
+            "reasons": why,
+        },
+        schema=QUARANTINE_FILE_SCHEMA,
+    )
     return out.sort_by([("row_number", "ascending", "at_end")])  # source order, rejects last
 
 

@@ -25,13 +25,37 @@ if TYPE_CHECKING:
 
     from sluice.config import ExpectationSpec, PipelineConfig
 
-__all__ = ["ExpectationError", "ExpectationProblem", "Level", "build_expectation", "classify", "columns_of",
-           "expectation_class", "expectation_issues", "reason_key", "run_suite", "to_pandas"]
+__all__ = [
+    "ExpectationError",
+    "ExpectationProblem",
+    "Level",
+    "build_expectation",
+    "classify",
+    "columns_of",
+    "expectation_class",
+    "expectation_issues",
+    "reason_key",
+    "run_suite",
+    "to_pandas",
+]
 
 GX_CATALOG = "https://greatexpectations.io/expectations/"
 # Fields every GX expectation has that a pipeline does not set in kwargs (left out of "expected: one of ...").
-_INTERNAL_FIELDS = frozenset({"id", "meta", "notes", "result_format", "description", "catch_exceptions",
-                              "rendered_content", "severity", "windows", "batch_id", "library_metadata"})
+_INTERNAL_FIELDS = frozenset(
+    {
+        "id",
+        "meta",
+        "notes",
+        "result_format",
+        "description",
+        "catch_exceptions",
+        "rendered_content",
+        "severity",
+        "windows",
+        "batch_id",
+        "library_metadata",
+    }
+)
 _COLUMN_KWARGS = ("column", "column_A", "column_B")
 _EXTRA = ("value_error.extra", "extra_forbidden")  # pydantic v1 (what GX 1.x uses) and v2 error types
 _MISSING = ("value_error.missing", "missing")
@@ -83,9 +107,13 @@ def _import_gx() -> Any:
 def _classes() -> dict[str, type]:
     gx = _import_gx()
 
-    return {c.expectation_type: c for name in dir(gx.expectations)
-            if name.startswith("Expect") and isinstance(c := getattr(gx.expectations, name), type)
-            and getattr(c, "expectation_type", None)}
+    return {
+        c.expectation_type: c
+        for name in dir(gx.expectations)
+        if name.startswith("Expect")
+        and isinstance(c := getattr(gx.expectations, name), type)
+        and getattr(c, "expectation_type", None)
+    }
 
 
 def expectation_class(name: str) -> type:
@@ -94,8 +122,9 @@ def expectation_class(name: str) -> type:
     classes = _classes()
     if name not in classes:
         hint = suggest(name, classes) or f"see {GX_CATALOG}"
-        problem = ExpectationProblem(("type",), f"unknown expectation '{name}' (GX Core has no such expectation)",
-                                     hint=hint)
+        problem = ExpectationProblem(
+            ("type",), f"unknown expectation '{name}' (GX Core has no such expectation)", hint=hint
+        )
         raise ExpectationError(f"{problem.message}; {hint}", [problem])
     return classes[name]
 
@@ -118,10 +147,18 @@ def classify(spec: ExpectationSpec) -> Level:
     if issubclass(cls, ColumnMapExpectation | ColumnPairMapExpectation | MulticolumnMapExpectation):
         return Level.row
     supported = ", ".join(sorted(COMBINED | CHUNKWISE))
-    message = (f"expectation '{spec.type}' is batch-level and its result on a whole interval cannot be built from "
-               "per-chunk results")
-    raise ExpectationError(f"{message}; supported batch-level expectations: {supported}", [ExpectationProblem(
-        ("type",), message, expected=f"a row-level (column map) expectation or one of: {supported}")])
+    message = (
+        f"expectation '{spec.type}' is batch-level and its result on a whole interval cannot be built from "
+        "per-chunk results"
+    )
+    raise ExpectationError(
+        f"{message}; supported batch-level expectations: {supported}",
+        [
+            ExpectationProblem(
+                ("type",), message, expected=f"a row-level (column map) expectation or one of: {supported}"
+            )
+        ],
+    )
 
 
 def _kwargs_problems(cls: type, kwargs: Mapping[str, Any], exc: Exception) -> list[ExpectationProblem]:
@@ -138,8 +175,9 @@ def _kwargs_problems(cls: type, kwargs: Mapping[str, Any], exc: Exception) -> li
     for err in errors:
         key, kind = str(err["loc"][0]) if err.get("loc") else "__root__", err.get("type", "")
         if kind in _EXTRA:
-            problems.append(ExpectationProblem(("kwargs", key), f"unknown kwarg '{key}'", expected,
-                                               suggest(key, accepted)))
+            problems.append(
+                ExpectationProblem(("kwargs", key), f"unknown kwarg '{key}'", expected, suggest(key, accepted))
+            )
         elif kind in _MISSING:
             if f"did you mean '{key}'?" not in meant:  # "colum" already says: did you mean 'column'?
                 problems.append(ExpectationProblem(("kwargs",), f"missing required kwarg '{key}'", expected))
@@ -161,8 +199,9 @@ def build_expectation(spec: ExpectationSpec, index: int) -> Any:
         return cls(**spec.kwargs, meta={"sluice_index": index})
     except Exception as exc:  # say which expectation, why, and the likely fix
         problems = _kwargs_problems(cls, spec.kwargs, exc)
-        raise ExpectationError(f"expectation {spec.type} with kwargs {spec.kwargs}: "
-                               + "; ".join(str(p) for p in problems), problems) from None
+        raise ExpectationError(
+            f"expectation {spec.type} with kwargs {spec.kwargs}: " + "; ".join(str(p) for p in problems), problems
+        ) from None
 
 
 def columns_of(spec: ExpectationSpec) -> list[str]:
@@ -203,8 +242,17 @@ def expectation_issues(cfg: PipelineConfig, defaults: Mapping | None = None) -> 
             for p in exc.problems:
                 loc = ("expectations", i, *p.loc)
                 origin = f"{defaults.path}:{_line(loc, defaults_lines)}" if inherited else None
-                issues.append(ConfigIssue(cfg.source_file, None if inherited else _line(loc, lines),
-                                          format_loc(loc), p.message, p.expected, p.hint, origin))
+                issues.append(
+                    ConfigIssue(
+                        cfg.source_file,
+                        None if inherited else _line(loc, lines),
+                        format_loc(loc),
+                        p.message,
+                        p.expected,
+                        p.hint,
+                        origin,
+                    )
+                )
     return sorted(issues, key=lambda issue: issue.line or 0)
 
 
@@ -233,8 +281,14 @@ def run_suite(df: pd.DataFrame, specs: list[tuple[int, ExpectationSpec]], name: 
     for i, spec in specs:
         suite.add_expectation(build_expectation(spec, i))
     batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
-    result = batch.validate(suite, result_format={"result_format": "COMPLETE", "partial_unexpected_count": 20,
-                                                  "return_unexpected_index_query": False})
+    result = batch.validate(
+        suite,
+        result_format={
+            "result_format": "COMPLETE",
+            "partial_unexpected_count": 20,
+            "return_unexpected_index_query": False,
+        },
+    )
     by_index: dict[int, Any] = {}
     for r in result.results:
         i = r.expectation_config.meta["sluice_index"]
@@ -242,8 +296,9 @@ def run_suite(df: pd.DataFrame, specs: list[tuple[int, ExpectationSpec]], name: 
         infos = [info] if "raised_exception" in info else list(info.values())
         raised = [x for x in infos if isinstance(x, dict) and x.get("raised_exception")]
         if raised:
-            raise ExpectationError(f"expectations[{i}] {reason_key(dict(specs)[i])} could not run: "
-                                   f"{raised[0].get('exception_message')}")
+            raise ExpectationError(
+                f"expectations[{i}] {reason_key(dict(specs)[i])} could not run: {raised[0].get('exception_message')}"
+            )
         by_index[i] = r
     doc = result.to_json_dict()
     for r in doc.get("results", []):
@@ -256,6 +311,7 @@ def to_pandas(table: pa.Table, columns: list[str]) -> pd.DataFrame:
     """GX's input: only the columns the expectations read; decimals as float64 (YAML bounds are floats)."""
     import pyarrow as pa
 
-    cols = [table[c].cast(pa.float64()) if pa.types.is_decimal(table.schema.field(c).type) else table[c]
-            for c in columns]
+    cols = [
+        table[c].cast(pa.float64()) if pa.types.is_decimal(table.schema.field(c).type) else table[c] for c in columns
+    ]
     return pa.table(cols, names=columns).to_pandas()

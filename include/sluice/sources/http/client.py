@@ -183,16 +183,18 @@ class _Wait(tenacity.wait.wait_base):
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, _RetryableStatus) and (after := retry_after_seconds(exc.response)) is not None:
             return after + random.uniform(0, min(1.0, after * 0.1))
-        backoff = tenacity.wait_exponential_jitter(initial=BACKOFF_INITIAL_SECONDS, max=BACKOFF_MAX_SECONDS,
-                                                   jitter=BACKOFF_INITIAL_SECONDS)
+        backoff = tenacity.wait_exponential_jitter(
+            initial=BACKOFF_INITIAL_SECONDS, max=BACKOFF_MAX_SECONDS, jitter=BACKOFF_INITIAL_SECONDS
+        )
         return backoff(retry_state)
 
 
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, requests.exceptions.SSLError):
         return False
-    return isinstance(exc, _RetryableStatus | requests.ConnectionError | requests.Timeout
-                      | requests.exceptions.ChunkedEncodingError)
+    return isinstance(
+        exc, _RetryableStatus | requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError
+    )
 
 
 def is_retryable_status(status: int) -> bool:
@@ -202,14 +204,29 @@ def is_retryable_status(status: int) -> bool:
 class Fetcher:
     """GET with shared rate limit, retries and timeouts; raises HttpSourceError with a redacted URL."""
 
-    def __init__(self, session: requests.Session, timeout: float, max_retries: int,
-                 limiter: RateLimiter | None, redact: _Redactor) -> None:
+    def __init__(
+        self,
+        session: requests.Session,
+        timeout: float,
+        max_retries: int,
+        limiter: RateLimiter | None,
+        redact: _Redactor,
+    ) -> None:
         self.session, self.timeout, self.max_retries, self.limiter, self.redact = (
-            session, timeout, max_retries, limiter, redact)
+            session,
+            timeout,
+            max_retries,
+            limiter,
+            redact,
+        )
         self.requests = 0
-        self.retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(max_retries + 1), wait=_Wait(),
-                                          retry=tenacity.retry_if_exception(_retryable), before_sleep=self._log_retry,
-                                          reraise=True)
+        self.retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(max_retries + 1),
+            wait=_Wait(),
+            retry=tenacity.retry_if_exception(_retryable),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
 
     def _attempt(self, request: PageRequest) -> requests.Response:
         if self.limiter:
@@ -222,9 +239,14 @@ class Fetcher:
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("GET %s: %s; retry %d/%d in %.1fs", self.redact(self._url(state.args[0])),
-                    self.redact(str(exc)), state.attempt_number, self.max_retries,
-                    state.next_action.sleep if state.next_action else 0)
+        log.warning(
+            "GET %s: %s; retry %d/%d in %.1fs",
+            self.redact(self._url(state.args[0])),
+            self.redact(str(exc)),
+            state.attempt_number,
+            self.max_retries,
+            state.next_action.sleep if state.next_action else 0,
+        )
 
     @staticmethod
     def _url(request: PageRequest) -> str:
@@ -236,14 +258,19 @@ class Fetcher:
         except _RetryableStatus as exc:
             raise HttpSourceError(
                 f"GET {self.redact(exc.response.url)} still answered HTTP {exc.response.status_code} after "
-                f"{self.max_retries + 1} attempts: {self.redact(_snippet(exc.response.text))}") from None
+                f"{self.max_retries + 1} attempts: {self.redact(_snippet(exc.response.text))}"
+            ) from None
         except requests.RequestException as exc:
-            raise HttpSourceError(f"GET {self.redact(self._url(request))} failed after "
-                                  f"{self.retrying.statistics.get('attempt_number', 1)} attempt(s): "
-                                  f"{self.redact(str(exc))}") from None
+            raise HttpSourceError(
+                f"GET {self.redact(self._url(request))} failed after "
+                f"{self.retrying.statistics.get('attempt_number', 1)} attempt(s): "
+                f"{self.redact(str(exc))}"
+            ) from None
         if response.status_code >= 400:
-            raise HttpSourceError(f"GET {self.redact(response.url)} answered HTTP {response.status_code} "
-                                  f"{response.reason}: {self.redact(_snippet(response.text))}")
+            raise HttpSourceError(
+                f"GET {self.redact(response.url)} answered HTTP {response.status_code} "
+                f"{response.reason}: {self.redact(_snippet(response.text))}"
+            )
         return response
 
 
@@ -252,7 +279,7 @@ class Fetcher:
 
 def _snippet(text: str, at: int = 0, width: int = 120) -> str:
     start = max(at - width // 2, 0)
-    return repr(text[start:start + width])
+    return repr(text[start : start + width])
 
 
 def parse_json(response: requests.Response, url: str) -> Any:
@@ -260,14 +287,18 @@ def parse_json(response: requests.Response, url: str) -> Any:
     malformed JSON with its line, column and the text around the position."""
     content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if "html" in content_type or "xml" in content_type:
-        raise HttpSourceError(f"GET {url} answered HTTP {response.status_code} with Content-Type {content_type}, "
-                              f"not JSON (an error or login page?); body starts {_snippet(response.text)}")
+        raise HttpSourceError(
+            f"GET {url} answered HTTP {response.status_code} with Content-Type {content_type}, "
+            f"not JSON (an error or login page?); body starts {_snippet(response.text)}"
+        )
     try:
         return loads(response.content)
     except json.JSONDecodeError as exc:
         hint = " (looks like HTML)" if exc.doc.lstrip()[:1] == "<" else ""
-        raise HttpSourceError(f"malformed JSON from GET {url}{hint}: {exc.msg} at line {exc.lineno} column "
-                              f"{exc.colno} (char {exc.pos}), near {_snippet(exc.doc, exc.pos, 60)}") from None
+        raise HttpSourceError(
+            f"malformed JSON from GET {url}{hint}: {exc.msg} at line {exc.lineno} column "
+            f"{exc.colno} (char {exc.pos}), near {_snippet(exc.doc, exc.pos, 60)}"
+        ) from None
     except UnicodeDecodeError as exc:
         raise HttpSourceError(f"GET {url}: body is not UTF-8 JSON: {exc}") from None
 
@@ -319,14 +350,21 @@ def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -
         urllib3_log.removeFilter(redact)
 
 
-def _fetch_all(cfg: PipelineConfig, src: HttpSourceConfig, conn: Any, interval: Interval, redact: _Redactor,
-               on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+def _fetch_all(
+    cfg: PipelineConfig, src: HttpSourceConfig, conn: Any, interval: Interval, redact: _Redactor, on_reject: OnReject
+) -> Iterator[pa.RecordBatch]:
     chunk_rows = cfg.staging.chunk_rows
     base = base_url(conn)
-    fetcher = Fetcher(_session(src, conn, interval, base), src.timeout_seconds, src.max_retries,
-                      limiter_for(cfg.name, src.conn_id, src.rate_limit_per_second), redact)
-    request = PageRequest(join_url(base, render(src.endpoint, interval)),
-                          {k: render(v, interval) for k, v in src.params.items()})
+    fetcher = Fetcher(
+        _session(src, conn, interval, base),
+        src.timeout_seconds,
+        src.max_retries,
+        limiter_for(cfg.name, src.conn_id, src.rate_limit_per_second),
+        redact,
+    )
+    request = PageRequest(
+        join_url(base, render(src.endpoint, interval)), {k: render(v, interval) for k, v in src.params.items()}
+    )
     paginator = make_paginator(src.pagination)
     paginator.init_request(request)
     columnizer = Columnizer()
@@ -340,12 +378,14 @@ def _fetch_all(cfg: PipelineConfig, src: HttpSourceConfig, conn: Any, interval: 
         records = select_records(body, src.records_path, url)
         pages += 1
         if records and records == previous:
-            raise DuplicatePageError(f"page {pages} (GET {url}) repeats the previous page's {len(records)} records: "
-                                     f"the API ignores the paging parameter or loops ({paginator.describe()})")
+            raise DuplicatePageError(
+                f"page {pages} (GET {url}) repeats the previous page's {len(records)} records: "
+                f"the API ignores the paging parameter or loops ({paginator.describe()})"
+            )
         paginator.update_state(response, body, records)
         del body
         for start in range(0, len(records), chunk_rows):
-            batch = columnizer.batch(records[start:start + chunk_rows], url, start, on_reject)
+            batch = columnizer.batch(records[start : start + chunk_rows], url, start, on_reject)
             if batch is not None:
                 rows += batch.num_rows
                 yield batch
@@ -353,9 +393,18 @@ def _fetch_all(cfg: PipelineConfig, src: HttpSourceConfig, conn: Any, interval: 
         if not paginator.has_next:
             break
         if pages >= src.max_pages:
-            raise MaxPagesExceeded(f"GET {url}: still a next page after max_pages={src.max_pages} "
-                                   f"({paginator.describe()}); raise max_pages or narrow the interval")
+            raise MaxPagesExceeded(
+                f"GET {url}: still a next page after max_pages={src.max_pages} "
+                f"({paginator.describe()}); raise max_pages or narrow the interval"
+            )
         paginator.update_request(request)
     waited = fetcher.limiter.waited_seconds if fetcher.limiter else 0.0
-    log.info("http source %s: %d rows, %d pages, %d requests in %.1fs (%.1fs waiting on the rate limit)",
-             cfg.name, rows, pages, fetcher.requests, time.monotonic() - started, waited)
+    log.info(
+        "http source %s: %d rows, %d pages, %d requests in %.1fs (%.1fs waiting on the rate limit)",
+        cfg.name,
+        rows,
+        pages,
+        fetcher.requests,
+        time.monotonic() - started,
+        waited,
+    )

@@ -219,8 +219,10 @@ class _FollowUrlPaginator(Paginator):
         if next_url:
             next_url = urljoin(response.url, next_url)
             if not _same_origin(response.url, next_url):
-                raise PaginationError(f"next page {next_url} is on another origin than {response.url}; refusing to "
-                                      "send the connection's credentials there")
+                raise PaginationError(
+                    f"next page {next_url} is on another origin than {response.url}; refusing to "
+                    "send the connection's credentials there"
+                )
         self.next_url = next_url or None
         self.has_next = self.next_url is not None
 
