@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pytest
+from sluice.config import ColumnSpec
 from sluice.validate import cast as casting
 from sluice.validate import casters as casting_types
-from sluice.config import ColumnSpec
 from sluice.validate.cast import BAD_REASONS, BAD_ROW, CastSchemaError, cast_table
 
 
