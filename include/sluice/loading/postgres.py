@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from sluice import failpoints
 from sluice.config import ExtraColumnsPolicy, WriteMode
 from sluice.loading import arrow_copy
 from sluice.loading import sql as q
@@ -281,6 +282,8 @@ def load_arrow(
                     "finished_at": datetime.now(UTC),
                 },
             )
+            failpoints.hit(conn, cfg.name, failpoints.Point.load_before_commit)
+        failpoints.hit(conn, cfg.name, failpoints.Point.load_after_commit)
     log.info(
         "chunk %d -> %s: %d rows (%d inserted, %d updated, %d deleted, %d duplicates superseded) copy %.2fs %s %.2fs",
         index,

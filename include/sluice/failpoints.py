@@ -1,0 +1,46 @@
+"""Failpoints: named points in a task where a test can hold it, so fault tests wait on a state instead of a clock.
+
+Off unless the process has SLUICE_FAILPOINTS=1 (the test stack sets it; production never does), and then each
+point costs one round trip. At a point, the task takes and drops a shared advisory lock on
+`hashtext('sluice.failpoint:<pipeline>:<name>')`. A test that holds that lock exclusively sees the task's backend
+wait in pg_locks (`waiting_backends`), can kill the task there as often as it wants, and lets it pass by unlocking.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from typing import Any
+
+ENV = "SLUICE_FAILPOINTS"
+
+
+class Point(StrEnum):
+    load_before_commit = "load.before_commit"  # rows and ledger row written, transaction still open
+    load_after_commit = "load.after_commit"  # the chunk's transaction committed, the task has not returned
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV, "") == "1"
+
+
+def lock_key(pipeline: str, point: Point | str) -> str:
+    return f"sluice.failpoint:{pipeline}:{point}"
+
+
+def hit_sql() -> str:
+    return "SELECT pg_advisory_lock_shared(hashtext(%(key)s)), pg_advisory_unlock_shared(hashtext(%(key)s))"
+
+
+def waiting_sql() -> str:
+    """Backends (pid, client_port) waiting at a failpoint; the test runs this on its own connection."""
+    return (
+        "SELECT a.pid, a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND NOT l.granted AND l.objid::int = hashtext(%(key)s)"
+    )
+
+
+def hit(conn: Any, pipeline: str, point: Point) -> None:
+    """Pass the failpoint (blocks while a test holds it)."""
+    if enabled():
+        conn.execute(hit_sql(), {"key": lock_key(pipeline, point)})
