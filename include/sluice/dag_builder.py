@@ -171,6 +171,19 @@ def deadline_alert(cfg: PipelineConfig):
     )
 
 
+def unretryable(fn: Any, *args: Any) -> Any:
+    """Run a stage; an error the stage marks as not retryable (`retryable = False`: a value PostgreSQL refuses, an
+    empty source that would empty an interval) fails the task at once instead of burning its retries."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        if getattr(exc, "retryable", True) is False:
+            from airflow.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
 def _pendulum(value) -> Any:
     import pendulum
 
@@ -200,11 +213,17 @@ def build_dag(cfg: PipelineConfig) -> DAG:
 
         @task
         def extract_and_stage(**context) -> list[dict]:
+            from sluice.connections import pg_dsn
+            from sluice.loading.ledger import new_generation
             from sluice.staging import extract_and_stage as run
 
             interval = resolve_interval(context, timetable)
-            log.info("pipeline %s: interval [%s, %s)", cfg.name, interval.start, interval.end)
-            return run(cfg, interval, context["run_id"])
+            generation = new_generation(pg_dsn(cfg.target.conn_id))
+            context["ti"].xcom_push(key="generation", value=generation)
+            log.info(
+                "pipeline %s: interval [%s, %s), generation %d", cfg.name, interval.start, interval.end, generation
+            )
+            return run(cfg, interval, context["run_id"], generation)
 
         @task(map_index_template="chunk {{ task.op_kwargs['chunk']['index'] }}")
         def validate_chunk(chunk: dict, **context) -> dict:
@@ -213,22 +232,35 @@ def build_dag(cfg: PipelineConfig) -> DAG:
             return run(cfg, resolve_interval(context, timetable), context["run_id"], chunk)
 
         @task(trigger_rule="none_failed")
-        def quality_gate(reports) -> list[dict]:
+        def quality_gate(reports, **context) -> list[dict]:
+            from sluice.loading.duplicates import mark_superseded
+            from sluice.loading.finalize import refuse_emptying
+            from sluice.staging import StagingStore
             from sluice.validate.gate import quality_gate as run
 
-            return run(cfg, list(reports or []))
+            interval = resolve_interval(context, timetable)
+            gated = run(cfg, list(reports or []))
+            unretryable(refuse_emptying, cfg, interval, gated)
+
+            def store_for(report: dict) -> StagingStore:
+                return StagingStore(cfg.staging, cfg.name, interval, context["run_id"], report.get("generation"))
+
+            keys = cfg.target.primary_key if cfg.target.write_mode.value != "append" else []
+            return mark_superseded(store_for, gated, keys)
 
         @task(map_index_template="chunk {{ task.op_kwargs['report']['index'] }}")
         def load_chunk(report: dict, **context) -> dict:
             from sluice.loading.postgres import load_chunk as run
 
-            return run(cfg, resolve_interval(context, timetable), context["run_id"], report)
+            return unretryable(run, cfg, resolve_interval(context, timetable), context["run_id"], report)
 
         @task(trigger_rule="none_failed", outlets=[asset])
         def finalize(results, gated, **context) -> dict:
-            from sluice.loading.postgres import finalize as run
+            from sluice.loading.finalize import finalize as run
 
-            summary = run(cfg, resolve_interval(context, timetable), context["run_id"], list(results or []))
+            generation = context["ti"].xcom_pull(task_ids="extract_and_stage", key="generation") or 0
+            results = list(results or [])
+            summary = run(cfg, resolve_interval(context, timetable), context["run_id"], results, int(generation))
             context["outlet_events"][asset].extra = {
                 k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) and k != "table"
             }

@@ -1,16 +1,18 @@
 """Chunked Parquet staging: a run's source rows as zstd Parquet chunks plus a manifest, in S3 or on local disk.
 
-Layout of one run (all keys deterministic, so a retry with the same run_id overwrites the same objects):
+Layout of one extraction, a load generation (all keys deterministic; the generation number comes from the
+warehouse's sluice.load_run_seq, so a cleared run, whose run_id Airflow keeps, never overwrites an earlier load):
 
-    <staging.url>/<pipeline>/<interval.key>/<run_id, sanitized>/
+    <staging.url>/<pipeline>/<interval.key>/<run_id, sanitized>/g<generation>/
         chunk-00000.parquet            source rows, raw source columns (string_view cast to string)
         chunk-00000.rejects.parquet    rows the source could not parse: file, line, raw, reason (only if any)
         chunk-00000.good.parquet       written later by validation (StagingStore.derived_key(0, "good"))
         chunk-00000.gx.json            GX validation result, also by validation (derived_key(0, "gx", ext="json"))
         manifest.json                  written LAST: chunk keys, rows, rejects, checksums
 
-A run directory without manifest.json is incomplete: extract_and_stage deletes the old manifest before anything else
-and writes the new one only after every chunk is stored, so a failure mid-way never leaves a manifest behind.
+A generation directory without manifest.json is incomplete: extract_and_stage writes the manifest only after every
+chunk is stored. Files of one generation never change (validation and loading check the checksums); files of earlier
+generations are kept, for audit and replay, until a retention step deletes them.
 
 Checksum: "sha256:<hex>" over the exact bytes of the chunk's Parquet file (the writer is deterministic for the same
 rows and pyarrow version); verify with `sha256(object bytes)` without parsing the file.
@@ -49,6 +51,7 @@ class ChunkRef(TypedDict):
     """What one staged chunk puts on XCom (small: keys and counts only)."""
 
     index: int
+    generation: int
     key: str
     rows: int
     rejects_key: str | None
@@ -110,11 +113,14 @@ def rejects_table(rejects: Iterable[Reject]) -> pa.Table:
 class StagingStore:
     """The staging directory of one (pipeline, interval, run_id): chunk keys, Parquet I/O and the manifest."""
 
-    def __init__(self, staging: StagingConfig, pipeline: str, interval: Interval, run_id: str):
+    def __init__(
+        self, staging: StagingConfig, pipeline: str, interval: Interval, run_id: str, generation: int | None = None
+    ):
         self.staging = staging
         self.pipeline = pipeline
         self.interval = interval
         self.run_id = run_id
+        self.generation = generation
         parsed = urlparse(staging.url)
         self.scheme = parsed.scheme
         if parsed.scheme == "s3":
@@ -128,6 +134,8 @@ class StagingStore:
         else:
             raise StagingError(f"staging url {staging.url}: only s3://bucket[/prefix] and file:///path are supported")
         self.root = f"{base}/{pipeline}/{interval.key}/{sanitize_run_id(run_id)}"
+        if generation is not None:
+            self.root += f"/g{int(generation)}"
         self._fs: pafs.FileSystem | None = None
 
     @property
@@ -218,7 +226,13 @@ class StagingStore:
             rejects_key = self.rejects_key(index)
             self.write_table(rejects_key, bad)
         return ChunkRef(
-            index=index, key=key, rows=table.num_rows, rejects_key=rejects_key, rejects=bad.num_rows, checksum=digest
+            index=index,
+            generation=int(self.generation or 0),
+            key=key,
+            rows=table.num_rows,
+            rejects_key=rejects_key,
+            rejects=bad.num_rows,
+            checksum=digest,
         )
 
     def write_manifest(self, chunks: list[ChunkRef]) -> str:
@@ -228,6 +242,7 @@ class StagingStore:
             "pipeline": self.pipeline,
             "interval": self.interval.to_dict(),
             "run_id": self.run_id,
+            "generation": self.generation,
             "checksum_algorithm": CHECKSUM_ALGORITHM,
             "rows": sum(c["rows"] for c in chunks),
             "rejects": sum(c["rejects"] for c in chunks),
@@ -245,28 +260,6 @@ class StagingStore:
             raise StagingError(
                 f"{self.manifest_key} is missing: extract_and_stage did not finish for this run"
             ) from None
-
-    def clear(self) -> None:
-        """Forget an earlier attempt of this run: the manifest first (so the directory reads as incomplete at once),
-        then every file in the run directory."""
-        if self.scheme == "file":
-            manifest = self._path(self.manifest_key)
-            if self.fs.get_file_info(manifest).type == pafs.FileType.File:
-                self.fs.delete_file(manifest)
-            self.fs.delete_dir_contents(self.root, missing_dir_ok=True)
-            return
-        # boto3 via the hook: pyarrow's S3 deletes leave a "directory" marker object behind.
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        hook = S3Hook(aws_conn_id=self.staging.conn_id)
-        bucket, _, prefix = self.root.partition("/")
-        manifest = f"{prefix}/{MANIFEST_NAME}"
-        keys = hook.list_keys(bucket_name=bucket, prefix=prefix + "/") or []
-        if manifest in keys:
-            hook.delete_objects(bucket=bucket, keys=[manifest])
-        others = [k for k in keys if k != manifest]
-        if others:
-            hook.delete_objects(bucket=bucket, keys=others)  # the hook sends batches of 1000
 
 
 # ---------------------------------------------------------------- extract and stage
@@ -340,7 +333,7 @@ class _ChunkWriter:
         )
 
 
-def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str) -> list[ChunkRef]:
+def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str, generation: int) -> list[ChunkRef]:
     """Stream the source into Parquet chunks of cfg.staging.chunk_rows rows; return their ChunkRefs.
 
     A chunk is written as soon as it holds chunk_rows rows, so memory is bounded by the chunk, not the interval.
@@ -349,8 +342,7 @@ def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str) -> l
     """
     from sluice.sources import iter_source
 
-    store = StagingStore(cfg.staging, cfg.name, interval, run_id)
-    store.clear()
+    store = StagingStore(cfg.staging, cfg.name, interval, run_id, generation)
     writer = _ChunkWriter(store, cfg.staging.chunk_rows)
     log.info(
         "staging %s for %s into %s (chunk_rows=%d)",

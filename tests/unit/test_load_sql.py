@@ -132,7 +132,13 @@ def test_schema_and_columns_ddl():
 def test_bookkeeping_tables():
     ledger = s(q.create_ledger())
     assert ledger.startswith('CREATE TABLE IF NOT EXISTS "sluice"."load_ledger" (')
-    assert "UNIQUE (pipeline, run_id, chunk)" in ledger
+    assert "UNIQUE" not in ledger  # one row per (run, generation, chunk): the unique index of migrate_ledger
+    migrate = [s(x) for x in q.migrate_ledger()]
+    assert migrate[2] == (
+        'CREATE UNIQUE INDEX IF NOT EXISTS load_ledger_generation_chunk ON "sluice"."load_ledger" '
+        "(pipeline, run_id, run_no, chunk)"
+    )
+    assert "DROP CONSTRAINT IF EXISTS load_ledger_pipeline_run_id_chunk_key" in migrate[1]
     for field in q.LEDGER_FIELDS:
         assert f"{field} " in ledger
     summary = s(q.create_run_summary())
@@ -159,10 +165,30 @@ def test_temp_table_and_copy():
 
 # ------------------------------------------------------------------------------------------------ writes
 
-GUARD = (
-    '("t"."_sluice_run" <> %(run_no)s AND NOT ((("t"."_sluice_run" << 32) | ("t"."_sluice_seq" >> 32)) '
-    '= ANY(%(adopted)s::bigint[])) OR "t"."_sluice_seq" <= "{src}"."_sluice_seq")'
-)
+GUARD = '"t"."_sluice_run" <= %(run_no)s'
+
+
+def test_version_guard_never_rolls_a_key_back():
+    sql = s(q.merge_upsert("s", "t", ["k", "v", "updated_at"], ["k"], version="updated_at"))
+    assert (
+        'AND "t"."_sluice_run" <= %(run_no)s AND ("t"."updated_at" IS NULL OR "s"."updated_at" >= "t"."updated_at") '
+        "THEN UPDATE" in sql
+    )
+    sql = s(q.on_conflict_upsert("s", "t", ["k", "v", "updated_at"], ["k"], version="updated_at"))
+    assert sql.endswith('AND ("t"."updated_at" IS NULL OR "excluded"."updated_at" >= "t"."updated_at")')
+
+
+def test_generation_statements():
+    assert s(q.delete_generations("s", "t")) == (
+        'DELETE FROM "s"."t" WHERE "_sluice_run" IN (SELECT DISTINCT run_no FROM "sluice"."load_ledger" WHERE '
+        "pipeline = %(pipeline)s AND interval_start = %(start)s AND interval_end = %(end)s AND run_no <> %(run_no)s)"
+    )
+    assert s(q.generation_started()).endswith(
+        "WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s AND run_no = %(run_no)s)"
+    )
+    assert s(q.interval_has_rows("s", "t", "day")) == (
+        'SELECT EXISTS (SELECT FROM "s"."t" WHERE "day" >= %(start)s AND "day" < %(end)s)'
+    )
 
 
 def test_merge_upsert():
@@ -242,17 +268,14 @@ def test_ledger_and_summary_statements():
     assert ins.startswith('INSERT INTO "sluice"."load_ledger" ("pipeline", "target", ')
     assert ins.count("%(") == len(q.LEDGER_FIELDS)
     assert s(q.ledger_select(one_chunk=True)).endswith(
-        'FROM "sluice"."load_ledger" WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s AND chunk = %(chunk)s '
-        "ORDER BY chunk"
+        'FROM "sluice"."load_ledger" WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s AND run_no = %(run_no)s '
+        "AND chunk = %(chunk)s ORDER BY chunk"
     )
     assert "chunk = %(chunk)s" not in s(q.ledger_select(one_chunk=False))
     up = s(q.run_summary_upsert())
     assert up.startswith('INSERT INTO "sluice"."run_summary" ("pipeline", "run_id", ')
     assert 'ON CONFLICT (pipeline, run_id) DO UPDATE SET "target" = excluded."target"' in up
     assert '"pipeline" = excluded' not in up
-    adopted = s(q.adopted_chunks())
-    assert "(p.run_no << 32) | p.chunk" in adopted and "p.run_id <> %(run_id)s" in adopted
-    assert "UNION ALL SELECT %(chunk)s, %(checksum)s" in adopted
 
 
 def test_catalog_queries_take_names_as_values():
@@ -366,7 +389,10 @@ def test_conservation_problems_and_table():
         "rows_quarantined": 1,
         "inserted": 4,
         "updated": 0,
+        "unchanged": 0,
+        "superseded": 0,
         "deleted": 0,
+        "write_mode": "upsert",
         "copy_seconds": 0.5,
         "merge_seconds": 0.25,
         "interval_start": iv.start,
@@ -376,9 +402,13 @@ def test_conservation_problems_and_table():
     assert conservation_problems([{**row, "rows_loaded": 3}], [{"index": 0, "rows_loaded": 4}, {"index": 2}], iv) == [
         "chunk 2 has no ledger row (it was never loaded)",
         "chunk 0: rows_in 5 != loaded 3 + quarantined 1",
+        "chunk 0: loaded 3 != inserted 4 + updated 0 + unchanged 0 + superseded 0",
         "chunk 0: the task reported other counts than the ledger recorded",
     ]
     assert conservation_problems([row], [], iv) == ["chunk 0 is in the ledger but not in this run's results"]
+    assert conservation_problems([row], [{"index": 0}], iv, quarantined_rows=3) == [
+        "sluice.quarantine holds 3 rows of this generation, the ledger 1"
+    ]
     lines = format_table([row, {**row, "chunk": 1}]).splitlines()
     assert lines[0].split() == [
         "chunk",
@@ -387,8 +417,10 @@ def test_conservation_problems_and_table():
         "rows_quarantined",
         "inserted",
         "updated",
+        "unchanged",
+        "superseded",
         "deleted",
         "copy_seconds",
         "merge_seconds",
     ]
-    assert lines[-1].split() == ["total", "10", "8", "2", "8", "0", "0", "1.00", "0.50"]
+    assert lines[-1].split() == ["total", "10", "8", "2", "8", "0", "0", "0", "0", "1.00", "0.50"]

@@ -18,6 +18,7 @@ from sluice.sources.base import Reject
 from sluice.staging import NoDataError, StagingError, StagingStore, extract_and_stage, sanitize_run_id
 
 INTERVAL = Interval(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC))
+GEN = 7
 RUN_ID = "manual__2024-01-01T00:00:00+00:00"
 
 
@@ -70,14 +71,14 @@ def read(store: StagingStore, key: str) -> pa.Table:
     return store.read_table(key)
 
 
-def store_for(cfg) -> StagingStore:
-    return StagingStore(cfg.staging, cfg.name, INTERVAL, RUN_ID)
+def store_for(cfg, gen=None) -> StagingStore:
+    return StagingStore(cfg.staging, cfg.name, INTERVAL, RUN_ID, GEN if gen is None else gen)
 
 
 def test_chunks_are_cut_exactly_at_chunk_rows_and_keep_the_remainder(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     fake_source(monkeypatch, [("rows", 3), ("rows", 4), ("rows", 7), ("rows", 9)])  # 23 rows
-    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     assert [c["rows"] for c in chunks] == [10, 10, 3]
     assert [c["index"] for c in chunks] == [0, 1, 2]
     store = store_for(cfg)
@@ -88,22 +89,22 @@ def test_chunks_are_cut_exactly_at_chunk_rows_and_keep_the_remainder(tmp_path, m
 def test_exact_multiple_gives_no_empty_trailing_chunk(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     fake_source(monkeypatch, [("rows", 20)])
-    assert [c["rows"] for c in extract_and_stage(cfg, INTERVAL, RUN_ID)] == [10, 10]
+    assert [c["rows"] for c in extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)] == [10, 10]
 
 
 def test_one_batch_larger_than_several_chunks(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path, chunk_rows=4)
     fake_source(monkeypatch, [("rows", 13)])
-    assert [c["rows"] for c in extract_and_stage(cfg, INTERVAL, RUN_ID)] == [4, 4, 4, 1]
+    assert [c["rows"] for c in extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)] == [4, 4, 4, 1]
 
 
 def test_keys_are_deterministic_and_run_id_is_sanitized(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     fake_source(monkeypatch, [("rows", 12)])
-    first = extract_and_stage(cfg, INTERVAL, RUN_ID)
-    second = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    first = extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
+    second = extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     assert first == second  # same keys, same checksums
-    run_dir = f"file://{tmp_path}/staging/orders/20240101T000000Z_20240102T000000Z/manual__2024-01-01T00_00_00_00_00"
+    run_dir = f"file://{tmp_path}/staging/orders/20240101T000000Z_20240102T000000Z/manual__2024-01-01T00_00_00_00_00/g7"
     assert first[0]["key"] == f"{run_dir}/chunk-00000.parquet"
     assert first[1]["key"] == f"{run_dir}/chunk-00001.parquet"
     store = store_for(cfg)
@@ -122,7 +123,7 @@ def test_sanitize_run_id():
 def test_checksum_is_sha256_of_the_parquet_bytes_and_chunks_are_zstd(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     fake_source(monkeypatch, [("rows", 5)])
-    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     path = chunk["key"].removeprefix("file://")
     assert chunk["checksum"] == "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
     meta = pq.ParquetFile(path).metadata
@@ -132,7 +133,7 @@ def test_checksum_is_sha256_of_the_parquet_bytes_and_chunks_are_zstd(tmp_path, m
 def test_manifest_lists_chunks_rows_rejects_and_checksums(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     fake_source(monkeypatch, [("rows", 6), ("reject", 8), ("rows", 6)])
-    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     manifest = store_for(cfg).read_manifest()
     assert manifest["chunks"] == chunks
     assert manifest["rows"] == 12 and manifest["rejects"] == 1
@@ -144,7 +145,7 @@ def test_rejects_attach_to_the_chunk_being_filled(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     # rows 0-5, reject A, rows 6-11 (chunk 0 full at 10), reject B while chunk 1 fills, rows 12-14
     fake_source(monkeypatch, [("rows", 6), ("reject", 8), ("rows", 6), ("reject", 15), ("rows", 3)])
-    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     assert [(c["rows"], c["rejects"]) for c in chunks] == [(10, 1), (5, 1)]
     store = store_for(cfg)
     assert chunks[0]["rejects_key"] == store.derived_key(0, "rejects")
@@ -155,7 +156,7 @@ def test_rejects_attach_to_the_chunk_being_filled(tmp_path, monkeypatch):
 def test_chunk_without_rejects_has_no_rejects_file(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     fake_source(monkeypatch, [("rows", 3)])
-    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     assert chunk["rejects_key"] is None and chunk["rejects"] == 0
     assert not store_for(cfg).exists(store_for(cfg).derived_key(0, "rejects"))
 
@@ -163,7 +164,7 @@ def test_chunk_without_rejects_has_no_rejects_file(tmp_path, monkeypatch):
 def test_trailing_rejects_get_a_chunk_of_their_own(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     fake_source(monkeypatch, [("rows", 10), ("reject", 12)])
-    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     assert [(c["rows"], c["rejects"]) for c in chunks] == [(10, 0), (0, 1)]
     empty = read(store_for(cfg), chunks[1]["key"])
     assert empty.num_rows == 0 and empty.column_names == ["id", "name"]
@@ -172,7 +173,7 @@ def test_trailing_rejects_get_a_chunk_of_their_own(tmp_path, monkeypatch):
 def test_only_rejects_is_data_not_an_empty_interval(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path, require_data=True)
     fake_source(monkeypatch, [("reject", 2), ("reject", 3)])
-    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     assert (chunk["rows"], chunk["rejects"]) == (0, 2)
     # no batch ever arrived: the empty chunk has the declared source columns, as strings
     assert read(store_for(cfg), chunk["key"]).schema == pa.schema([("id", pa.string()), ("name", pa.string())])
@@ -181,14 +182,14 @@ def test_only_rejects_is_data_not_an_empty_interval(tmp_path, monkeypatch):
 def test_many_rejects_flush_a_chunk_to_bound_memory(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path, chunk_rows=3)
     fake_source(monkeypatch, [("rows", 1)] + [("reject", i) for i in range(7)])
-    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     assert [(c["rows"], c["rejects"]) for c in chunks] == [(1, 3), (0, 3), (0, 1)]
 
 
 def test_zero_rows_returns_empty_list_and_writes_an_empty_manifest(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     fake_source(monkeypatch, [])
-    assert extract_and_stage(cfg, INTERVAL, RUN_ID) == []
+    assert extract_and_stage(cfg, INTERVAL, RUN_ID, GEN) == []
     manifest = store_for(cfg).read_manifest()
     assert manifest["chunks"] == [] and manifest["rows"] == 0
 
@@ -201,24 +202,26 @@ def test_zero_rows_with_require_data_fails_clearly_without_manifest(tmp_path, mo
         match=r"no data for interval 20240101T000000Z_20240102T000000Z in "
         r"s3://sluice-landing/orders/2024-01-01/ and require_data is true",
     ):
-        extract_and_stage(cfg, INTERVAL, RUN_ID)
+        extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     assert not store_for(cfg).exists(store_for(cfg).manifest_key)
 
 
-def test_failure_midway_leaves_no_manifest_even_after_an_earlier_success(tmp_path, monkeypatch):
+def test_failure_midway_leaves_no_manifest_and_keeps_the_earlier_generation(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     fake_source(monkeypatch, [("rows", 25)])
-    extract_and_stage(cfg, INTERVAL, RUN_ID)
-    store = store_for(cfg)
-    assert store.exists(store.manifest_key)
+    extract_and_stage(cfg, INTERVAL, RUN_ID, 1)
+    first = store_for(cfg, 1)
+    assert first.exists(first.manifest_key)
     fake_source(monkeypatch, [("rows", 15), ("raise", "boom")])
     with pytest.raises(RuntimeError, match="boom"):
-        extract_and_stage(cfg, INTERVAL, RUN_ID)
-    assert not store.exists(store.manifest_key)
-    assert store.exists(store.chunk_key(0))  # chunk 0 was written before the failure
-    assert not store.exists(store.chunk_key(2))  # the earlier attempt's chunks are gone
+        extract_and_stage(cfg, INTERVAL, RUN_ID, 2)
+    second = store_for(cfg, 2)
+    assert not second.exists(second.manifest_key)
+    assert second.exists(second.chunk_key(0))  # chunk 0 was written before the failure
     with pytest.raises(StagingError, match="manifest.json is missing"):
-        store.read_manifest()
+        second.read_manifest()
+    assert first.read_manifest()["rows"] == 25  # an earlier generation's files are never touched
+    assert first.read_manifest()["generation"] == 1
 
 
 def test_manifest_is_the_last_file_written(tmp_path, monkeypatch):
@@ -232,26 +235,27 @@ def test_manifest_is_the_last_file_written(tmp_path, monkeypatch):
         return original(self, key, data)
 
     monkeypatch.setattr(StagingStore, "_put", spy)
-    extract_and_stage(cfg, INTERVAL, RUN_ID)
+    extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     assert written == ["chunk-00000.parquet", "chunk-00000.rejects.parquet", "chunk-00001.parquet", "manifest.json"]
 
 
-def test_rerun_with_fewer_chunks_removes_stale_ones(tmp_path, monkeypatch):
+def test_a_new_generation_has_its_own_directory(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     fake_source(monkeypatch, [("rows", 30)])
-    extract_and_stage(cfg, INTERVAL, RUN_ID)
+    first = extract_and_stage(cfg, INTERVAL, RUN_ID, 1)
     fake_source(monkeypatch, [("rows", 5)])
-    assert len(extract_and_stage(cfg, INTERVAL, RUN_ID)) == 1
-    store = store_for(cfg)
-    assert not store.exists(store.chunk_key(1))
-    assert len(json.loads(Path(store.manifest_key.removeprefix("file://")).read_text())["chunks"]) == 1
+    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID, 2)
+    assert chunk["generation"] == 2 and "/g2/chunk-00000.parquet" in chunk["key"]
+    assert len(first) == 3 and all(store_for(cfg, 1).exists(c["key"]) for c in first)
+    manifest = Path(store_for(cfg, 2).manifest_key.removeprefix("file://"))
+    assert len(json.loads(manifest.read_text())["chunks"]) == 1
 
 
 def test_string_view_is_cast_to_string(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     views = pa.record_batch({"id": pa.array([1, 2], pa.int64()), "name": pa.array(["a", "b"], pa.string_view())})
     fake_source(monkeypatch, [("batch", views)])
-    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     assert read(store_for(cfg), chunk["key"]).schema.field("name").type == pa.string()
 
 
@@ -260,7 +264,7 @@ def test_batches_with_different_columns_are_unified(tmp_path, monkeypatch):
     a = pa.record_batch({"id": pa.array(["1"])})
     b = pa.record_batch({"id": pa.array(["2"]), "extra": pa.array(["x"])})
     fake_source(monkeypatch, [("batch", a), ("batch", b)])
-    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     assert read(store_for(cfg), chunk["key"]).to_pylist() == [{"id": "1", "extra": None}, {"id": "2", "extra": "x"}]
 
 
@@ -268,7 +272,7 @@ def test_progress_is_logged_per_chunk(tmp_path, monkeypatch, caplog):
     cfg = make_cfg(tmp_path)
     fake_source(monkeypatch, [("rows", 15)])
     with caplog.at_level(logging.INFO, logger="sluice.staging"):
-        extract_and_stage(cfg, INTERVAL, RUN_ID)
+        extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("chunk ")]
     assert len(lines) == 2
     assert lines[0].startswith("chunk 0: 10 rows, 0 rejects, ") and " rows/s" in lines[0]

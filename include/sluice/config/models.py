@@ -36,7 +36,20 @@ class TargetConfig(StrictModel):
     schema_: Identifier = Field("public", alias="schema", description="Target schema (created if missing).")
     table: Identifier = Field(description="Target table (created from columns if missing).")
     primary_key: list[Identifier] = Field(
-        min_length=1, description="Primary-key columns; each must be declared in columns with nullable: false."
+        default_factory=list,
+        description="Primary-key columns; each must be declared in columns with nullable: false. Required by upsert "
+        "and replace_interval; append needs none.",
+    )
+    version_column: Identifier | None = Field(
+        None,
+        description="A declared column (such as updated_at) whose larger value marks the newer version of a key: a "
+        "stored row is never replaced by one with a smaller version, so re-running an old interval never rolls a key "
+        "back. Without it, the latest extraction of a key wins (upsert, replace_interval).",
+    )
+    allow_empty: bool = Field(
+        False,
+        description="replace_interval: let a source with no rows for an interval delete that interval's stored rows. "
+        "Off by default: an empty source (expired files, an API serving only recent days) fails the run instead.",
     )
     columns: list[ColumnSpec] = Field(min_length=1, description="Declared columns; the cast produces exactly these.")
     write_mode: WriteMode = Field(
@@ -65,6 +78,23 @@ class TargetConfig(StrictModel):
             if name in names[:i]:
                 raise fail(f"columns.{i}.name", f"column '{name}' is declared twice")
         expected = "one of the declared columns: " + ", ".join(names)
+        if self.write_mode is not WriteMode.append and not self.primary_key:
+            raise fail(
+                "primary_key",
+                f"write_mode {self.write_mode.value} needs primary_key",
+                expected="a list of declared, non-nullable columns",
+                hint="add primary_key: [<your key column>], or use write_mode: append",
+            )
+        if self.version_column is not None:
+            if self.version_column not in names:
+                raise fail(
+                    "version_column",
+                    f"version_column '{self.version_column}' is not declared in columns",
+                    expected=expected,
+                    hint=suggest(self.version_column, names),
+                )
+            if self.write_mode is WriteMode.append:
+                raise fail("version_column", "version_column applies to upsert and replace_interval, not append")
         for i, key in enumerate(self.primary_key):
             if key not in names:
                 raise fail(

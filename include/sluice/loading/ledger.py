@@ -10,11 +10,15 @@ from sluice.loading import sql as q
 if TYPE_CHECKING:
     from sluice.interval import Interval
 
-COUNTS = ("rows_in", "rows_loaded", "rows_quarantined", "inserted", "updated", "deleted")
+COUNTS = ("rows_in", "rows_loaded", "rows_quarantined", "inserted", "updated", "unchanged", "superseded", "deleted")
 
 
-def conservation_problems(rows: list[dict], results: list[dict], interval: Interval) -> list[str]:
-    """Every way the ledger rows of a run can disagree with conservation or with the tasks' results."""
+def conservation_problems(
+    rows: list[dict], results: list[dict], interval: Interval, quarantined_rows: int | None = None
+) -> list[str]:
+    """Every way the ledger rows of a generation can disagree with conservation, with the tasks' results, or with the
+    rows that sit in sluice.quarantine for it. Per chunk: rows_in = loaded + quarantined, and loaded = inserted +
+    updated + unchanged + superseded, where inserted and updated are PostgreSQL's own tuple counts."""
     by_chunk = {r["chunk"]: r for r in rows}
     expected = {int(r["index"]): r for r in results}
     problems = [f"chunk {c} has no ledger row (it was never loaded)" for c in sorted(set(expected) - set(by_chunk))]
@@ -26,12 +30,25 @@ def conservation_problems(rows: list[dict], results: list[dict], interval: Inter
             problems.append(
                 f"chunk {c}: rows_in {r['rows_in']} != loaded {r['rows_loaded']} + quarantined {r['rows_quarantined']}"
             )
+        parts = r["inserted"] + r["updated"] + r["unchanged"] + r["superseded"]
+        if r["rows_loaded"] != parts:
+            problems.append(
+                f"chunk {c}: loaded {r['rows_loaded']} != inserted {r['inserted']} + updated {r['updated']} + "
+                f"unchanged {r['unchanged']} + superseded {r['superseded']}"
+            )
+        if min(r["inserted"], r["updated"], r["unchanged"], r["superseded"]) < 0:
+            problems.append(f"chunk {c}: a negative count in the ledger")
         if c in expected and any(
             int(expected[c].get(f, r[f])) != r[f] for f in ("rows_in", "rows_loaded", "rows_quarantined")
         ):
             problems.append(f"chunk {c}: the task reported other counts than the ledger recorded")
         if (r["interval_start"], r["interval_end"]) != (interval.start, interval.end):
             problems.append(f"chunk {c} was loaded for interval {r['interval_start']}..{r['interval_end']}")
+    ledger_quarantined = sum(r["rows_quarantined"] for r in rows)
+    if quarantined_rows is not None and quarantined_rows != ledger_quarantined:
+        problems.append(
+            f"sluice.quarantine holds {quarantined_rows} rows of this generation, the ledger {ledger_quarantined}"
+        )
     return problems
 
 
@@ -44,6 +61,8 @@ def format_table(rows: list[dict]) -> str:
         "rows_quarantined",
         "inserted",
         "updated",
+        "unchanged",
+        "superseded",
         "deleted",
         "copy_seconds",
         "merge_seconds",
@@ -52,8 +71,8 @@ def format_table(rows: list[dict]) -> str:
     body.append(
         [
             "total",
-            *(str(sum(r[c] for r in rows)) for c in cols[1:7]),
-            *(f"{sum(r[c] for r in rows):.2f}" for c in cols[7:]),
+            *(str(sum(r[c] for r in rows)) for c in cols[1:9]),
+            *(f"{sum(r[c] for r in rows):.2f}" for c in cols[9:]),
         ]
     )
     widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
@@ -61,6 +80,16 @@ def format_table(rows: list[dict]) -> str:
 
 
 _READY: set[tuple[str, str]] = set()
+
+
+def new_generation(dsn: str) -> int:
+    """A new load generation: every extraction of an interval gets one (sluice.load_run_seq), so a cleared run, a
+    backfill with reprocessing or a re-run loads the current source instead of colliding with an earlier load."""
+    import psycopg
+
+    ensure_metadata(dsn, q.META)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return int(conn.execute(q.next_run_no()).fetchone()[0])
 
 
 def ensure_metadata(dsn: str, schema: str) -> None:
@@ -82,6 +111,7 @@ def ensure_metadata(dsn: str, schema: str) -> None:
                             q.create_ledger_interval_index(),
                             q.create_run_seq(),
                             q.create_run_summary(),
+                            *q.migrate_ledger(),
                             q.create_schema_changes(),
                             q.create_schema(schema),
                         ):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 META = "sluice"  # schema of the ledger, run summary and schema-change tables
-RUN_COL = "_sluice_run"  # hidden: load-run number (sluice.load_run_seq) that last wrote the row
+RUN_COL = "_sluice_run"  # hidden: the load generation (sluice.load_run_seq) that last wrote the row
 SEQ_COL = "_sluice_seq"  # hidden: (chunk << 32) | row number of that row in its chunk's good rows
 HIDDEN = (RUN_COL, SEQ_COL)
 TEMP_TABLE = "_sluice_chunk"
@@ -147,9 +147,29 @@ def create_ledger() -> sql.Composed:
     rows_quarantined bigint NOT NULL, inserted bigint NOT NULL, updated bigint NOT NULL, deleted bigint NOT NULL,
     duplicates bigint NOT NULL, checksum text NOT NULL, write_mode text NOT NULL, started_at timestamptz NOT NULL,
     finished_at timestamptz NOT NULL, copy_seconds double precision NOT NULL,
-    merge_seconds double precision NOT NULL, UNIQUE (pipeline, run_id, chunk))""").format(
-        t=qualified(META, "load_ledger")
-    )
+    merge_seconds double precision NOT NULL, superseded bigint NOT NULL DEFAULT 0,
+    unchanged bigint NOT NULL DEFAULT 0)""").format(t=qualified(META, "load_ledger"))
+
+
+def migrate_ledger() -> list[sql.Composed]:
+    """Ledgers made before load generations: the counts columns, and one row per (run, generation, chunk) instead of
+    one per (run, chunk). run_no is the generation (each extraction takes a new number)."""
+    t = qualified(META, "load_ledger")
+    return [
+        sql.SQL(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS superseded bigint NOT NULL DEFAULT 0, "
+            "ADD COLUMN IF NOT EXISTS unchanged bigint NOT NULL DEFAULT 0"
+        ).format(t),
+        sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS load_ledger_pipeline_run_id_chunk_key").format(t),
+        sql.SQL(
+            "CREATE UNIQUE INDEX IF NOT EXISTS load_ledger_generation_chunk ON {} (pipeline, run_id, run_no, chunk)"
+        ).format(t),
+        sql.SQL(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0, "
+            "ADD COLUMN IF NOT EXISTS superseded bigint NOT NULL DEFAULT 0, "
+            "ADD COLUMN IF NOT EXISTS unchanged bigint NOT NULL DEFAULT 0"
+        ).format(qualified(META, "run_summary")),
+    ]
 
 
 def create_ledger_interval_index() -> sql.Composed:
@@ -168,6 +188,7 @@ def create_run_summary() -> sql.Composed:
     interval_start timestamptz NOT NULL, interval_end timestamptz NOT NULL, chunks integer NOT NULL,
     rows_in bigint NOT NULL, rows_loaded bigint NOT NULL, rows_quarantined bigint NOT NULL,
     inserted bigint NOT NULL, updated bigint NOT NULL, deleted bigint NOT NULL, schema_changes jsonb NOT NULL,
+    generation bigint NOT NULL DEFAULT 0, superseded bigint NOT NULL DEFAULT 0, unchanged bigint NOT NULL DEFAULT 0,
     status text NOT NULL, problems jsonb NOT NULL, finished_at timestamptz NOT NULL,
     PRIMARY KEY (pipeline, run_id))""").format(t=qualified(META, "run_summary"))
 
@@ -212,18 +233,16 @@ def set_run_no() -> sql.SQL:
     return sql.SQL("SELECT set_config('sluice.run_no', %(run_no)s, true)")
 
 
-def _newer_guard(target: str, source: str) -> sql.Composed:
-    """True when the incoming row may replace the stored one (see the ordering rule in postgres.py)."""
-    return sql.SQL(
-        "({t}.{run} <> {run_no} AND NOT ((({t}.{run} << 32) | ({t}.{seq} >> 32)) = ANY({adopted}::bigint[]))"
-        " OR {t}.{seq} <= {s}.{seq})"
-    ).format(
-        t=ident(target),
-        s=ident(source),
-        run=ident(RUN_COL),
-        seq=ident(SEQ_COL),
-        run_no=sql.Placeholder("run_no"),
-        adopted=sql.Placeholder("adopted"),
+def _newer_guard(target: str, source: str, version: str | None = None) -> sql.Composed:
+    """True when the incoming row may replace the stored one: a generation extracted later wins (after the run-wide
+    duplicate pass a key occurs once per generation), and with a version column the stored version must not be newer."""
+    guard = sql.SQL("{t}.{run} <= {run_no}").format(
+        t=ident(target), run=ident(RUN_COL), run_no=sql.Placeholder("run_no")
+    )
+    if version is None:
+        return guard
+    return sql.SQL("{g} AND ({t}.{v} IS NULL OR {s}.{v} >= {t}.{v})").format(
+        g=guard, t=ident(target), s=ident(source), v=ident(version)
     )
 
 
@@ -231,7 +250,9 @@ def _changed(names: Sequence[str], target: str, source: str) -> sql.Composed:
     return sql.SQL("({}) IS DISTINCT FROM ({})").format(_cols(names, target), _cols(names, source))
 
 
-def merge_upsert(schema: str, table: str, names: Sequence[str], primary_key: Sequence[str]) -> sql.Composed:
+def merge_upsert(
+    schema: str, table: str, names: Sequence[str], primary_key: Sequence[str], version: str | None = None
+) -> sql.Composed:
     """MERGE with a guard: an unchanged row matches no WHEN clause, so it is neither locked nor rewritten."""
     rest = [n for n in names if n not in primary_key]
     on = sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in primary_key)
@@ -242,7 +263,7 @@ def merge_upsert(schema: str, table: str, names: Sequence[str], primary_key: Seq
             " WHEN MATCHED AND {chg} AND {guard} THEN UPDATE SET {sets}, {run} = {run_no}, {seq} = s.{seq}"
         ).format(
             chg=_changed(rest, "t", "s"),
-            guard=_newer_guard("t", "s"),
+            guard=_newer_guard("t", "s", version),
             sets=sets,
             run=ident(RUN_COL),
             seq=ident(SEQ_COL),
@@ -310,14 +331,16 @@ def insert_new(schema: str, table: str, names: Sequence[str]) -> sql.Composed:
     )
 
 
-def on_conflict_upsert(schema: str, table: str, names: Sequence[str], primary_key: Sequence[str]) -> sql.Composed:
+def on_conflict_upsert(
+    schema: str, table: str, names: Sequence[str], primary_key: Sequence[str], version: str | None = None
+) -> sql.Composed:
     """INSERT .. ON CONFLICT with the same guard; the alternative the benchmark measures (UpsertStrategy)."""
     rest = [n for n in names if n not in primary_key]
     action = sql.SQL("DO NOTHING")
     if rest:
         sets = sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in (*rest, *HIDDEN))
         action = sql.SQL("DO UPDATE SET {sets} WHERE {chg} AND {guard}").format(
-            sets=sets, chg=_changed(rest, "t", "excluded"), guard=_newer_guard("t", "excluded")
+            sets=sets, chg=_changed(rest, "t", "excluded"), guard=_newer_guard("t", "excluded", version)
         )
     return sql.SQL(
         "INSERT INTO {tab} AS t ({cols}, {hidden}) SELECT {cols}, {run_no}, {seq} FROM {tmp} "
@@ -337,6 +360,22 @@ def on_conflict_upsert(schema: str, table: str, names: Sequence[str], primary_ke
 def delete_interval(schema: str, table: str, interval_column: str) -> sql.Composed:
     """replace_interval: the interval's rows are those whose interval_column is in [start, end)."""
     return sql.SQL("DELETE FROM {} WHERE {c} >= {start} AND {c} < {end}").format(
+        qualified(schema, table), c=ident(interval_column), start=sql.Placeholder("start"), end=sql.Placeholder("end")
+    )
+
+
+def delete_generations(schema: str, table: str) -> sql.Composed:
+    """append: the rows earlier generations of this interval appended (found by their _sluice_run in the ledger),
+    so a re-run replaces them instead of appending twice."""
+    return sql.SQL(
+        "DELETE FROM {t} WHERE {run} IN (SELECT DISTINCT run_no FROM {l} WHERE pipeline = %(pipeline)s "
+        "AND interval_start = %(start)s AND interval_end = %(end)s AND run_no <> %(run_no)s)"
+    ).format(t=qualified(schema, table), run=ident(RUN_COL), l=qualified(META, "load_ledger"))
+
+
+def interval_has_rows(schema: str, table: str, interval_column: str) -> sql.Composed:
+    """replace_interval: does the table hold rows of [start, end) (which an empty source would delete)?"""
+    return sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {c} >= {start} AND {c} < {end})").format(
         qualified(schema, table), c=ident(interval_column), start=sql.Placeholder("start"), end=sql.Placeholder("end")
     )
 
@@ -419,6 +458,8 @@ LEDGER_FIELDS = (
     "finished_at",
     "copy_seconds",
     "merge_seconds",
+    "superseded",
+    "unchanged",
 )
 SUMMARY_FIELDS = (
     "pipeline",
@@ -433,6 +474,9 @@ SUMMARY_FIELDS = (
     "inserted",
     "updated",
     "deleted",
+    "generation",
+    "superseded",
+    "unchanged",
     "schema_changes",
     "status",
     "problems",
@@ -449,45 +493,38 @@ def ledger_insert() -> sql.Composed:
 
 
 def ledger_select(one_chunk: bool) -> sql.Composed:
-    """The ledger rows of a run (or of one chunk of it), as dicts in chunk order."""
+    """The ledger rows of a generation of a run (or of one chunk of it), as dicts in chunk order."""
     where = sql.SQL(" AND chunk = %(chunk)s") if one_chunk else sql.SQL("")
-    return sql.SQL("SELECT {} FROM {} WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s{} ORDER BY chunk").format(
-        _cols(LEDGER_FIELDS), qualified(META, "load_ledger"), where
-    )
+    return sql.SQL(
+        "SELECT {} FROM {} WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s AND run_no = %(run_no)s{} "
+        "ORDER BY chunk"
+    ).format(_cols(LEDGER_FIELDS), qualified(META, "load_ledger"), where)
 
 
 def next_run_no() -> sql.Composed:
     return sql.SQL("SELECT nextval({}::regclass)").format(sql.Literal(f"{META}.load_run_seq"))
 
 
-def ledger_run_no() -> sql.Composed:
-    """The run's load-run number, if one of its chunks already committed."""
-    return sql.SQL("SELECT run_no FROM {} WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s LIMIT 1").format(
-        qualified(META, "load_ledger")
-    )
+def generation_started() -> sql.Composed:
+    """Has a chunk of this generation committed already (then its first-chunk work, a delete, is done)?"""
+    return sql.SQL(
+        "SELECT EXISTS (SELECT FROM {} WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s AND run_no = %(run_no)s)"
+    ).format(qualified(META, "load_ledger"))
 
 
 def metadata_present() -> sql.Composed:
     """One cheap query, so the DDL lock is only taken the first time."""
     return sql.SQL(
         "SELECT to_regclass({l}) IS NOT NULL AND to_regclass({s}) IS NOT NULL AND to_regclass({c}) IS NOT NULL "
-        "AND to_regclass({q}) IS NOT NULL AND EXISTS (SELECT FROM pg_namespace WHERE nspname = %(schema)s)"
+        "AND to_regclass({q}) IS NOT NULL AND to_regclass({g}) IS NOT NULL "
+        "AND EXISTS (SELECT FROM pg_namespace WHERE nspname = %(schema)s)"
     ).format(
+        g=sql.Literal(f"{META}.load_ledger_generation_chunk"),
         l=sql.Literal(f"{META}.load_ledger"),
         s=sql.Literal(f"{META}.run_summary"),
         c=sql.Literal(f"{META}.schema_changes"),
         q=sql.Literal(f"{META}.load_run_seq"),
     )
-
-
-def adopted_chunks() -> sql.Composed:
-    """(run_no << 32 | chunk) of earlier runs of this interval whose chunk had the same checksum as this run's."""
-    return sql.SQL(
-        "SELECT DISTINCT (p.run_no << 32) | p.chunk FROM {l} p WHERE p.pipeline = %(pipeline)s "
-        "AND p.interval_start = %(start)s AND p.interval_end = %(end)s AND p.run_id <> %(run_id)s "
-        "AND (p.chunk, p.checksum) IN (SELECT c.chunk, c.checksum FROM {l} c WHERE c.pipeline = %(pipeline)s "
-        "AND c.run_id = %(run_id)s UNION ALL SELECT %(chunk)s, %(checksum)s)"
-    ).format(l=qualified(META, "load_ledger"))
 
 
 def schema_change_insert() -> sql.Composed:

@@ -31,6 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sluice.config import WriteMode
+from sluice.loading.duplicates import key_bounds
 from sluice.validate.cast import cast_table
 from sluice.validate.quarantine import (
     QUARANTINE_DDL,
@@ -183,8 +185,8 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
     from sluice.staging import StagingStore
 
     started = time.perf_counter()
-    index = int(chunk["index"])
-    store = StagingStore(cfg.staging, cfg.name, interval, run_id)
+    index, generation = int(chunk["index"]), int(chunk.get("generation") or 0)
+    store = StagingStore(cfg.staging, cfg.name, interval, run_id, generation if "generation" in chunk else None)
     specs = list(enumerate(cfg.expectations))
     levels = {i: classify(spec) for i, spec in specs}  # config errors surface before any work
     table = store.read_table(chunk["key"])
@@ -236,11 +238,13 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
     good_key, quarantine_key = store.derived_key(index, "good"), store.derived_key(index, "quarantine")
     store.write_table(good_key, good)
     store.write_table(quarantine_key, quarantine)
-    replace_quarantine_rows(pg_dsn(cfg.target.conn_id), cfg.name, run_id, interval, index, quarantine)
+    replace_quarantine_rows(pg_dsn(cfg.target.conn_id), cfg.name, run_id, interval, index, quarantine, generation)
+    keyed = cfg.target.write_mode is not WriteMode.append
     stats_cols = sorted({s.kwargs["column"] for i, s in specs if levels[i] is Level.combined and "column" in s.kwargs})
     seconds = time.perf_counter() - started
     report = {
         "index": index,
+        "generation": generation,
         "rows_in": rows_in,
         "rows_good": good.num_rows,
         "rows_quarantined": quarantine.num_rows,
@@ -260,6 +264,7 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
             "chunkwise": verdict.chunkwise,
             "stats": {c: column_stats(good[c]) for c in stats_cols},
         },
+        "key_bounds": key_bounds(good, cfg.target.primary_key) if keyed else None,
         "extra_columns": extra,
         "missing_columns": missing,
         "quarantine_reasons": counts,

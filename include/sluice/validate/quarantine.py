@@ -35,7 +35,17 @@ __all__ = [
 ]
 
 QUARANTINE_SCHEMA = "sluice"
-QUARANTINE_COLUMNS = ("pipeline", "run_id", "interval_start", "interval_end", "chunk", "row_number", "row", "reasons")
+QUARANTINE_COLUMNS = (
+    "pipeline",
+    "run_id",
+    "generation",
+    "interval_start",
+    "interval_end",
+    "chunk",
+    "row_number",
+    "row",
+    "reasons",
+)
 QUARANTINE_FILE_SCHEMA = pa.schema(
     [
         ("chunk", pa.int32()),
@@ -59,6 +69,10 @@ def quarantine_ddl() -> list[str]:
     interval_start timestamptz NOT NULL, interval_end timestamptz NOT NULL, chunk integer NOT NULL,
     row_number bigint, row jsonb NOT NULL, reasons jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())""",
         f"CREATE INDEX IF NOT EXISTS quarantine_run_chunk ON {QUARANTINE_SCHEMA}.quarantine (pipeline, run_id, chunk)",
+        # load generations: a later extraction of the interval adds its own rows; earlier ones are kept
+        f"ALTER TABLE {QUARANTINE_SCHEMA}.quarantine ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0",
+        f"CREATE INDEX IF NOT EXISTS quarantine_generation ON {QUARANTINE_SCHEMA}.quarantine "
+        "(pipeline, run_id, generation, chunk)",
     ]
 
 
@@ -66,7 +80,17 @@ QUARANTINE_DDL = ";\n".join(quarantine_ddl()) + ";"
 
 
 def quarantine_delete_sql() -> str:
-    return f"DELETE FROM {QUARANTINE_SCHEMA}.quarantine WHERE pipeline = %s AND run_id = %s AND chunk = %s"
+    return (
+        f"DELETE FROM {QUARANTINE_SCHEMA}.quarantine WHERE pipeline = %s AND run_id = %s AND generation = %s "
+        "AND chunk = %s"
+    )
+
+
+def quarantine_count_sql() -> str:
+    """The rows a generation left in quarantine: finalize reconciles them with the ledger."""
+    return (
+        f"SELECT count(*) FROM {QUARANTINE_SCHEMA}.quarantine WHERE pipeline = %s AND run_id = %s AND generation = %s"
+    )
 
 
 def quarantine_copy_sql() -> str:
@@ -78,7 +102,10 @@ def ensure_quarantine_table(conn: psycopg.Connection) -> None:
     (and the loader creating sluice.load_ledger) never race on CREATE ... IF NOT EXISTS."""
     import psycopg
 
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{QUARANTINE_SCHEMA}.quarantine",)).fetchone()[0]
+    exists = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'generation')",
+        (f"{QUARANTINE_SCHEMA}.quarantine",),
+    ).fetchone()[0]
     for attempt in range(3):
         if exists:
             return
@@ -94,19 +121,22 @@ def ensure_quarantine_table(conn: psycopg.Connection) -> None:
 
 
 def replace_quarantine_rows(
-    dsn: str, pipeline: str, run_id: str, interval: Interval, index: int, quarantine: pa.Table
+    dsn: str, pipeline: str, run_id: str, interval: Interval, index: int, quarantine: pa.Table, generation: int = 0
 ) -> None:
-    """Delete the chunk's earlier quarantine rows and COPY the new ones, in one transaction (retries are idempotent)."""
+    """Replace this generation's quarantine rows of the chunk, in one transaction (a retry of the task is idempotent;
+    rows of earlier generations of the run stay)."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True, application_name=f"sluice validate {pipeline}#{index}"[:63]) as conn:
         ensure_quarantine_table(conn)
         with conn.transaction():
-            conn.execute(quarantine_delete_sql(), (pipeline, run_id, index))
+            conn.execute(quarantine_delete_sql(), (pipeline, run_id, generation, index))
             with conn.cursor().copy(quarantine_copy_sql()) as copy:
                 cols = [quarantine[c].to_pylist() for c in ("row_number", "row", "reasons")]
                 for row_number, row, reasons in zip(*cols, strict=True):
-                    copy.write_row((pipeline, run_id, interval.start, interval.end, index, row_number, row, reasons))
+                    copy.write_row(
+                        (pipeline, run_id, generation, interval.start, interval.end, index, row_number, row, reasons)
+                    )
 
 
 # ---------------------------------------------------------------- rows
