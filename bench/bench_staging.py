@@ -68,7 +68,7 @@ def child(scale: float, copies: int, chunk_rows: int) -> dict:
     arrow_s3_filesystem("sluice_s3")  # imports Airflow and starts the AWS SDK outside the timed part
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.monotonic()
-    chunks = extract_and_stage(cfg, interval, f"bench_x{copies}_c{chunk_rows}")
+    chunks = extract_and_stage(cfg, interval, f"bench_x{copies}_c{chunk_rows}", 1)
     seconds = time.monotonic() - started
     rows = sum(c["rows"] for c in chunks)
     return {

@@ -14,15 +14,17 @@ import pyarrow as pa
 import pytest
 from sluice.config import PipelineConfig
 from sluice.interval import Interval
+from sluice.loading.duplicates import drop_superseded, losers
+from sluice.loading.finalize import finalize, refuse_emptying
 from sluice.loading.postgres import (
     ConservationError,
     SchemaMismatch,
     StagedChunkChanged,
     UpsertStrategy,
-    finalize,
     load_arrow,
     load_chunk,
 )
+from sluice.loading.target import EmptyingRefused
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +76,12 @@ def rows(ids, names=None, amounts=None, at=None) -> pa.Table:
             "at": pa.array(at if at is not None else [DAY.start + timedelta(minutes=i) for i in ids], ARROW["at"]),
         }
     )
+
+
+def deduped(chunks, pk=("id",)):
+    """The run-wide duplicate pass (duplicates.py) as the quality gate applies it: (rows to load, superseded)."""
+    lost = losers(dict(enumerate(chunks)), list(pk))
+    return [(drop_superseded(c, lost.get(i)), len(lost.get(i, []))) for i, c in enumerate(chunks)]
 
 
 def content(pg, schema, table="t", cols="id, name, amount, at"):
@@ -239,45 +247,73 @@ CHUNKS = [
 @pytest.mark.parametrize("strategy", list(UpsertStrategy))
 def test_duplicate_keys_across_chunks_last_wins_in_any_load_order(pg, pg_schema, make_cfg, order, strategy):
     cfg = make_cfg()
-    paths = [load_arrow(cfg, DAY, "run1", i, CHUNKS[i], strategy=strategy)["write_path"] for i in order]
+    gen = deduped(CHUNKS)
+    assert [s for _, s in gen] == [2, 1, 0]  # keys 1 and 2: only the last row in source order is loaded
+
+    def load(run_id, generation, i):
+        table, superseded = gen[i]
+        return load_arrow(cfg, DAY, run_id, i, table, generation=generation, superseded=superseded, strategy=strategy)
+
+    paths = [load("run1", 1, i)["write_path"] for i in order]
     assert paths[0] == "copy"  # the first chunk's keys are all new: straight COPY
-    assert set(paths[1:]) <= ({"merge", "on_conflict"} if strategy is UpsertStrategy.auto else {strategy.value})
+    upserts = {"merge", "on_conflict"} if strategy is UpsertStrategy.auto else {strategy.value}
+    assert set(paths[1:]) <= {"copy", *upserts}  # a chunk whose key range is still free is COPYed too
     expected = [(1, "a2"), (2, "b1"), (10, "x"), (11, "y"), (12, "z")]
     assert [r[:2] for r in content(pg, pg_schema)] == expected
     run_no = pg.execute("SELECT DISTINCT run_no FROM sluice.load_ledger WHERE pipeline = %s", [cfg.name]).fetchall()
     assert pg.execute(f'SELECT DISTINCT _sluice_run FROM "{pg_schema}".t').fetchall() == run_no  # COPY stamped too
-    finalize(cfg, DAY, "run1", [{"index": i} for i in range(3)])
+    summary = finalize(cfg, DAY, "run1", [{"index": i} for i in range(3)], generation=1)
+    assert (summary["superseded"], summary["inserted"], summary["rows_loaded"]) == (3, 5, 8)
     ins0, upd0, _ = table_stats(pg, cfg)
-    for i in reversed(order):  # an unchanged re-run, in the opposite order: same table
-        path = load_arrow(cfg, DAY, "run2", i, CHUNKS[i], strategy=strategy)["write_path"]
+    for i in reversed(order):  # a cleared run of unchanged data (same run_id, a new generation), other order
+        path = load("run1", 2, i)["write_path"]
         assert path == ("merge" if strategy is UpsertStrategy.auto else strategy.value)  # all keys exist
     assert [r[:2] for r in content(pg, pg_schema)] == expected
-    ins1, upd1, _ = table_stats(pg, cfg)
-    assert ins1 == ins0
-    if list(reversed(order)) == [2, 1, 0]:  # later chunks first: the duplicates are not even rewritten
-        assert upd1 == upd0
+    assert table_stats(pg, cfg)[:2] == (ins0, upd0)  # nothing rewritten, whatever the order
+    assert finalize(cfg, DAY, "run1", [{"index": i} for i in range(3)], generation=2)["unchanged"] == 5
 
 
 def test_a_new_run_overwrites_an_earlier_run(pg, pg_schema, make_cfg):
     cfg = make_cfg()
-    load_arrow(cfg, DAY, "run1", 3, rows([1], names=["old"]))
-    load_arrow(cfg, DAY, "run2", 0, rows([1], names=["new"]))  # lower chunk, but a later run
+    load_arrow(cfg, DAY, "run1", 3, rows([1], names=["old"]), generation=1)
+    load_arrow(cfg, DAY, "run2", 0, rows([1], names=["new"]), generation=2)  # lower chunk, but a later extraction
     assert content(pg, pg_schema)[0][1] == "new"
+    load_arrow(cfg, DAY, "run1", 3, rows([1], names=["old"]), generation=1)  # a stale retry changes nothing
+    assert content(pg, pg_schema)[0][1] == "new"
+
+
+def test_version_column_never_rolls_a_key_back(pg, pg_schema, make_cfg):
+    cfg = make_cfg(version_column="at")
+    newer, older = DAY.start + timedelta(days=1), DAY.start
+    load_arrow(cfg, DAY, "day2", 0, rows([1, 2], names=["new", "new"], at=[newer, newer]), generation=1)
+    # re-running an older interval later (a higher generation) carries older versions of the same keys
+    result = load_arrow(cfg, DAY, "day1", 0, rows([1, 2, 3], names=["old", "old", "old"], at=[older] * 3), generation=2)
+    assert [r[:2] for r in content(pg, pg_schema)] == [(1, "new"), (2, "new"), (3, "old")]
+    assert (result["inserted"], result["updated"], result["unchanged"]) == (1, 0, 2)
+    newest = DAY.start + timedelta(days=2)
+    load_arrow(cfg, DAY, "day3", 0, rows([1], names=["newest"], at=[newest]), generation=3)
+    assert content(pg, pg_schema)[0][1] == "newest"
 
 
 # ------------------------------------------------------------------------------------------------ write modes
 
 
-def test_append_inserts_every_row_of_every_run(pg, pg_schema, make_cfg):
+def test_append_is_idempotent_per_interval_and_needs_no_key(pg, pg_schema, make_cfg):
     cols = [{"name": "id", "type": "bigint", "nullable": False}, {"name": "name", "type": "text"}]
-    cfg = make_cfg(cols, write_mode="append")
+    cfg = make_cfg(cols, write_mode="append", primary_key=[])
     t = pa.table({"id": pa.array([1, 2], pa.int64()), "name": ["a", "b"]})
     pg.execute(f'CREATE TABLE "{pg_schema}".t (id bigint NOT NULL, name text)')  # an event log: no key
-    load_arrow(cfg, DAY, "run1", 0, t)
-    load_arrow(cfg, DAY, "run2", 0, t)
+    load_arrow(cfg, DAY, "run1", 0, t, generation=1)
+    load_arrow(cfg, DAY, "run1", 0, t, generation=1)  # a retry after commit: the ledger row, nothing else
+    load_arrow(cfg, DAY, "run1", 0, t, generation=2)  # a cleared run: replaces generation 1's rows
+    assert sorted(content(pg, pg_schema, cols="id, name")) == [(1, "a"), (2, "b")]
+    next_day = Interval(DAY.end, DAY.end + timedelta(days=1))
+    load_arrow(cfg, next_day, "run2", 0, t, generation=3)  # another interval appends
     assert sorted(content(pg, pg_schema, cols="id, name")) == [(1, "a"), (1, "a"), (2, "b"), (2, "b")]
     created = make_cfg(cols, write_mode="append", table="created")
-    load_arrow(created, DAY, "run1", 0, t)
+    load_arrow(created, DAY, "run1", 0, t, generation=1)
+    load_arrow(created, DAY, "run9", 0, t, generation=4)  # a second run of the interval: no key to violate
+    assert pg.execute(f'SELECT count(*) FROM "{pg_schema}".created').fetchone()[0] == 2
     assert [
         r[0]
         for r in pg.execute(
@@ -285,22 +321,28 @@ def test_append_inserts_every_row_of_every_run(pg, pg_schema, make_cfg):
             "AND table_name = 'created' ORDER BY ordinal_position",
             [pg_schema],
         )
-    ] == ["id", "name"]
+    ] == ["id", "name", "_sluice_run", "_sluice_seq"]
 
 
 def test_replace_interval_deletes_the_interval_once_per_run(pg, pg_schema, make_cfg):
     cfg = make_cfg(write_mode="replace_interval", interval_column="at")
     inside = [DAY.start + timedelta(hours=h) for h in (0, 5, 23)]
     before, after = DAY.start - timedelta(microseconds=1), DAY.end
-    load_arrow(cfg, DAY, "run1", 0, rows([1, 2, 3, 90, 91], at=[*inside, before, after]))
-    # run 2: the source now has other rows; chunk 1 commits first, so it is the one that deletes
-    load_arrow(cfg, DAY, "run2", 1, rows([5], at=[inside[1]]))
-    load_arrow(cfg, DAY, "run2", 0, rows([1, 4], names=["again", "new"], at=inside[:2]))
+    load_arrow(cfg, DAY, "run1", 0, rows([1, 2, 3, 90, 91], at=[*inside, before, after]), generation=1)
+    # generation 2: the source now has other rows; chunk 1 commits first, so it is the one that deletes
+    load_arrow(cfg, DAY, "run1", 1, rows([5], at=[inside[1]]), generation=2)
+    load_arrow(cfg, DAY, "run1", 0, rows([1, 4], names=["again", "new"], at=inside[:2]), generation=2)
     assert [r[:2] for r in content(pg, pg_schema)] == [(1, "again"), (4, "new"), (5, "n5"), (90, "n90"), (91, "n91")]
-    summary = finalize(cfg, DAY, "run2", [{"index": 0}, {"index": 1}])
+    summary = finalize(cfg, DAY, "run1", [{"index": 0}, {"index": 1}], generation=2)
     assert summary["deleted"] == 3 and summary["inserted"] == 3
-    # a run whose source had no rows for the interval replaces it with nothing
-    assert finalize(cfg, DAY, "run3", [])["deleted"] == 3
+    # a source with no rows for an interval that holds rows: refused before anything is deleted
+    with pytest.raises(EmptyingRefused, match="allow_empty"):
+        refuse_emptying(cfg, DAY, [{"index": 0, "rows_good": 0}])
+    assert len(content(pg, pg_schema)) == 5
+    refuse_emptying(cfg, Interval(DAY.end + timedelta(days=1), DAY.end + timedelta(days=2)), [])  # none stored
+    allowing = cfg.model_copy(update={"target": cfg.target.model_copy(update={"allow_empty": True})})
+    refuse_emptying(allowing, DAY, [])
+    assert finalize(allowing, DAY, "run3", [], generation=3)["deleted"] == 3
     assert [r[0] for r in content(pg, pg_schema)] == [90, 91]
 
 
@@ -360,7 +402,7 @@ def test_same_run_twice_is_one_ledger_row(pg, pg_schema, make_cfg):
         k: first[k] for k in ("inserted", "rows_in", "checksum")
     }
     assert ledger(pg, cfg) == [(0, "run1")]
-    with pytest.raises(StagedChunkChanged, match="trigger a new run"):
+    with pytest.raises(StagedChunkChanged, match="Files of one generation never change"):
         load_arrow(cfg, DAY, "run1", 0, rows([1, 2, 3]), rows_quarantined=1)
 
 
@@ -395,7 +437,10 @@ def test_killed_backend_commits_nothing_and_the_retry_loads(pg, pg_schema, make_
         thread.join(30)
         holder.rollback()
     assert isinstance(box.get("error"), psycopg.OperationalError)
-    assert pg.execute("SELECT to_regclass(%s)", [f"{pg_schema}.t"]).fetchone()[0] is None
+    if blocker == "advisory":  # killed in the schema step: the table was never created
+        assert pg.execute("SELECT to_regclass(%s)", [f"{pg_schema}.t"]).fetchone()[0] is None
+    else:  # the schema step committed on its own; the rows did not
+        assert pg.execute(f'SELECT count(*) FROM "{pg_schema}".t').fetchone()[0] == 0
     assert ledger(pg, cfg, "run1") == []
     retry = load_arrow(cfg, DAY, "run1", 0, rows(list(range(1000))))
     assert (retry["inserted"], retry["replayed"]) == (1000, False)
@@ -407,7 +452,8 @@ def test_concurrent_loads_of_one_table_serialize_on_the_advisory_lock(pg, pg_sch
     load_arrow(cfg, DAY, "run0", 9, rows([1]))
     with psycopg.connect(warehouse_dsn) as holder:
         holder.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{pg_schema}.t"])
-        threads = [in_thread(load_arrow, cfg, DAY, "run1", i, CHUNKS[i]) for i in range(3)]
+        gen = deduped(CHUNKS)
+        threads = [in_thread(load_arrow, cfg, DAY, "run1", i, c, superseded=s) for i, (c, s) in enumerate(gen)]
         wait_for(
             pg,
             "SELECT count(*) = 3 FROM pg_stat_activity WHERE application_name LIKE %s AND wait_event = 'advisory'",

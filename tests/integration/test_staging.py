@@ -52,7 +52,7 @@ def staged_keys(s3_client, prefix: str) -> list[str]:
 
 
 def store(cfg: PipelineConfig) -> StagingStore:
-    return StagingStore(cfg.staging, cfg.name, INTERVAL, RUN_ID)
+    return StagingStore(cfg.staging, cfg.name, INTERVAL, RUN_ID, 1)
 
 
 def csv_rows(start: int, n: int) -> bytes:
@@ -67,11 +67,11 @@ def test_csv_to_chunks_rejects_and_manifest(s3_client, s3_prefix):
         b"id,name\n" + csv_rows(150, 20) + b"bad,row,extra\n" + csv_rows(170, 30),
     )
     cfg = make_cfg(s3_prefix, "csv")
-    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID, 1)
 
     assert [(c["rows"], c["rejects"]) for c in chunks] == [(100, 0), (100, 1)]
     run_dir = (
-        f"s3://{STAGING}/{s3_prefix}/orders/20240305T000000Z_20240306T000000Z/scheduled__2024-03-05T00_00_00_00_00"
+        f"s3://{STAGING}/{s3_prefix}/orders/20240305T000000Z_20240306T000000Z/scheduled__2024-03-05T00_00_00_00_00/g1"
     )
     assert chunks[0]["key"] == f"{run_dir}/chunk-00000.parquet"
     assert chunks[1]["rejects_key"] == f"{run_dir}/chunk-00001.rejects.parquet"
@@ -100,14 +100,14 @@ def test_csv_to_chunks_rejects_and_manifest(s3_client, s3_prefix):
 def test_rerun_with_the_same_run_id_overwrites_the_same_keys(s3_client, s3_prefix):
     put(s3_client, f"{s3_prefix}/{DAY}/part-0.csv", b"id,name\n" + csv_rows(0, 250))
     cfg = make_cfg(s3_prefix, "csv")
-    first = extract_and_stage(cfg, INTERVAL, RUN_ID)
-    assert extract_and_stage(cfg, INTERVAL, RUN_ID) == first
+    first = extract_and_stage(cfg, INTERVAL, RUN_ID, 1)
+    assert extract_and_stage(cfg, INTERVAL, RUN_ID, 1) == first
     assert len(staged_keys(s3_client, s3_prefix)) == 4  # 3 chunks + manifest
 
 
 def test_jsonl_and_parquet_sources(s3_client, s3_prefix):
     put(s3_client, f"{s3_prefix}/{DAY}/a.jsonl", b'{"id": 1, "name": "a"}\n{"id": 2}\n[]\n')
-    chunks = extract_and_stage(make_cfg(s3_prefix, "jsonl"), INTERVAL, RUN_ID)
+    chunks = extract_and_stage(make_cfg(s3_prefix, "jsonl"), INTERVAL, RUN_ID, 1)
     assert [(c["rows"], c["rejects"]) for c in chunks] == [(2, 1)]
 
     table = pa.table({"id": pa.array(range(230), pa.int64()), "name": pa.array(["x"] * 230, pa.string_view())})
@@ -115,7 +115,7 @@ def test_jsonl_and_parquet_sources(s3_client, s3_prefix):
     pq.write_table(table, buf)
     put(s3_client, f"{s3_prefix}-pq/{DAY}/part-0.parquet", buf.getvalue())
     cfg = make_cfg(f"{s3_prefix}-pq", "parquet")
-    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    chunks = extract_and_stage(cfg, INTERVAL, RUN_ID, 1)
     assert [c["rows"] for c in chunks] == [100, 100, 30]
     staged = store(cfg).read_table(chunks[2]["key"])
     assert staged.schema == pa.schema([("id", pa.int64()), ("name", pa.string())])
@@ -124,14 +124,14 @@ def test_jsonl_and_parquet_sources(s3_client, s3_prefix):
 @pytest.mark.parametrize("name,data", [("empty.csv", b""), ("header.csv", b"id,name\n")])
 def test_empty_and_header_only_files_stage_zero_rows(s3_client, s3_prefix, name, data):
     put(s3_client, f"{s3_prefix}/{DAY}/{name}", data)
-    assert extract_and_stage(make_cfg(s3_prefix, "csv"), INTERVAL, RUN_ID) == []
+    assert extract_and_stage(make_cfg(s3_prefix, "csv"), INTERVAL, RUN_ID, 1) == []
     assert staged_keys(s3_client, s3_prefix) == ["manifest.json"]
 
 
 def test_non_utf8_row_is_staged_as_a_reject(s3_client, s3_prefix):
     put(s3_client, f"{s3_prefix}/{DAY}/part-0.csv", b"id,name\n1,a\n2,caf\xe9\n3,c\n")
     cfg = make_cfg(s3_prefix, "csv")
-    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID)
+    (chunk,) = extract_and_stage(cfg, INTERVAL, RUN_ID, 1)
     assert (chunk["rows"], chunk["rejects"]) == (2, 1)
     (reject,) = store(cfg).read_table(chunk["rejects_key"]).to_pylist()
     assert reject["line"] == 3 and reject["raw"] == "2,caf\\xe9" and "invalid UTF-8" in reject["reason"]
@@ -150,14 +150,14 @@ def test_corrupt_file_fails_naming_it_and_leaves_no_manifest(s3_client, s3_prefi
     put(s3_client, f"{s3_prefix}/{DAY}/{name}", good[: len(good) // 2])
     cfg = make_cfg(s3_prefix, fmt)
     with pytest.raises(SourceReadError, match=rf"^s3://{LANDING}/{s3_prefix}/{DAY}/{name}: "):
-        extract_and_stage(cfg, INTERVAL, RUN_ID)
+        extract_and_stage(cfg, INTERVAL, RUN_ID, 1)
     keys = staged_keys(s3_client, s3_prefix)
     assert "manifest.json" not in keys and "chunk-00000.parquet" in keys
 
 
 def test_no_files_for_the_interval(s3_client, s3_prefix):
     put(s3_client, f"{s3_prefix}/2024-03-04/part-0.csv", b"id,name\n1,a\n")  # the day before only
-    assert extract_and_stage(make_cfg(s3_prefix, "csv"), INTERVAL, RUN_ID) == []
+    assert extract_and_stage(make_cfg(s3_prefix, "csv"), INTERVAL, RUN_ID, 1) == []
     (obj,) = s3_client.list_objects_v2(Bucket=STAGING, Prefix=s3_prefix + "/")["Contents"]
     assert obj["Key"].endswith("/manifest.json")
     manifest = json.loads(s3_client.get_object(Bucket=STAGING, Key=obj["Key"])["Body"].read())
@@ -171,5 +171,5 @@ def test_no_files_with_require_data_is_a_clear_failure(s3_client, s3_prefix):
         match=rf"no data for interval .* in s3://{LANDING}/{s3_prefix}/{DAY}/ and "
         "require_data is true",
     ):
-        extract_and_stage(cfg, INTERVAL, RUN_ID)
+        extract_and_stage(cfg, INTERVAL, RUN_ID, 1)
     assert staged_keys(s3_client, s3_prefix) == []

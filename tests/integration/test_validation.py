@@ -333,10 +333,10 @@ def test_quarantine_sql_strings():
         assert column in ddl[1]
     assert ddl[2] == ("CREATE INDEX IF NOT EXISTS quarantine_run_chunk ON sluice.quarantine (pipeline, run_id, chunk)")
     assert quarantine_delete_sql() == (
-        "DELETE FROM sluice.quarantine WHERE pipeline = %s AND run_id = %s AND chunk = %s"
+        "DELETE FROM sluice.quarantine WHERE pipeline = %s AND run_id = %s AND generation = %s AND chunk = %s"
     )
     assert quarantine_copy_sql() == (
-        "COPY sluice.quarantine (pipeline, run_id, interval_start, interval_end, chunk, "
+        "COPY sluice.quarantine (pipeline, run_id, generation, interval_start, interval_end, chunk, "
         "row_number, row, reasons) FROM STDIN"
     )
 

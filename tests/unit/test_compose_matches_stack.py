@@ -13,13 +13,20 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ONLY_CONNS = {"AIRFLOW_CONN_SLUICE_DEMO_API"}  # the demo's sample API runs only in the local stack
 SHARED_SETTINGS = (
-    "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
-    "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
+    "AIRFLOW__CORE__EXECUTOR",
+    "AIRFLOW__CORE__AUTH_MANAGER",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
+    "AIRFLOW__CORE__LOAD_EXAMPLES",
+    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
     "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK",
     "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS",
 )
-SHARED_SECRETS = ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
-                  "AIRFLOW__CORE__EXECUTION_API_SERVER_URL")
+SHARED_SECRETS = (
+    "AIRFLOW__CORE__FERNET_KEY",
+    "AIRFLOW__API__SECRET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +51,19 @@ def _common_env(compose: dict) -> dict:
 
 def test_compose_has_the_official_airflow3_shape(compose):
     services = compose["services"]
-    for name in ("postgres", "redis", "minio", "minio-init", "airflow-apiserver", "airflow-scheduler",
-                 "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "airflow-init", "flower"):
+    for name in (
+        "postgres",
+        "redis",
+        "minio",
+        "minio-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+        "airflow-init",
+        "flower",
+    ):
         assert name in services, name
     assert services["flower"]["profiles"] == ["flower"]
     assert services["airflow-worker"]["deploy"]["replicas"] >= 2
@@ -56,9 +74,13 @@ def test_same_airflow_components_as_the_local_stack(compose, stack):
     local = {re.sub(r"^airflow-(worker)-\d+$", r"airflow-\1", n) for n in s.programs() if n.startswith("airflow-")}
     commands = {svc.get("command") for svc in compose["services"].values() if isinstance(svc.get("command"), str)}
     for prog in local:
-        sub = {"airflow-api-server": "api-server", "airflow-scheduler": "scheduler",
-               "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer",
-               "airflow-worker": "celery worker"}[prog]
+        sub = {
+            "airflow-api-server": "api-server",
+            "airflow-scheduler": "scheduler",
+            "airflow-dag-processor": "dag-processor",
+            "airflow-triggerer": "triggerer",
+            "airflow-worker": "celery worker",
+        }[prog]
         assert sub in commands, f"local stack runs `airflow {sub}` but docker-compose.yaml has no such service"
 
 

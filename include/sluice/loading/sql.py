@@ -391,7 +391,7 @@ def lock_key(schema: str, table: str) -> str:
 
 
 def set_local(setting: str, value: str, local: bool = True) -> sql.Composed:
-    if setting not in ("work_mem", "timezone", "temp_buffers"):
+    if setting not in ("work_mem", "timezone", "temp_buffers", "lock_timeout"):
         raise UnsafeIdentifier(f"setting {setting!r} is not one the loader changes")
     return sql.SQL("SET {}{} = {}").format(sql.SQL("LOCAL " if local else ""), sql.SQL(setting), sql.Literal(value))
 
