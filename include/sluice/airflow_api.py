@@ -97,6 +97,10 @@ class AirflowApi:
             time.sleep(2)
         raise AirflowApiError(f"{dag_id} run {run_id} still {state} after {timeout:.0f}s")
 
+    def clear_run(self, dag_id: str, run_id: str) -> None:
+        """What the UI's Clear does: every task of the run is re-run, under the same run_id."""
+        self.request("POST", f"/dags/{dag_id}/dagRuns/{run_id}/clear", json={"dry_run": False})
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 
