@@ -39,6 +39,7 @@ from sluice.config import PipelineConfig  # noqa: E402
 from sluice.connections import pg_dsn  # noqa: E402
 from sluice.interval import Interval  # noqa: E402
 from sluice.loading import postgres  # noqa: E402
+from sluice.loading.finalize import finalize  # noqa: E402
 from sluice.staging import StagingStore, plain_types  # noqa: E402
 
 SCHEMA = "bench_load"
@@ -222,7 +223,7 @@ def interleaved(conn, table, reports, staging: Path, strategies: list[str], chun
         after = counters(conn, table_name, f"sluice load {cfgs[name].name}#")
         for phase, run_id in (("first", "run-1"), ("rerun", "run-2")):
             p = out[name][phase]
-            postgres.finalize(cfgs[name], INTERVAL, run_id, p.pop("results"))
+            finalize(cfgs[name], INTERVAL, run_id, p.pop("results"))
         # n_tup_upd counts only updates; every row of the table was inserted by the first run
         out[name]["rerun"]["n_tup_upd"] = after["n_tup_upd"]
         out[name]["rerun"]["n_tup_ins_beyond_first"] = after["n_tup_ins"] - table.num_rows
@@ -238,7 +239,7 @@ def parallel(conn, reports, staging: Path, loaders: int) -> dict:
         with ThreadPoolExecutor(loaders) as pool:
             results = list(pool.map(lambda rep, run=run_id: postgres.load_chunk(cfg, INTERVAL, run, rep), reports))
         out[phase] = {"seconds": time.perf_counter() - t0}
-        postgres.finalize(cfg, INTERVAL, run_id, results)
+        finalize(cfg, INTERVAL, run_id, results)
     out["rerun"]["n_tup_upd"] = counters(conn, cfg.target.table, f"sluice load {cfg.name}#")["n_tup_upd"]
     return out
 

@@ -391,6 +391,33 @@ def test_evolve_adds_nullable_columns_and_records_them(pg, pg_schema, make_cfg):
     assert (again["schema_changes"], again["updated"]) == ([], 0)
 
 
+def test_parallel_chunks_adding_the_same_column_do_not_deadlock(pg, pg_schema, make_cfg, warehouse_dsn):
+    """Both chunks bring a new column. The schema step runs under the advisory lock in its own transaction and no
+    load transaction reads the target before taking that lock, so the two serialize; one change is recorded."""
+    cfg = make_cfg(on_extra_columns="evolve")
+    load_arrow(cfg, DAY, "run0", 0, rows([1]))
+    with psycopg.connect(warehouse_dsn) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{pg_schema}.t"])
+        threads = [
+            in_thread(load_arrow, cfg, DAY, "run1", i, rows(ids).append_column("color", pa.array(["c"] * len(ids))))
+            for i, ids in enumerate(([10, 11], [1, 20]))
+        ]
+        wait_for(
+            pg,
+            "SELECT count(*) = 2 FROM pg_stat_activity WHERE application_name LIKE %s AND wait_event = 'advisory'",
+            [f"sluice load {cfg.name}#%"],
+        )
+        holder.rollback()
+    for thread, _ in threads:
+        thread.join(60)
+    assert [box.get("error") for _, box in threads] == [None, None]
+    recorded = pg.execute(
+        "SELECT change, column_name FROM sluice.schema_changes WHERE pipeline = %s AND run_id = 'run1'", [cfg.name]
+    ).fetchall()
+    assert recorded == [("add_column", "color")]
+    assert content(pg, pg_schema, cols="id, color") == [(1, "c"), (10, "c"), (11, "c"), (20, "c")]
+
+
 # ------------------------------------------------------------------------------------------------ exactly once
 
 
