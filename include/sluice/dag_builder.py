@@ -171,6 +171,21 @@ def deadline_alert(cfg: PipelineConfig):
     )
 
 
+def this_generation(context: dict[str, Any]) -> int:
+    return int(context["ti"].xcom_pull(task_ids="extract_and_stage", key="generation") or 0)
+
+
+def current(values: Any, context: dict[str, Any]) -> list[dict]:
+    """The mapped results of this generation only. When a cleared run's extraction yields no chunk, Airflow keeps
+    the earlier expansion's task instances, and their results (of an earlier generation) would reach the gate."""
+    generation = this_generation(context)
+    values = list(values or [])
+    kept = [v for v in values if int(v.get("generation", generation)) == generation]
+    if len(kept) != len(values):
+        log.warning("ignored %d result(s) of an earlier generation of this run", len(values) - len(kept))
+    return kept
+
+
 def unretryable(fn: Any, *args: Any) -> Any:
     """Run a stage; an error the stage marks as not retryable (`retryable = False`: a value PostgreSQL refuses, an
     empty source that would empty an interval) fails the task at once instead of burning its retries."""
@@ -239,7 +254,7 @@ def build_dag(cfg: PipelineConfig) -> DAG:
             from sluice.validate.gate import quality_gate as run
 
             interval = resolve_interval(context, timetable)
-            gated = run(cfg, list(reports or []))
+            gated = run(cfg, current(reports, context))
             unretryable(refuse_emptying, cfg, interval, gated)
 
             def store_for(report: dict) -> StagingStore:
@@ -258,8 +273,8 @@ def build_dag(cfg: PipelineConfig) -> DAG:
         def finalize(results, gated, **context) -> dict:
             from sluice.loading.finalize import finalize as run
 
-            generation = context["ti"].xcom_pull(task_ids="extract_and_stage", key="generation") or 0
-            results = list(results or [])
+            generation = this_generation(context)
+            results = current(results, context)
             summary = run(cfg, resolve_interval(context, timetable), context["run_id"], results, int(generation))
             context["outlet_events"][asset].extra = {
                 k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) and k != "table"
