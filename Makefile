@@ -8,13 +8,13 @@ install:            ## system packages (as root) and .venv from requirements.txt
 	bash scripts/install.sh
 
 up: install         ## start the local stack (idempotent); prints the UI URL and login
-	$(PY) scripts/stack.py up
+	$(PY) scripts/stack up
 
 down:               ## stop everything the local stack started
-	@if [ -x $(PY) ]; then $(PY) scripts/stack.py down; else echo "nothing to stop (no .venv)"; fi
+	@if [ -x $(PY) ]; then $(PY) scripts/stack down; else echo "nothing to stop (no .venv)"; fi
 
 status:
-	$(PY) scripts/stack.py status
+	$(PY) scripts/stack status
 
 demo: up            ## land demo data, run the example pipelines through the scheduler, print a summary
 	$(PY) scripts/demo.py

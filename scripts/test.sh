@@ -11,8 +11,8 @@ export SLUICE_FAILPOINTS=1  # tests hold tasks at named points (include/sluice/f
 export SLUICE_PIPELINES_DIRS="$PWD/config/pipelines:$PWD/tests/e2e/pipelines"
 PY=.venv/bin/python
 
-$PY scripts/stack.py wipe >/dev/null 2>&1 || true
-trap '$PY scripts/stack.py down' EXIT
-$PY scripts/stack.py up || exit 1
+$PY scripts/stack wipe >/dev/null 2>&1 || true
+trap '$PY scripts/stack down' EXIT
+$PY scripts/stack up || exit 1
 set -a; source "$SLUICE_HOME/env"; set +a
 $PY -m pytest -q -ra --durations=15 "$@"

@@ -1,4 +1,4 @@
-"""Shared fixtures. Integration and e2e tests use the real services that `make test` starts (scripts/stack.sh
+"""Shared fixtures. Integration and e2e tests use the real services that `make test` starts (scripts/stack
 with SLUICE_HOME=.sluice-test); their addresses arrive as the same AIRFLOW_CONN_* variables production uses.
 A missing service is a failure, never a skip."""
 

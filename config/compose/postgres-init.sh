@@ -1,5 +1,5 @@
 #!/bin/bash
-# First start of the compose PostgreSQL: the same roles and databases the local stack creates (scripts/stack.py).
+# First start of the compose PostgreSQL: the same roles and databases the local stack creates (scripts/stack/provision.py).
 set -euo pipefail
 psql -v ON_ERROR_STOP=1 --username postgres <<SQL
 CREATE ROLE airflow LOGIN PASSWORD '${POSTGRES_AIRFLOW_PASSWORD}';

@@ -1,9 +1,8 @@
-"""No Docker engine runs here, so docker-compose.yaml is checked against the local stack (scripts/stack.py) that
+"""No Docker engine runs here, so docker-compose.yaml is checked against the local stack (scripts/stack/) that
 the tests do run: same components, same connection ids, same core settings, same buckets. They cannot drift."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -34,14 +33,29 @@ def compose() -> dict:
     return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 
 
+class LocalStack:
+    """The local stack's programs and environment, read from the scripts/stack package."""
+
+    def __init__(self) -> None:
+        from stack import environment, supervision
+
+        self.environment, self.supervision = environment, supervision
+        self.settings = environment.Settings.from_environ()
+
+    def programs(self) -> dict:
+        return self.supervision.programs(self.settings)
+
+    def env(self) -> dict:
+        return self.environment.airflow_env(self.settings)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("sluice_stack", REPO / "scripts" / "stack.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     mp = pytest.MonkeyPatch()
     mp.setenv("SLUICE_HOME", str(tmp_path_factory.mktemp("home")))
-    yield module, module.Stack()
+    mp.syspath_prepend(str(REPO / "scripts"))
+    local = LocalStack()
+    yield local.environment, local
     mp.undo()
 
 

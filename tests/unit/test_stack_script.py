@@ -1,10 +1,15 @@
-"""scripts/stack.py's own checks that need no running stack."""
+"""The scripts/stack package's own checks that need no running stack."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -12,46 +17,47 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def stack_module(monkeypatch, tmp_path):
+def stack(monkeypatch, tmp_path):
+    """The package, imported as scripts/stack/__main__.py imports it, with a throwaway SLUICE_HOME."""
     monkeypatch.setenv("SLUICE_HOME", str(tmp_path / "home"))
-    spec = importlib.util.spec_from_file_location("sluice_stack_unit", REPO / "scripts" / "stack.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    for name in ("commands", "environment", "processes", "supervision"):
+        importlib.import_module(f"stack.{name}")
+    return sys.modules["stack"]
 
 
-def test_port_in_use_names_the_port_and_the_variable(stack_module, monkeypatch, capsys):
+def settings(stack):
+    return stack.environment.Settings.from_environ()
+
+
+def test_port_in_use_names_the_port_and_the_variable(stack, monkeypatch):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         monkeypatch.setenv("SLUICE_REDIS_PORT", str(port))
-        for var, _default in stack_module.PORTS.values():  # every other port: one just seen free
+        for var, _default in stack.environment.PORTS.values():  # every other port: one just seen free
             if var != "SLUICE_REDIS_PORT":
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", 0))
                     monkeypatch.setenv(var, str(s.getsockname()[1]))
-        with pytest.raises(SystemExit):
-            stack_module.Stack().check_ports()
-    err = capsys.readouterr().err
-    assert f"port {port} (redis) is already in use" in err
-    assert "SLUICE_REDIS_PORT=<port>" in err
+        with pytest.raises(stack.console.StackError) as err:
+            stack.commands.check_ports(settings(stack))
+    assert f"port {port} (redis) is already in use" in str(err.value)
+    assert "SLUICE_REDIS_PORT=<port>" in str(err.value)
 
 
-def test_secrets_are_generated_once_and_shared(stack_module):
-    stack = stack_module.Stack()
-    first, again = stack.env(), stack_module.Stack().env()
+def test_secrets_are_generated_once_and_shared(stack):
+    s = settings(stack)
+    first, again = stack.environment.airflow_env(s), stack.environment.airflow_env(settings(stack))
     for key in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"):
         assert first[key] and first[key] == again[key]
     assert first["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].endswith("/execution/")
-    assert oct((stack.home / "secrets.json").stat().st_mode)[-3:] == "600"
+    assert oct((s.home / "secrets.json").stat().st_mode)[-3:] == "600"
 
 
-def test_every_connection_points_at_loopback_and_every_port_has_its_variable(stack_module):
-    import json
-    from urllib.parse import urlsplit
-
-    env = stack_module.Stack().env()
+def test_every_connection_points_at_loopback_and_every_port_has_its_variable(stack):
+    env = stack.environment.airflow_env(settings(stack))
     conns = {k: v for k, v in env.items() if k.startswith("AIRFLOW_CONN_")}
     assert conns
     for key, value in conns.items():
@@ -62,4 +68,55 @@ def test_every_connection_points_at_loopback_and_every_port_has_its_variable(sta
         else:
             host = urlsplit(value).hostname
         assert host == "127.0.0.1", (key, host)
-    assert len({var for var, _ in stack_module.PORTS.values()}) == len(stack_module.PORTS)
+    ports = stack.environment.PORTS
+    assert len({var for var, _ in ports.values()}) == len(ports)
+
+
+def test_supervisord_conf_has_every_program_on_a_private_socket(stack, monkeypatch):
+    monkeypatch.setenv("SLUICE_WORKERS", "3")
+    s = settings(stack)
+    conf = stack.supervision.render_conf(s)
+    for name in stack.supervision.programs(s):
+        assert f"[program:{name}]" in conf
+    assert "[program:airflow-worker-3]" in conf
+    assert f"file={s.sock}" in conf and "chmod=0700" in conf
+    assert conf.count("autostart=false") == len(stack.supervision.programs(s))
+
+
+def test_the_sweep_finds_only_processes_with_this_stacks_mark(stack, tmp_path):
+    s = settings(stack)
+    other = {stack.environment.STACK_MARK: str(tmp_path / "another-stack")}
+    ours = subprocess.Popen(["sleep", "60"], env={**os.environ, **s.mark})
+    theirs = subprocess.Popen(["sleep", "60"], env={**os.environ, **other})
+    try:
+        found = stack.processes.marked(s)
+        assert ours.pid in found and theirs.pid not in found
+        stack.processes.terminate(found, grace=5)
+        assert ours.wait(timeout=5) is not None
+        assert theirs.poll() is None
+    finally:
+        for proc in (ours, theirs):
+            proc.kill()
+            proc.wait()
+
+
+def test_pid_files_and_liveness(stack, tmp_path):
+    pidfile = tmp_path / "postmaster.pid"
+    pidfile.write_text(f"{os.getpid()}\n/some/data/dir\n")
+    assert stack.processes.read_pid(pidfile) == os.getpid()
+    assert stack.processes.read_pid(tmp_path / "missing.pid") is None
+    assert stack.processes.pid_alive(os.getpid())
+    done = subprocess.Popen(["true"])
+    done.wait()
+    assert not stack.processes.pid_alive(done.pid)
+
+
+def test_the_cli_runs_as_a_directory(tmp_path):
+    env = {**os.environ, "SLUICE_HOME": str(tmp_path / "cli")}
+    py = str(REPO / ".venv" / "bin" / "python")
+    out = subprocess.run([py, str(REPO / "scripts" / "stack"), "env"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()) == tmp_path / "cli" / "env"
+    assert "export AIRFLOW__CORE__EXECUTOR='CeleryExecutor'" in (tmp_path / "cli" / "env").read_text()
+    status = subprocess.run([py, str(REPO / "scripts" / "stack"), "status"], env=env, capture_output=True, text=True)
+    assert status.returncode == 3 and "not running" in status.stdout

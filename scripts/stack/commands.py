@@ -1,0 +1,139 @@
+"""The CLI commands: up, down, status, env, wipe. Each reads the stack's Settings from the environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+
+from . import health, processes, provision, supervision
+from .console import StackError, error, log
+from .environment import PORTS, REPO, VENV_BIN, Settings, airflow_env, load_secrets, write_env_file
+
+
+def check_ports(settings: Settings) -> None:
+    """Before a first start: every port must be free, or the error names the port and its variable."""
+    for name, port in settings.ports.items():
+        if health.port_open(port):
+            var = PORTS[name][0]
+            raise StackError(f"port {port} ({name}) is already in use by another program. "
+                             f"Stop it, or choose another port with {var}=<port> make up")
+
+
+def up(settings: Settings) -> None:
+    """Idempotent: a running stack is left as it is (missing programs are started), never duplicated."""
+    if not (VENV_BIN / "airflow").exists():
+        raise StackError("the Python environment is missing: run `make install` first")
+    home, logs, p = settings.home, settings.log_dir, settings.ports
+    for d in (settings.run_dir, logs / "airflow", home / "redis", home / "airflow"):
+        d.mkdir(parents=True, exist_ok=True)
+    running = supervision.supervisord_pid(settings)
+    if not running:
+        check_ports(settings)
+    provision.init_postgres(settings)
+    supervision.write_conf(settings)
+    write_env_file(settings)
+    provision.write_admin_password(settings)
+    if not running:
+        log(f"starting supervisord (logs in {logs})")
+        # Programs inherit supervisord's environment: the shared secrets and connections, and the stack's mark.
+        subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(settings.conf)], check=True,
+                       env={**os.environ, **airflow_env(settings), **settings.mark})
+        health.wait_for(lambda: settings.sock.exists() and supervision.ctl(settings, "pid").returncode == 0,
+                        20, "supervisord", logs)
+    else:
+        log(f"supervisord already running (pid {running}); starting anything that is stopped")
+        supervision.ctl(settings, "reread")
+        supervision.ctl(settings, "update")
+    supervision.start_programs(settings, list(supervision.CORE))
+    health.wait_for(lambda: health.port_open(p["postgres"]), 60, f"PostgreSQL on port {p['postgres']}", logs)
+    health.wait_for(lambda: health.port_open(p["redis"]), 30, f"Redis on port {p['redis']}", logs)
+    health.wait_for(lambda: health.port_open(p["s3"]), 60, f"the S3 endpoint on port {p['s3']}", logs)
+    health.wait_for(lambda: provision.try_bootstrap(settings), 60, "PostgreSQL to accept connections", logs)
+    provision.ensure_buckets(settings)
+    provision.migrate_airflow_db(settings)
+    rest = [n for n in supervision.programs(settings) if n not in supervision.CORE]
+    supervision.start_programs(settings, rest)
+    health.wait_for(lambda: health.api_healthy(settings), 240,
+                    "Airflow (api-server health: scheduler, dag-processor, triggerer)", logs)
+    health.wait_for(lambda: health.worker_answers(settings), 120, "a Celery worker to answer a ping", logs)
+    record_pids(settings)
+    print_summary(settings)
+
+
+def record_pids(settings: Settings) -> None:
+    """supervisord's PID and its programs', so `down` can stop them even if supervisord is gone by then."""
+    pids = [supervision.supervisord_pid(settings), *supervision.program_pids(settings)]
+    (settings.run_dir / "pids").write_text("\n".join(str(p) for p in pids if p) + "\n")
+
+
+def print_summary(settings: Settings) -> None:
+    s = load_secrets(settings.home)
+    log("stack is up")
+    print(f"  Airflow UI : http://127.0.0.1:{settings.ports['api']}  (user admin, password {s['admin_password']})")
+    print(f"  Env file   : source {settings.home}/env   (for the airflow CLI: scripts/airflow.sh ...)")
+    print(f"  Logs       : {settings.log_dir}")
+
+
+def down(settings: Settings) -> None:
+    """Stop supervisord and everything it started, then any recorded or marked process that survived; nothing else."""
+    pidfile = settings.run_dir / "pids"
+    pids = processes.read_pids(pidfile)
+    main = supervision.supervisord_pid(settings)
+    if main and settings.conf.exists():
+        log("stopping all programs")
+        supervision.ctl(settings, "stop", "all")
+        supervision.ctl(settings, "shutdown")
+        health.wait_for(lambda: not processes.pid_alive(main), 60, "supervisord to exit", fatal=False)
+    # a partial `up` or a killed supervisord: stop what we recorded, and the PostgreSQL we started
+    postmaster = processes.read_pid(settings.home / "pg" / "postmaster.pid")
+    if postmaster:
+        pids.append(postmaster)
+    left = [p for p in pids if processes.pid_alive(p) and processes.owned(settings, p, REPO)]
+    processes.terminate(left + processes.marked(settings))
+    pidfile.unlink(missing_ok=True)
+    log("stack is down")
+
+
+def status(settings: Settings) -> int:
+    """supervisorctl status and the api-server's health; exit 3 when the stack is not running."""
+    if not supervision.supervisord_pid(settings):
+        log(f"not running (SLUICE_HOME={settings.home})")
+        return 3
+    print(supervision.ctl(settings, "status").stdout, end="")
+    print("api-server health:", "healthy" if health.api_healthy(settings) else "NOT healthy")
+    return 0
+
+
+def env(settings: Settings) -> int:
+    """Write $SLUICE_HOME/env without starting anything, and print its path."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    print(write_env_file(settings))
+    return 0
+
+
+def wipe(settings: Settings) -> int:
+    """down, then delete the stack's home: data, logs, secrets."""
+    down(settings)
+    shutil.rmtree(settings.home, ignore_errors=True)
+    log(f"removed {settings.home}")
+    return 0
+
+
+COMMANDS = {"up": up, "down": down, "status": status, "env": env, "wipe": wipe}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import __doc__ as usage
+
+    parser = argparse.ArgumentParser(prog="scripts/stack", description=usage,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=list(COMMANDS))
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](Settings.from_environ()) or 0
+    except StackError as exc:
+        error(str(exc))
+        return 1
+
