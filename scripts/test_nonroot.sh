@@ -46,11 +46,16 @@ PORT_ENV=(
   SLUICE_DEMO_API_PORT=${SLUICE_NONROOT_DEMO_API_PORT:-48765} SLUICE_WEBHOOK_PORT=${SLUICE_NONROOT_WEBHOOK_PORT:-48090}
   SLUICE_WORKER_LOG_PORT=${SLUICE_NONROOT_WORKER_LOG_PORT:-48793}
 )
+# The machine's network settings (proxies, CA bundles, pip/uv index options) pass through, nothing else of root's.
+NET_ENV=()
+while IFS= read -r name; do NET_ENV+=("$name=${!name}"); done < <(compgen -e | grep -Ei \
+  '^((https?|no|all)_proxy|SSL_CERT_(FILE|DIR)|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|PIP_[A-Z_]+|UV_[A-Z_]+)$' \
+  | grep -Ev '^(UV_CACHE_DIR|PIP_CACHE_DIR|UV_PYTHON.*|PIP_USER|PIP_TARGET|PIP_PREFIX)$')
 # A clean login-like environment: no root PATH (so no uv or pyenv of root's), the system Python.
 as_user() {
   local limit=$1; shift
   timeout --kill-after=30 "$limit" runuser -u "$USER_NAME" -- env -i HOME="$HOME_DIR" USER="$USER_NAME" \
-    LOGNAME="$USER_NAME" PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 SLUICE_PYTHON="$PYTHON" \
+    LOGNAME="$USER_NAME" PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 "${NET_ENV[@]}" SLUICE_PYTHON="$PYTHON" \
     UV_CACHE_DIR="$CACHE/uv" PIP_CACHE_DIR="$CACHE/pip" UV_LINK_MODE=copy "${PORT_ENV[@]}" \
     bash -c "cd '$HOME_DIR/sluice' && $*"
 }
