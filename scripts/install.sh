@@ -37,27 +37,40 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# Python environment. uv when available (fast), pip otherwise.
+# Python environment: the venv first, then uv inside it (or a uv already on PATH). Never `pip install --user`
+# into the system Python (Debian and Ubuntu mark it externally managed, PEP 668).
 PY=${SLUICE_PYTHON:-python3}
+MIN_PY=3.11.2   # the oldest Python the lock (constraints.txt, `make lock`) is resolved for
+command -v "$PY" >/dev/null || { echo "Sluice needs Python >= $MIN_PY, but '$PY' was not found (set SLUICE_PYTHON)" >&2; exit 1; }
+found=$("$PY" -c 'import platform; print(platform.python_version())')
+if ! "$PY" -c "import sys; sys.exit(sys.version_info[:3] < tuple(map(int, '$MIN_PY'.split('.'))))"; then
+  echo "Sluice needs Python >= $MIN_PY; found Python $found at $(command -v "$PY"). Set SLUICE_PYTHON to a newer one." >&2
+  exit 1
+fi
 stamp=.venv/.sluice-installed
 want=$(cat requirements.txt constraints.txt 2>/dev/null | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/airflow ]; then
   log "python environment up to date (.venv)"
   exit 0
 fi
-if ! command -v uv >/dev/null; then
-  "$PY" -m pip install -q --user uv 2>/dev/null || "$PY" -m pip install -q uv 2>/dev/null || true
-  export PATH="$HOME/.local/bin:$PATH"
-fi
 cons=(); [ -f constraints.txt ] && cons=(-c constraints.txt)
-if command -v uv >/dev/null; then
-  log "installing Python packages with uv"
-  [ -x .venv/bin/python ] || uv venv -q -p "$PY" .venv
-  uv pip install -q -p .venv/bin/python -r requirements.txt "${cons[@]}"
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv with Python $found"
+  if command -v uv >/dev/null; then uv venv -q -p "$PY" .venv
+  else "$PY" -m venv .venv || { echo "could not create a venv with $PY: on Debian/Ubuntu install python3-venv" >&2; exit 1; }
+  fi
+fi
+uv=$(command -v uv || true)
+if [ -z "$uv" ]; then
+  [ -x .venv/bin/uv ] || { log "installing uv into .venv"; .venv/bin/python -m pip install -q "uv" "${cons[@]}" 2>/dev/null || true; }
+  [ -x .venv/bin/uv ] && uv=.venv/bin/uv
+fi
+if [ -n "$uv" ]; then
+  log "installing Python packages with uv ($uv)"
+  "$uv" pip install -q -p .venv/bin/python -r requirements.txt "${cons[@]}"
 else
   log "installing Python packages with pip (uv not available)"
-  [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/pip install -q -r requirements.txt "${cons[@]}"
+  .venv/bin/python -m pip install -q -r requirements.txt "${cons[@]}"
 fi
 echo "$want" > "$stamp"
-log "done: $(.venv/bin/airflow version 2>/dev/null | tail -n 1) in .venv"
+log "done: $(.venv/bin/airflow version 2>/dev/null | tail -n 1) in .venv (Python $found)"
