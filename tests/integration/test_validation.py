@@ -268,6 +268,24 @@ def test_missing_required_column_fails_the_chunk_clearly(new_cfg, pg):
 
 
 @pytest.mark.integration
+def test_missing_nullable_column_fails_by_default_and_is_null_and_reported_under_on_missing_null(new_cfg, pg):
+    from sluice.validate.cast import CastSchemaError
+
+    table = rows(3).rename_columns(["id", "quantity", "price", "day"])  # qty renamed upstream
+    cfg = new_cfg()
+    with pytest.raises(
+        CastSchemaError, match="nullable column qty is missing from the source. Did you mean 'quantity'"
+    ):
+        validate_chunk(cfg, INTERVAL, RUN_ID, stage(cfg, table))
+    assert quarantined(pg, cfg) == []
+    cfg = new_cfg(on_missing_columns="null")
+    report = validate_chunk(cfg, INTERVAL, RUN_ID, stage(cfg, table))
+    assert report["missing_columns"] == ["qty"] and report["rows_good"] == 3
+    good = StagingStore(cfg.staging, cfg.name, INTERVAL, RUN_ID).read_table(report["good_key"])
+    assert good["qty"].to_pylist() == [None, None, None]
+
+
+@pytest.mark.integration
 def test_s3_staging(s3_client, s3_prefix, pg):
     cfg = make_cfg(f"s3://sluice-staging/{s3_prefix}", [QTY_RANGE])
     try:

@@ -281,19 +281,46 @@ def test_source_name_maps_columns_and_reasons_use_the_declared_name():
     assert res.bad_rows.column_names[0] == "Quantity"
 
 
-def test_missing_nullable_column_becomes_null():
-    res = cast_table(pa.table({"id": ["1"]}), [col("id", "bigint"), col("note", "text")], "ignore")
+def test_missing_nullable_column_becomes_null_under_on_missing_null():
+    res = cast_table(pa.table({"id": ["1"]}), [col("id", "bigint"), col("note", "text")], "ignore", "null")
     assert res.missing == ["note"] and res.good["note"].to_pylist() == [None]
     assert res.good.schema.field("note").type == pa.string()
 
 
-def test_missing_non_nullable_column_names_it_and_the_source_columns():
-    table = pa.table({"id": ["1"], "quantity": ["3"], "price": ["1.5"]})
+def test_missing_nullable_column_fails_by_default_with_a_did_you_mean():
+    """A column renamed upstream (note -> notes) is an error naming it, not 20 of 20 values silently NULL."""
+    table = pa.table({"id": ["1"], "notes": ["x"]})
+    cols = [col("id", "bigint"), col("note", "text")]
     with pytest.raises(CastSchemaError) as err:
-        cast_table(table, [col("id", "bigint"), col("qty", "integer", nullable=False)], "ignore")
+        cast_table(table, cols, "ignore")  # on_missing_columns defaults to fail, as in TargetConfig
     msg = str(err.value)
-    assert "qty" in msg and "source columns: id, quantity, price" in msg
-    assert "Did you mean 'quantity'?" in msg and "source_name" in msg
+    assert msg.startswith("nullable column note is missing from the source. Did you mean 'notes'?")
+    assert "Source columns: id, notes." in msg and "on_missing_columns: null" in msg and "source_name" in msg
+    with pytest.raises(CastSchemaError, match="nullable column note is missing"):
+        cast_table(table, cols, "ignore", "fail")
+
+
+def test_missing_columns_are_all_named_and_win_over_on_extra_columns_fail():
+    """A renamed column is missing and extra at once: the error names the missing one (with the hint), even when
+    on_extra_columns: fail would also refuse the chunk."""
+    table = pa.table({"id": ["1"], "quantity": ["3"], "comment": ["c"]})
+    cols = [col("id", "bigint"), col("qty", "integer"), col("comments", "text")]
+    with pytest.raises(CastSchemaError) as err:
+        cast_table(table, cols, "fail")
+    msg = str(err.value)
+    assert "column qty is missing from the source. Did you mean 'quantity'?" in msg
+    assert "column comments is missing from the source. Did you mean 'comment'?" in msg
+    assert "source_name for 'qty', 'comments'" in msg
+
+
+def test_missing_non_nullable_column_fails_even_under_on_missing_null():
+    table = pa.table({"id": ["1"], "quantity": ["3"], "price": ["1.5"]})
+    for on_missing in ("fail", "null"):
+        with pytest.raises(CastSchemaError) as err:
+            cast_table(table, [col("id", "bigint"), col("qty", "integer", nullable=False)], "ignore", on_missing)
+        msg = str(err.value)
+        assert "non-nullable column qty is missing" in msg and "Source columns: id, quantity, price" in msg
+        assert "Did you mean 'quantity'?" in msg and "source_name" in msg and "nullable: true" in msg
 
 
 def test_renamed_column_hint_when_names_are_not_alike():
@@ -360,3 +387,4 @@ def test_bad_value_in_reason_is_truncated():
     value = json.loads(res.bad_rows[BAD_REASONS][0].as_py())[0]["value"]
     assert len(value) == casting.MAX_VALUE_CHARS + 1 and value.endswith("…")
     assert res.bad_rows["v"][0].as_py() == "x" * 1000  # the raw row keeps it whole
+
