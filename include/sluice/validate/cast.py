@@ -17,7 +17,17 @@ import pyarrow.compute as pc
 
 from sluice.config import ColumnSpec, ExtraColumnsPolicy, MissingColumnsPolicy
 from sluice.config.errors import suggest
-from sluice.validate.casters import CASTERS, Failures, any_true, as_mask, optimistic_cast, plain_array, to_strings
+from sluice.validate.casters import (
+    CASTERS,
+    Failures,
+    any_true,
+    as_mask,
+    nul_failures,
+    optimistic_cast,
+    out_of_range,
+    plain_array,
+    to_strings,
+)
 
 __all__ = [
     "BAD_REASONS",
@@ -59,13 +69,19 @@ def cast_column(arr: pa.Array | pa.ChunkedArray, spec: ColumnSpec) -> tuple[pa.A
     """One source column -> the declared type, plus (mask, reason) pairs of the values that did not cast; a NULL in a
     non-nullable column is a failure too."""
     arr, target, ct = plain_array(arr), spec.arrow_type, spec.column_type
+    early = out_of_range(arr, ct)  # typed dates and timestamps: before a cast to another unit can overflow
+    if early:
+        arr = pc.if_else(early[0][0], pa.scalar(None, arr.type), arr)
     if pa.types.is_null(arr.type):
         values, failures = pa.nulls(len(arr), target), []
     elif (fast := optimistic_cast(arr, ct, target)) is not None:
         values, failures = fast, []
     else:
         values, failures = CASTERS[ct.name](arr, ct, target)
-    failures = [(as_mask(m), r) for m, r in failures]
+    failures = [(as_mask(m), r) for m, r in early + failures]
+    for mask, reason in out_of_range(values, ct):  # parsed text too, and after the optimistic cast ("0000-01-01")
+        values = pc.if_else(mask, pa.scalar(None, values.type), values)
+        failures.append((mask, reason))
     if not spec.nullable:
         failed = pa.repeat(False, len(arr))
         for mask, _ in failures:
@@ -168,8 +184,12 @@ def cast_table(
         if fails:
             failures.append((spec.name, spec.source_column, fails))
     if policy is ExtraColumnsPolicy.evolve:
-        names += extra
-        values += [_evolved(table[name]) for name in extra]
+        for name in extra:
+            arr = _evolved(table[name])
+            if pa.types.is_string(arr.type) and (nul := nul_failures(arr)) and any_true(nul[0][0]):
+                failures.append((name, name, nul))
+            names.append(name)
+            values.append(arr)
     good = pa.Table.from_arrays(values, names=names)
     if not failures:
         return CastResult(good, _bad_rows(table, [], []), extra, missing, pa.array(np.arange(n, dtype=np.int64)))
