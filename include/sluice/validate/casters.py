@@ -9,6 +9,10 @@ Conventions (PostgreSQL's unless said otherwise): surrounding whitespace is igno
 every type but text; numeric rounds half away from zero to its scale and fails only when the integer part is too
 long; naive timestamps are UTC, and a string with an offset given to a `timestamp` column is converted to UTC
 (PostgreSQL would drop the offset silently); a date column accepts a timestamp only at midnight.
+
+What PostgreSQL would refuse at COPY time fails here, per value, so one bad value costs one quarantined row and not
+the chunk: NUL in text, \\u0000 and lone surrogate escapes in jsonb, NaN/Infinity for numeric(p,s), and dates and
+timestamps outside years 1..9999 (out_of_range, applied by cast.cast_column to every temporal column).
 """
 
 from __future__ import annotations
