@@ -8,6 +8,7 @@ import json
 import logging
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pyarrow as pa
 import pytest
@@ -265,6 +266,95 @@ def test_missing_required_column_fails_the_chunk_clearly(new_cfg, pg):
     table = rows(3).rename_columns(["order_id", "qty", "price", "day"])
     with pytest.raises(CastSchemaError, match="Did you mean 'order_id'"):
         validate_chunk(cfg, INTERVAL, RUN_ID, stage(cfg, table))
+
+
+@pytest.mark.integration
+def test_missing_nullable_column_fails_by_default_and_is_null_and_reported_under_on_missing_null(new_cfg, pg):
+    from sluice.validate.cast import CastSchemaError
+
+    table = rows(3).rename_columns(["id", "quantity", "price", "day"])  # qty renamed upstream
+    cfg = new_cfg()
+    with pytest.raises(
+        CastSchemaError, match="nullable column qty is missing from the source. Did you mean 'quantity'"
+    ):
+        validate_chunk(cfg, INTERVAL, RUN_ID, stage(cfg, table))
+    assert quarantined(pg, cfg) == []
+    cfg = new_cfg(on_missing_columns="null")
+    report = validate_chunk(cfg, INTERVAL, RUN_ID, stage(cfg, table))
+    assert report["missing_columns"] == ["qty"] and report["rows_good"] == 3
+    good = StagingStore(cfg.staging, cfg.name, INTERVAL, RUN_ID).read_table(report["good_key"])
+    assert good["qty"].to_pylist() == [None, None, None]
+
+
+UNSTORABLE_COLUMNS = [
+    {"name": "id", "type": "bigint", "nullable": False},
+    {"name": "note", "type": "text"},
+    {"name": "doc", "type": "jsonb"},
+    {"name": "day", "type": "date"},
+    {"name": "at", "type": "timestamptz"},
+    {"name": "amount", "type": "numeric(10,2)"},
+    {"name": "ratio", "type": "double"},
+]
+
+
+@pytest.mark.integration
+def test_values_postgres_cannot_store_are_quarantined_and_the_good_rows_copy(new_cfg, pg, pg_schema):
+    """One chunk with a NUL in text, the \\u0000 escape in jsonb, year 0, a timestamp before year 1 once in UTC and
+    NaN/Infinity for numeric(p,s): those rows are quarantined with their reasons (NUL kept readable in
+    sluice.quarantine), and the rest, including the edges PostgreSQL does store, COPY into a real table."""
+    from sluice.loading.postgres import load_chunk
+
+    good = {
+        "id": "0",
+        "note": "plain",
+        "doc": '{"k": "a\\\\u0000b"}',  # an escaped backslash before u0000: stored as is
+        "day": "0001-01-01",
+        "at": "9999-12-31T23:59:59.999999Z",
+        "amount": "12.34",
+        "ratio": "NaN",
+    }
+    bad = {
+        1: ("note", "a\x00b", "contains a NUL character"),
+        2: ("doc", '{"k": "a\\u0000b"}', "contains \\u0000 (NUL)"),
+        3: ("day", "0000-01-01", "out of range for date"),
+        4: ("at", "0001-01-01T00:30:00+01:00", "out of range for timestamptz"),
+        5: ("amount", "NaN", "not a finite number"),
+        6: ("amount", "Infinity", "not a finite number"),
+    }
+    data = {c["name"]: [] for c in UNSTORABLE_COLUMNS}
+    for i in range(10):
+        row = {**good, "id": str(i), "ratio": {7: "-Infinity", 8: "1.5", 9: "Infinity"}.get(i, "NaN")}
+        if i == 9:
+            row.update(day="9999-12-31", at="0001-01-01T00:00:00Z", doc='"\\ud83d\\ude00"')
+        if i in bad:
+            row[bad[i][0]] = bad[i][1]
+        for k, v in row.items():
+            data[k].append(v)
+    cfg = new_cfg(schema=pg_schema, table="unstorable", columns=UNSTORABLE_COLUMNS)
+    report = validate_chunk(cfg, INTERVAL, RUN_ID, stage(cfg, pa.table(data)))
+    assert (report["rows_in"], report["rows_good"], report["rows_quarantined"]) == (10, 4, 6)
+    q = quarantined(pg, cfg)
+    assert [r["row_number"] for r in q] == sorted(bad)
+    for r in q:
+        column, value, reason = bad[r["row_number"]]
+        [why] = r["reasons"]
+        assert why["column"] == column and why["reason"].startswith(reason), why
+        assert r["row"][column] == value.replace("\x00", "\ufffd")  # jsonb cannot hold NUL: shown as U+FFFD
+    try:
+        result = load_chunk(cfg, INTERVAL, RUN_ID, report)
+        assert result["rows_loaded"] == 4
+        stored = pg.execute(
+            f"SELECT id, note, doc::text, day::text, at AT TIME ZONE 'UTC', amount, ratio::text "
+            f'FROM "{pg_schema}".unstorable ORDER BY id'
+        ).fetchall()
+    finally:
+        pg.execute("DELETE FROM sluice.load_ledger WHERE pipeline = %s", (cfg.name,))
+    assert [r[0] for r in stored] == [0, 7, 8, 9]
+    assert [r[6] for r in stored] == ["NaN", "-Infinity", "1.5", "Infinity"]  # float8 keeps NaN and ±Infinity
+    assert stored[0][2] == '{"k": "a\\\\u0000b"}' and stored[3][2] == '"😀"'
+    assert (stored[0][3], stored[3][3]) == ("0001-01-01", "9999-12-31")
+    assert stored[0][4] == datetime(9999, 12, 31, 23, 59, 59, 999999) and stored[3][4] == datetime(1, 1, 1)
+    assert {r[5] for r in stored} == {Decimal("12.34")}
 
 
 @pytest.mark.integration

@@ -281,19 +281,46 @@ def test_source_name_maps_columns_and_reasons_use_the_declared_name():
     assert res.bad_rows.column_names[0] == "Quantity"
 
 
-def test_missing_nullable_column_becomes_null():
-    res = cast_table(pa.table({"id": ["1"]}), [col("id", "bigint"), col("note", "text")], "ignore")
+def test_missing_nullable_column_becomes_null_under_on_missing_null():
+    res = cast_table(pa.table({"id": ["1"]}), [col("id", "bigint"), col("note", "text")], "ignore", "null")
     assert res.missing == ["note"] and res.good["note"].to_pylist() == [None]
     assert res.good.schema.field("note").type == pa.string()
 
 
-def test_missing_non_nullable_column_names_it_and_the_source_columns():
-    table = pa.table({"id": ["1"], "quantity": ["3"], "price": ["1.5"]})
+def test_missing_nullable_column_fails_by_default_with_a_did_you_mean():
+    """A column renamed upstream (note -> notes) is an error naming it, not 20 of 20 values silently NULL."""
+    table = pa.table({"id": ["1"], "notes": ["x"]})
+    cols = [col("id", "bigint"), col("note", "text")]
     with pytest.raises(CastSchemaError) as err:
-        cast_table(table, [col("id", "bigint"), col("qty", "integer", nullable=False)], "ignore")
+        cast_table(table, cols, "ignore")  # on_missing_columns defaults to fail, as in TargetConfig
     msg = str(err.value)
-    assert "qty" in msg and "source columns: id, quantity, price" in msg
-    assert "Did you mean 'quantity'?" in msg and "source_name" in msg
+    assert msg.startswith("nullable column note is missing from the source. Did you mean 'notes'?")
+    assert "Source columns: id, notes." in msg and "on_missing_columns: null" in msg and "source_name" in msg
+    with pytest.raises(CastSchemaError, match="nullable column note is missing"):
+        cast_table(table, cols, "ignore", "fail")
+
+
+def test_missing_columns_are_all_named_and_win_over_on_extra_columns_fail():
+    """A renamed column is missing and extra at once: the error names the missing one (with the hint), even when
+    on_extra_columns: fail would also refuse the chunk."""
+    table = pa.table({"id": ["1"], "quantity": ["3"], "comment": ["c"]})
+    cols = [col("id", "bigint"), col("qty", "integer"), col("comments", "text")]
+    with pytest.raises(CastSchemaError) as err:
+        cast_table(table, cols, "fail")
+    msg = str(err.value)
+    assert "column qty is missing from the source. Did you mean 'quantity'?" in msg
+    assert "column comments is missing from the source. Did you mean 'comment'?" in msg
+    assert "source_name for 'qty', 'comments'" in msg
+
+
+def test_missing_non_nullable_column_fails_even_under_on_missing_null():
+    table = pa.table({"id": ["1"], "quantity": ["3"], "price": ["1.5"]})
+    for on_missing in ("fail", "null"):
+        with pytest.raises(CastSchemaError) as err:
+            cast_table(table, [col("id", "bigint"), col("qty", "integer", nullable=False)], "ignore", on_missing)
+        msg = str(err.value)
+        assert "non-nullable column qty is missing" in msg and "Source columns: id, quantity, price" in msg
+        assert "Did you mean 'quantity'?" in msg and "source_name" in msg and "nullable: true" in msg
 
 
 def test_renamed_column_hint_when_names_are_not_alike():
@@ -360,3 +387,156 @@ def test_bad_value_in_reason_is_truncated():
     value = json.loads(res.bad_rows[BAD_REASONS][0].as_py())[0]["value"]
     assert len(value) == casting.MAX_VALUE_CHARS + 1 and value.endswith("…")
     assert res.bad_rows["v"][0].as_py() == "x" * 1000  # the raw row keeps it whole
+
+
+# ---------------------------------------------------------------- values PostgreSQL cannot store
+# Each is refused here, as a quarantined row with its reason, instead of failing the chunk's COPY (which refuses
+# the whole chunk, and every retry the same way). The rules were checked against PostgreSQL 15.
+
+
+def reasons_of(result) -> dict[int, list[dict]]:
+    rows = result.bad_rows[BAD_ROW].to_pylist()
+    return dict(zip(rows, map(json.loads, result.bad_rows[BAD_REASONS].to_pylist()), strict=True))
+
+
+NUL_TEXT = "contains a NUL character (\\x00), which PostgreSQL cannot store in text"
+NUL_JSON = "contains \\u0000 (NUL), which PostgreSQL jsonb cannot store"
+OUT_OF_RANGE = "Sluice loads 0001-01-01 to 9999-12-31 (PostgreSQL has no year 0)"
+
+
+def test_nul_in_text_is_quarantined_and_the_rest_of_the_chunk_passes():
+    table = pa.table({"id": ["1", "2", "3", "4"], "note": ["a", "b\x00c", None, "\x00"]})
+    res = cast_table(table, [col("id", "bigint"), col("note", "text")], "ignore")
+    assert res.good.to_pydict() == {"id": [1, 3], "note": ["a", None]}
+    why = reasons_of(res)
+    assert sorted(why) == [1, 3]
+    assert why[1] == [{"column": "note", "value": "b\x00c", "reason": NUL_TEXT}]
+    assert res.bad_rows["id"].to_pylist() == ["2", "4"]  # the raw row is kept for the quarantine
+
+
+def test_nul_in_binary_text_and_in_evolved_columns():
+    good, bad, _ = cast_one([b"a", b"b\x00", b"\xff"], "text", pa.binary())
+    assert good == ["a"] and bad == {1: NUL_TEXT, 2: "not valid UTF-8"}
+    res = cast_table(pa.table({"id": ["1", "2"], "new": ["x", "y\x00"]}), [col("id", "bigint")], "evolve")
+    assert res.good.to_pydict() == {"id": [1], "new": ["x"]}
+    assert reasons_of(res)[1] == [{"column": "new", "value": "y\x00", "reason": NUL_TEXT}]
+
+
+@pytest.mark.parametrize(
+    "arr",
+    [
+        pa.array(["x\x00", "a", "b\x00", "c"]).slice(1, 2),  # a slice: only its own bytes are searched
+        pa.chunked_array([pa.array(["a", "x"]), pa.array(["b\x00", "c"])]).slice(1, 2),
+        pa.array(["a", "b\x00"], pa.large_string()),
+        pa.array(["a", "b\x00"], pa.string_view()),
+    ],
+)
+def test_nul_is_found_in_slices_chunks_and_other_string_layouts(arr):
+    res = cast_table(pa.table({"v": arr}), [col("v", "text")], "ignore")
+    assert res.good["v"].to_pylist() == [arr.to_pylist()[0]] and res.bad_rows[BAD_ROW].to_pylist() == [1]
+
+
+def test_the_nul_check_reads_only_the_slice_and_ignores_bytes_of_null_slots():
+    from sluice.validate.casters import nul_failures
+
+    assert nul_failures(pa.array(["a\x00", "b", "c"]).slice(1)) == []
+    assert nul_failures(pa.array([None, None], pa.string())) == []
+
+
+def test_nul_in_jsonb_text_and_the_u0000_escape_are_quarantined():
+    values = [
+        '{"a": 1}',
+        '"a\\u0000b"',  # the escape: valid JSON, refused by PostgreSQL's jsonb
+        '{"\\u0000": 1}',  # in a key too
+        '"a\\\\u0000b"',  # an escaped backslash, then the text u0000: PostgreSQL stores it
+        '"a\\\\\\u0000b"',  # an escaped backslash, then the escape
+        '"a\x00b"',  # a raw NUL: not JSON at all
+        None,
+    ]
+    good, bad, _ = cast_one(values, "jsonb")
+    assert good == ['{"a": 1}', '"a\\\\u0000b"', None]
+    assert bad == {1: NUL_JSON, 2: NUL_JSON, 4: NUL_JSON, 5: "not valid JSON"}
+
+
+def test_nul_in_nested_values_serialised_to_jsonb():
+    good, bad, _ = cast_one([{"a": "x\x00"}, {"a": "y"}], "jsonb", pa.struct([("a", pa.string())]))
+    assert good == ['{"a": "y"}'] and bad == {0: NUL_JSON}
+
+
+def test_lone_surrogate_escape_in_jsonb_is_quarantined():
+    good, bad, _ = cast_one(['"\\ud800"', '"\\udc00x"', '"\\ud83d\\ude00"', '"\\\\ud800"'], "jsonb")
+    assert good == ['"\\ud83d\\ude00"', '"\\\\ud800"']  # a valid pair, and an escaped backslash: both stored
+    lone = "has a lone UTF-16 surrogate escape, which PostgreSQL jsonb refuses"
+    assert bad == {0: lone, 1: lone}
+
+
+def test_year_zero_and_years_past_9999_in_text_dates():
+    """Arrow parses "0000-01-01" (and the optimistic cast would pass it); PostgreSQL's ISO input has no year 0."""
+    good, bad, res = cast_one(["0000-01-01", "0001-01-01", "9999-12-31", "2024-02-29", "0000-02-29"], "date")
+    assert good == [date(1, 1, 1), date(9999, 12, 31), date(2024, 2, 29)]
+    assert bad == {0: f"out of range for date: {OUT_OF_RANGE}", 4: f"out of range for date: {OUT_OF_RANGE}"}
+    assert reasons_of(res)[0][0]["value"] == "0000-01-01"
+    _, bad, _ = cast_one(["10000-01-01", "2024-01-01"], "date")  # five digits: never a date in the source text
+    assert bad == {0: "not a date (expected YYYY-MM-DD)"}
+
+
+@pytest.mark.parametrize("type_", ["timestamp", "timestamptz"])
+def test_timestamps_outside_year_1_to_9999_after_conversion_to_utc(type_):
+    values = [
+        "0000-06-01T12:00:00",
+        "0001-01-01T00:30:00+01:00",  # 0000-12-31 23:30 UTC
+        "0001-01-01T00:00:00",
+        "9999-12-31T23:59:59.999999",
+        "9999-12-31T23:00:00-02:00",  # 10000-01-01 01:00 UTC
+        "2024-01-01T00:00:00Z",
+    ]
+    good, bad, _ = cast_one(values, type_)
+    tz = UTC if type_ == "timestamptz" else None
+    assert good == [
+        datetime(1, 1, 1, tzinfo=tz),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=tz),
+        datetime(2024, 1, 1, tzinfo=tz),
+    ]
+    assert bad == {i: f"out of range for {type_}: {OUT_OF_RANGE}" for i in (0, 1, 4)}
+
+
+FIRST, PAST_LAST = (date(1, 1, 1) - date(1970, 1, 1)).days, (date(9999, 12, 31) - date(1970, 1, 1)).days + 1
+
+
+@pytest.mark.parametrize(
+    ("values", "arrow_type", "type_"),
+    [
+        ([FIRST - 1, FIRST, PAST_LAST - 1, PAST_LAST, 2_000_000_000], pa.date32(), "date"),
+        ([FIRST - 1, FIRST, PAST_LAST - 1, PAST_LAST, 2_000_000_000], pa.date32(), "timestamp"),  # no overflow
+        ([(d * 86_400) for d in (FIRST - 1, FIRST, PAST_LAST - 1, PAST_LAST, 10**10)], pa.timestamp("s"), "date"),
+        (
+            [d * 86_400_000 for d in (FIRST - 1, FIRST, PAST_LAST - 1, PAST_LAST, 10**10)],
+            pa.timestamp("ms", "UTC"),
+            "timestamptz",
+        ),
+        ([d * 86_400_000 for d in (FIRST - 1, FIRST, PAST_LAST - 1, PAST_LAST, 10**11)], pa.date64(), "date"),
+    ],
+)
+def test_typed_dates_and_timestamps_out_of_range_never_overflow_a_cast(values, arrow_type, type_):
+    """Parquet and SQL sources deliver typed values Arrow holds (year 0, negative years, year 5 million): each is
+    quarantined before any cast to another unit could overflow or wrap it."""
+    good, bad, _ = cast_one(values, type_, arrow_type)
+    assert len(good) == 2 and set(bad) == {0, 3, 4}
+    assert set(bad.values()) == {f"out of range for {type_}: {OUT_OF_RANGE}"}
+
+
+def test_nan_and_infinity_do_not_fit_numeric():
+    """PostgreSQL stores NaN in numeric(p,s) but not Infinity; Sluice refuses both for a constrained numeric (its
+    numeric columns are always numeric(p,s), and Arrow's decimal cannot hold either)."""
+    reason = "not a finite number (NaN and Infinity do not fit numeric)"
+    good, bad, _ = cast_one(["NaN", "Infinity", "-inf", "1.5", "nan", "+Infinity"], "numeric(10,2)")
+    assert good == [Decimal("1.50")] and bad == {i: reason for i in (0, 1, 2, 4, 5)}
+    good, bad, _ = cast_one([float("nan"), float("inf"), float("-inf"), 1.5, None], "numeric(10,2)", pa.float64())
+    assert good == [Decimal("1.50"), None] and bad == {0: reason, 1: reason, 2: reason}
+
+
+def test_double_keeps_nan_and_infinity_which_postgres_float8_stores():
+    good, bad, _ = cast_one([float("nan"), float("inf"), float("-inf"), 1.5], "double", pa.float64())
+    assert str(good) == "[nan, inf, -inf, 1.5]" and not bad
+    good, bad, _ = cast_one(["NaN", "Infinity", "-inf", "1e999"], "double")
+    assert str(good) == "[nan, inf, -inf]" and bad == {3: "out of range for double precision"}

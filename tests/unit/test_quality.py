@@ -206,3 +206,11 @@ def test_column_figures_with_no_values_are_not_judged():
     assert evaluate_combined(cfg.expectations[0], []) == (True, None)
     stats = {"amount": {"count": 0, "nulls": 3, "min": None, "max": None, "sum": None}}
     quality_gate(cfg, [report(0, 3, stats=stats)])
+
+
+def test_missing_columns_loaded_as_null_are_a_gate_warning(caplog):
+    reports = [report(0, 10) | {"missing_columns": ["note"]}, report(1, 10) | {"missing_columns": ["note", "x"]}]
+    reports.append(report(2, 0) | {"missing_columns": ["id", "amount"]})  # an empty chunk's header says nothing
+    with caplog.at_level(logging.WARNING, logger="sluice.validate.gate"):
+        assert len(quality_gate(make_cfg(), reports)) == 3
+    assert "declared column(s) note, x missing from the source: loaded as NULL" in caplog.text

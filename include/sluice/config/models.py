@@ -19,6 +19,7 @@ from sluice.config.types import (
     Duration,
     ExtraColumnsPolicy,
     Identifier,
+    MissingColumnsPolicy,
     PipelineName,
     Schedule,
     Severity,
@@ -62,6 +63,11 @@ class TargetConfig(StrictModel):
     on_extra_columns: ExtraColumnsPolicy = Field(
         ExtraColumnsPolicy.ignore,
         description="Source columns not in columns: ignore, fail the run, or evolve (add them as text).",
+    )
+    on_missing_columns: MissingColumnsPolicy = Field(
+        MissingColumnsPolicy.fail,
+        description="Declared nullable columns absent from the source: fail the run (naming them, with a "
+        "did-you-mean), or null (load NULL and warn in the quality gate). A missing non-nullable column always fails.",
     )
 
     @property

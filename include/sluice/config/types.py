@@ -334,6 +334,11 @@ class ExtraColumnsPolicy(StrEnum):
     evolve = "evolve"
 
 
+class MissingColumnsPolicy(StrEnum):
+    fail = "fail"
+    null = "null"
+
+
 class Severity(StrEnum):
     quarantine = "quarantine"
     fail = "fail"

@@ -15,9 +15,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sluice.config import ColumnSpec, ExtraColumnsPolicy
+from sluice.config import ColumnSpec, ExtraColumnsPolicy, MissingColumnsPolicy
 from sluice.config.errors import suggest
-from sluice.validate.casters import CASTERS, Failures, any_true, as_mask, optimistic_cast, plain_array, to_strings
+from sluice.validate.casters import (
+    CASTERS,
+    Failures,
+    any_true,
+    as_mask,
+    nul_failures,
+    optimistic_cast,
+    out_of_range,
+    plain_array,
+    to_strings,
+)
 
 __all__ = [
     "BAD_REASONS",
@@ -36,9 +46,10 @@ MAX_VALUE_CHARS = 200
 
 
 class CastSchemaError(ValueError):
-    """The source's columns cannot produce the declared ones (a required column is absent, or extra columns under
-    on_extra_columns: fail). The whole chunk stops: this is a config or upstream problem, not a bad row. (Not to be
-    confused with sluice.loading.postgres.SchemaMismatch: the target table differs from the config.)"""
+    """The source's columns cannot produce the declared ones (a declared column is absent under on_missing_columns:
+    fail, a non-nullable one is absent, or extra columns under on_extra_columns: fail). The whole chunk stops: this
+    is a config or upstream problem, not a bad row. (Not to be confused with sluice.loading.postgres.SchemaMismatch:
+    the target table differs from the config.)"""
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,7 @@ class CastResult:
     good: pa.Table  # declared columns in declared Arrow types (+ evolved extra columns), rows in source order
     bad_rows: pa.Table  # raw source values as strings + _sluice_row (row in the chunk) + _sluice_reasons (JSON list)
     extra_columns: list[str]  # source columns not declared (ignored, or kept in `good` under evolve)
-    missing: list[str]  # declared nullable columns absent from the source (filled with NULL)
+    missing: list[str]  # declared nullable columns absent from the source (NULL, under on_missing_columns: null)
     good_index: pa.Array = field(default_factory=lambda: pa.array([], pa.int64()))  # input row of each good row
 
     @property
@@ -58,13 +69,19 @@ def cast_column(arr: pa.Array | pa.ChunkedArray, spec: ColumnSpec) -> tuple[pa.A
     """One source column -> the declared type, plus (mask, reason) pairs of the values that did not cast; a NULL in a
     non-nullable column is a failure too."""
     arr, target, ct = plain_array(arr), spec.arrow_type, spec.column_type
+    early = out_of_range(arr, ct)  # typed dates and timestamps: before a cast to another unit can overflow
+    if early:
+        arr = pc.if_else(early[0][0], pa.scalar(None, arr.type), arr)
     if pa.types.is_null(arr.type):
         values, failures = pa.nulls(len(arr), target), []
     elif (fast := optimistic_cast(arr, ct, target)) is not None:
         values, failures = fast, []
     else:
         values, failures = CASTERS[ct.name](arr, ct, target)
-    failures = [(as_mask(m), r) for m, r in failures]
+    failures = [(as_mask(m), r) for m, r in early + failures]
+    for mask, reason in out_of_range(values, ct):  # parsed text too, and after the optimistic cast ("0000-01-01")
+        values = pc.if_else(mask, pa.scalar(None, values.type), values)
+        failures.append((mask, reason))
     if not spec.nullable:
         failed = pa.repeat(False, len(arr))
         for mask, _ in failures:
@@ -76,20 +93,35 @@ def cast_column(arr: pa.Array | pa.ChunkedArray, spec: ColumnSpec) -> tuple[pa.A
 # ---------------------------------------------------------------- the table
 
 
-def _missing_message(spec: ColumnSpec, source: list[str], unused: list[str]) -> str:
-    label = spec.name if not spec.source_name else f"{spec.name} (source name '{spec.source_name}')"
-    hint = suggest(spec.source_column, unused or source)
-    near = [u for u in unused if spec.source_column.lower() in u.lower() or u.lower() in spec.source_column.lower()]
-    if not hint and len(near) == 1:  # "id" -> "order_id": a prefix or suffix added upstream
-        hint = f"did you mean '{near[0]}'?"
-    if not hint and len(unused) == 1:
-        hint = f"the source has one undeclared column, '{unused[0]}': was the column renamed upstream?"
+def _missing_message(specs: list[ColumnSpec], source: list[str], unused: list[str]) -> str:
+    """One line per missing column (with a did-you-mean from the source's header), then the source's columns."""
+    lines = []
+    for spec in specs:
+        label = spec.name if not spec.source_name else f"{spec.name} (source name '{spec.source_name}')"
+        kind = "nullable" if spec.nullable else "non-nullable"
+        hint = suggest(spec.source_column, unused or source)
+        name = spec.source_column.lower()
+        near = [u for u in unused if name in u.lower() or u.lower() in name]
+        if not hint and len(near) == 1:  # "id" -> "order_id": a prefix or suffix added upstream
+            hint = f"did you mean '{near[0]}'?"
+        if not hint and len(unused) == 1:
+            hint = f"the source has one undeclared column, '{unused[0]}': was the column renamed upstream?"
+        lines.append(
+            f"{kind} column {label} is missing from the source." + (f" {hint[0].upper()}{hint[1:]}" if hint else "")
+        )
     shown = ", ".join(source[:50]) + (f", ... ({len(source)} in all)" if len(source) > 50 else "")
-    return (
-        f"non-nullable column {label} is missing from the source; source columns: {shown or '(none)'}."
-        + (f" {hint[0].upper()}{hint[1:]}" if hint else "")
-        + f" Fix: set source_name for '{spec.name}' to the source's column name, or declare it nullable: true."
-    )
+    names = ", ".join(f"'{s.name}'" for s in specs)
+    if all(s.nullable for s in specs):
+        fix = (
+            f"set source_name for {names} to the source's column name, or set target.on_missing_columns: null "
+            "to load NULL"
+        )
+    else:
+        fix = (
+            f"set source_name for {names} to the source's column name, or declare the column(s) nullable: true "
+            "with target.on_missing_columns: null to load NULL"
+        )
+    return " ".join(lines) + f" Source columns: {shown or '(none)'}. Fix: {fix}. Nothing was loaded."
 
 
 def _evolved(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -109,13 +141,23 @@ def _evolved(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     return arr
 
 
-def cast_table(table: pa.Table, columns: list[ColumnSpec], policy: ExtraColumnsPolicy) -> CastResult:
+def cast_table(
+    table: pa.Table,
+    columns: list[ColumnSpec],
+    policy: ExtraColumnsPolicy,
+    on_missing: MissingColumnsPolicy = MissingColumnsPolicy.fail,
+) -> CastResult:
     """Raw source table -> the declared columns (good rows) and the rows that did not cast (bad rows, with reasons).
-    Raises CastSchemaError when a non-nullable column is absent, or on extra columns under policy fail."""
-    policy = ExtraColumnsPolicy(policy)
+    Raises CastSchemaError when a declared column is absent (a nullable one is filled with NULL under on_missing
+    null), or on extra columns under policy fail. An empty chunk never fails for a missing column."""
+    policy, on_missing = ExtraColumnsPolicy(policy), MissingColumnsPolicy(on_missing)
     source = table.column_names
     wanted = {c.source_column for c in columns}
     extra = [n for n in source if n not in wanted and not n.startswith("_sluice_")]
+    absent = [spec for spec in columns if spec.source_column not in source]
+    refused = [s for s in absent if not s.nullable or on_missing is MissingColumnsPolicy.fail]
+    if refused and table.num_rows:  # before the extra-column check: a renamed column is both, and this names it
+        raise CastSchemaError(_missing_message(refused, source, extra))
     if extra and policy is ExtraColumnsPolicy.fail:
         raise CastSchemaError(
             f"the source has columns that target.columns does not declare: {', '.join(extra)} "
@@ -132,8 +174,6 @@ def cast_table(table: pa.Table, columns: list[ColumnSpec], policy: ExtraColumnsP
     failures: list[tuple[str, str, Failures]] = []
     for spec in columns:
         if spec.source_column not in source:
-            if not spec.nullable and n:
-                raise CastSchemaError(_missing_message(spec, source, extra))
             missing.append(spec.name)
             names.append(spec.name)
             values.append(pa.nulls(n, spec.arrow_type))
@@ -144,8 +184,12 @@ def cast_table(table: pa.Table, columns: list[ColumnSpec], policy: ExtraColumnsP
         if fails:
             failures.append((spec.name, spec.source_column, fails))
     if policy is ExtraColumnsPolicy.evolve:
-        names += extra
-        values += [_evolved(table[name]) for name in extra]
+        for name in extra:
+            arr = _evolved(table[name])
+            if pa.types.is_string(arr.type) and (nul := nul_failures(arr)) and any_true(nul[0][0]):
+                failures.append((name, name, nul))
+            names.append(name)
+            values.append(arr)
     good = pa.Table.from_arrays(values, names=names)
     if not failures:
         return CastResult(good, _bad_rows(table, [], []), extra, missing, pa.array(np.arange(n, dtype=np.int64)))

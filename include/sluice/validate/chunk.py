@@ -197,7 +197,12 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
         )
     rejects = store.read_table(chunk["rejects_key"]) if chunk.get("rejects_key") else None
     n_rejects = rejects.num_rows if rejects is not None else 0
-    cast = cast_table(table, cfg.target.columns, cfg.target.on_extra_columns)
+    cast = cast_table(table, cfg.target.columns, cfg.target.on_extra_columns, cfg.target.on_missing_columns)
+    if cast.missing and table.num_rows:
+        (log.warning if index == 0 else log.debug)(
+            "declared columns missing from the source, loaded as NULL (on_missing_columns: null): %s",
+            ", ".join(cast.missing),
+        )
     if cast.extra_columns:
         (log.warning if index == 0 else log.debug)(
             "source columns not in target.columns (on_extra_columns: %s): %s",

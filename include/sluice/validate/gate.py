@@ -193,6 +193,12 @@ def quality_gate(cfg: PipelineConfig, reports: list[dict]) -> list[dict]:
                     f"observed {check.get('observed')!r}"
                 )
                 (warnings if check.get("severity") == "warn" else problems).append(msg)
+    missing = sorted({c for r in reports if int(r["rows_in"]) for c in r.get("missing_columns") or []})
+    if missing:
+        warnings.append(
+            f"declared column(s) {', '.join(missing)} missing from the source: loaded as NULL "
+            "(target.on_missing_columns: null)"
+        )
     for w in warnings:
         log.warning("quality gate (warn only): %s", w)
     log.info(
