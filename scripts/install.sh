@@ -62,6 +62,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 uv=$(command -v uv || true)
 if [ -z "$uv" ]; then
+  # a venv made by uv has no pip: bootstrap it from the standard library
+  .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip >/dev/null 2>&1 || true
   [ -x .venv/bin/uv ] || { log "installing uv into .venv"; .venv/bin/python -m pip install -q "uv" "${cons[@]}" 2>/dev/null || true; }
   [ -x .venv/bin/uv ] && uv=.venv/bin/uv
 fi
