@@ -18,7 +18,7 @@ import pytest
 from sluice.config import PipelineConfig
 from sluice.interval import Interval
 from sluice.sources import iter_source
-from sluice.sources.http import client as http
+from sluice.sources.http import client, errors
 from werkzeug import Response
 
 pytestmark = pytest.mark.integration
@@ -143,7 +143,7 @@ def test_interval_with_no_data_yields_nothing(demo_api, monkeypatch):
 
 def test_wrong_token_is_a_clear_401(demo_api, monkeypatch):
     cfg = make_cfg(connection(monkeypatch, demo_api.url, password="wrong-token"), **STYLES["single"])
-    with pytest.raises(http.HttpSourceError, match=r"answered HTTP 401 Unauthorized.*bearer token"):
+    with pytest.raises(errors.HttpSourceError, match=r"answered HTTP 401 Unauthorized.*bearer token"):
         run(cfg)
 
 
@@ -153,7 +153,7 @@ def test_max_pages_guard(demo_api, monkeypatch):
         max_pages=3,
         **{**STYLES["page_number"], "params": {**WINDOW, "per_page": "10"}},
     )
-    with pytest.raises(http.MaxPagesExceeded, match=r"max_pages=3 .*page_number at page=3"):
+    with pytest.raises(errors.MaxPagesExceeded, match=r"max_pages=3 .*page_number at page=3"):
         run(cfg)
 
 
@@ -169,7 +169,7 @@ def test_duplicate_page_is_an_error(httpserver, monkeypatch):
         records_path="data",
         pagination={"style": "page_number", "page_param": "pg"},
     )
-    with pytest.raises(http.DuplicatePageError, match=r"page 2 .*pg=2.* repeats the previous page's 2 records"):
+    with pytest.raises(errors.DuplicatePageError, match=r"page 2 .*pg=2.* repeats the previous page's 2 records"):
         run(cfg)
 
 
@@ -201,7 +201,7 @@ def test_429_with_retry_after_http_date_is_honoured(httpserver, monkeypatch):
 
 
 def test_500_500_then_200_is_retried_with_backoff(httpserver, monkeypatch):
-    monkeypatch.setattr(http, "BACKOFF_INITIAL_SECONDS", 0.1)
+    monkeypatch.setattr(client, "BACKOFF_INITIAL_SECONDS", 0.1)
     stamps: list[float] = []
     err = Response("oops", status=500)
     ok = Response(json.dumps({"data": [{"id": 7}]}), content_type="application/json")
@@ -212,20 +212,20 @@ def test_500_500_then_200_is_retried_with_backoff(httpserver, monkeypatch):
 
 
 def test_5xx_forever_fails_after_max_retries(httpserver, monkeypatch):
-    monkeypatch.setattr(http, "BACKOFF_INITIAL_SECONDS", 0.05)
+    monkeypatch.setattr(client, "BACKOFF_INITIAL_SECONDS", 0.05)
     httpserver.expect_request("/items").respond_with_data("down", status=502)
-    with pytest.raises(http.HttpSourceError, match=r"still answered HTTP 502 after 3 attempts: 'down'"):
+    with pytest.raises(errors.HttpSourceError, match=r"still answered HTTP 502 after 3 attempts: 'down'"):
         run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items"))
 
 
 def test_connection_refused_is_a_clear_error_after_retries(monkeypatch):
-    monkeypatch.setattr(http, "BACKOFF_INITIAL_SECONDS", 0.05)
+    monkeypatch.setattr(client, "BACKOFF_INITIAL_SECONDS", 0.05)
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     started = time.monotonic()
     with pytest.raises(
-        http.HttpSourceError,
+        errors.HttpSourceError,
         match=rf"GET http://127.0.0.1:{port}/items failed after 3 attempt\(s\)"
         r".*(refused|Failed to establish)",
     ):
@@ -237,19 +237,19 @@ def test_malformed_json_names_url_and_position(httpserver, monkeypatch):
     httpserver.expect_request("/items").respond_with_data(
         '{"data": [{"id": 1}, {"id": 2,]}', content_type="application/json"
     )
-    with pytest.raises(http.HttpSourceError, match=r"malformed JSON .*/items.*line 1 column 31 \(char 30\)"):
+    with pytest.raises(errors.HttpSourceError, match=r"malformed JSON .*/items.*line 1 column 31 \(char 30\)"):
         run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items", records_path="data"))
 
 
 def test_missing_records_path(httpserver, monkeypatch):
     httpserver.expect_request("/items").respond_with_json({"results": []})
-    with pytest.raises(http.HttpSourceError, match=r"records_path 'data.items' not found .*/items.*'results'"):
+    with pytest.raises(errors.HttpSourceError, match=r"records_path 'data.items' not found .*/items.*'results'"):
         run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items", records_path="data.items"))
 
 
 def test_html_error_page_with_status_200(httpserver, monkeypatch):
     httpserver.expect_request("/items").respond_with_data("<html><h1>Maintenance</h1></html>", content_type="text/html")
-    with pytest.raises(http.HttpSourceError, match=r"/items answered HTTP 200 with Content-Type text/html, not JSON"):
+    with pytest.raises(errors.HttpSourceError, match=r"/items answered HTTP 200 with Content-Type text/html, not JSON"):
         run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items"))
 
 
@@ -304,7 +304,7 @@ def test_templated_endpoint_params_and_api_key_query_never_leak(httpserver, monk
         api_key_name="key",
     )
     caplog.set_level(logging.DEBUG)
-    with pytest.raises(http.HttpSourceError) as err:
+    with pytest.raises(errors.HttpSourceError) as err:
         run(cfg)
     assert "HTTP 404" in str(err.value) and "key=***" in str(err.value)
     assert secret not in str(err.value)

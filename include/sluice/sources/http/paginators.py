@@ -1,6 +1,6 @@
 """Pagination styles for the HTTP source, one small class each (after dlt's rest_client paginators).
 
-Every paginator answers three questions through one interface, so the fetch loop in `http.py` never branches on the
+Every paginator answers three questions through one interface, so the fetch loop in `source.py` never branches on the
 style and adding a style is one class plus one test:
 
 - `init_request(request)`: put the first page's parameters on the request;

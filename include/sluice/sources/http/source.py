@@ -1,0 +1,125 @@
+"""HTTP source: a paged JSON API -> Arrow record batches, for one data interval (the fetch loop).
+
+- Base URL and secret come from the Airflow connection `source.conn_id`; the secret is masked in Airflow's logs and
+  redacted from every URL and message we produce (an `api_key_query` key travels in the URL).
+- Columns are raw and all strings, nested values as compact JSON text (castable to jsonb): see sources/records.py.
+- Memory: one page (a page's batch is cut to at most `chunk_rows` rows); staging assembles the chunks, unifying
+  the columns of pages whose records carry different keys.
+- A page identical to the previous one is an error (DuplicatePageError): it means the API ignores the paging
+  parameter or loops. Continuing would load duplicates until max_pages; stopping would silently truncate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import requests
+
+from sluice.config import render
+from sluice.sources.base import OnReject
+from sluice.sources.http.auth import Redactor, make_auth
+from sluice.sources.http.client import USER_AGENT, Fetcher, base_url, join_url
+from sluice.sources.http.errors import DuplicatePageError, MaxPagesExceeded
+from sluice.sources.http.paginators import PageRequest, make_paginator
+from sluice.sources.http.responses import parse_json, select_records
+from sluice.sources.ratelimit import limiter_for
+from sluice.sources.records import Columnizer
+
+if TYPE_CHECKING:
+    from sluice.config import HttpSourceConfig, PipelineConfig
+    from sluice.interval import Interval
+
+log = logging.getLogger(__name__)
+
+
+def _session(src: HttpSourceConfig, conn: Any, interval: Interval, base: str) -> requests.Session:
+    session = requests.Session()
+    # requests re-reads the proxy and CA environment on every request (~1 ms with Airflow's many env vars);
+    # read it once. Every page is on the base URL's origin (next URLs on other origins are refused).
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(base))
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+    session.headers.update({k: render(v, interval) for k, v in src.headers.items()})
+    session.auth = make_auth(conn, src.auth, src.api_key_name)
+    return session
+
+
+def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+    """Stream the API's records for `interval` as string-column record batches of at most `chunk_rows` rows."""
+    from airflow.sdk import BaseHook
+
+    src: HttpSourceConfig = cfg.source  # type: ignore[assignment]
+    conn = BaseHook.get_connection(src.conn_id)
+    redact = Redactor(conn.password)
+    urllib3_log = logging.getLogger("urllib3.connectionpool")
+    urllib3_log.addFilter(redact)
+    try:
+        yield from _fetch_all(cfg, src, conn, interval, redact, on_reject)
+    finally:
+        urllib3_log.removeFilter(redact)
+
+
+def _fetch_all(
+    cfg: PipelineConfig, src: HttpSourceConfig, conn: Any, interval: Interval, redact: Redactor, on_reject: OnReject
+) -> Iterator[pa.RecordBatch]:
+    chunk_rows = cfg.staging.chunk_rows
+    base = base_url(conn)
+    fetcher = Fetcher(
+        _session(src, conn, interval, base),
+        src.timeout_seconds,
+        src.max_retries,
+        limiter_for(cfg.name, src.conn_id, src.rate_limit_per_second),
+        redact,
+    )
+    request = PageRequest(
+        join_url(base, render(src.endpoint, interval)), {k: render(v, interval) for k, v in src.params.items()}
+    )
+    paginator = make_paginator(src.pagination)
+    paginator.init_request(request)
+    columnizer = Columnizer()
+    previous: list[Any] | None = None
+    pages = rows = 0
+    started = time.monotonic()
+    while True:
+        response = fetcher.get(request)
+        url = redact(response.url)
+        body = parse_json(response, url)
+        records = select_records(body, src.records_path, url)
+        pages += 1
+        if records and records == previous:
+            raise DuplicatePageError(
+                f"page {pages} (GET {url}) repeats the previous page's {len(records)} records: "
+                f"the API ignores the paging parameter or loops ({paginator.describe()})"
+            )
+        paginator.update_state(response, body, records)
+        del body
+        for start in range(0, len(records), chunk_rows):
+            batch = columnizer.batch(records[start : start + chunk_rows], url, start, on_reject)
+            if batch is not None:
+                rows += batch.num_rows
+                yield batch
+        previous = records
+        if not paginator.has_next:
+            break
+        if pages >= src.max_pages:
+            raise MaxPagesExceeded(
+                f"GET {url}: still a next page after max_pages={src.max_pages} "
+                f"({paginator.describe()}); raise max_pages or narrow the interval"
+            )
+        paginator.update_request(request)
+    waited = fetcher.limiter.waited_seconds if fetcher.limiter else 0.0
+    log.info(
+        "http source %s: %d rows, %d pages, %d requests in %.1fs (%.1fs waiting on the rate limit)",
+        cfg.name,
+        rows,
+        pages,
+        fetcher.requests,
+        time.monotonic() - started,
+        waited,
+    )
