@@ -327,3 +327,101 @@ def test_basic_and_header_key_auth(httpserver, monkeypatch, auth, check):
     conn_id = connection(monkeypatch, httpserver.url_for("/"), password="pw-1", login="user")
     run(make_cfg(conn_id, endpoint="/items", auth=auth, api_key_name="X-Api-Key"))
     assert seen == [True]
+
+
+# ---------------------------------------------------------------- connection extras (the HTTP provider's hook)
+
+
+def json_connection(monkeypatch, url: str, **fields) -> str:
+    """A connection in Airflow's JSON form, for extras."""
+    conn_id = f"t_{uuid.uuid4().hex[:8]}"
+    scheme, rest = url.split("://", 1)
+    host, port = rest.rstrip("/").rsplit(":", 1)
+    conn = {"conn_type": "http", "schema": scheme, "host": host, "port": int(port), "password": TOKEN, **fields}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return conn_id
+
+
+def test_connection_extra_headers_reach_the_server(httpserver, monkeypatch):
+    """Extras that are not options are headers (HttpHook's rule); the pipeline's `headers` win over them."""
+    seen = []
+    httpserver.expect_request("/items").respond_with_handler(
+        lambda r: seen.append(dict(r.headers)) or Response("[]", content_type="application/json")
+    )
+    extra = {"X-Tenant": "acme", "User-Agent": "their-agent/3", "X-Both": "from-extra"}
+    conn_id = json_connection(monkeypatch, httpserver.url_for("/"), extra=extra)
+    run(make_cfg(conn_id, endpoint="/items", headers={"X-Both": "from-pipeline"}))
+    assert len(seen) == 1
+    assert seen[0]["X-Tenant"] == "acme" and seen[0]["User-Agent"] == "their-agent/3"
+    assert seen[0]["X-Both"] == "from-pipeline" and seen[0]["Authorization"] == f"Bearer {TOKEN}"
+    assert seen[0]["Accept"] == "application/json"
+
+
+def test_connection_extra_proxies_are_used(httpserver, monkeypatch):
+    """`proxies` in the extras: the request for a host that does not resolve goes to the proxy (our server)."""
+    seen = []
+    httpserver.expect_request("/items").respond_with_handler(
+        lambda r: seen.append(r.headers.get("Host")) or Response("[]", content_type="application/json")
+    )
+    conn_id = f"t_{uuid.uuid4().hex[:8]}"
+    conn = {"conn_type": "http", "host": "api.sluice-test.invalid", "password": TOKEN}
+    conn["extra"] = {"proxies": {"http": httpserver.url_for("/").rstrip("/")}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    run(make_cfg(conn_id, endpoint="/items"))
+    assert seen == ["api.sluice-test.invalid"]
+
+
+def _self_signed_context(tmp_path: Path):
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now.replace(year=now.year + 1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="localhost", ssl_context=_self_signed_context(tmp_path))
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_connection_extra_verify_false_reaches_the_session(tls_server, monkeypatch):
+    """`verify: false` in the extras lets a self-signed server through (even with REQUESTS_CA_BUNDLE set, which
+    requests would otherwise let override the session); without it the certificate is refused, not retried."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    tls_server.expect_request("/items").respond_with_json([{"id": 1}])
+    url = tls_server.url_for("/")
+    assert url.startswith("https://")
+    batches, _ = run(make_cfg(json_connection(monkeypatch, url, extra={"verify": False}), endpoint="/items"))
+    assert batches[0].column("id").to_pylist() == ["1"]
+    with pytest.raises(errors.HttpSourceError, match=r"failed after 1 attempt\(s\).*(CERTIFICATE_VERIFY_FAILED|SSL)"):
+        run(make_cfg(json_connection(monkeypatch, url), endpoint="/items"))

@@ -1,5 +1,9 @@
-"""The HTTP source's client: the connection's base URL, and GET with retries and rate limit.
+"""The HTTP source's client: a requests session from the HTTP provider's hook, and GET with retries and rate limit.
 
+- The session is `HttpHook.get_conn()`'s, so a connection's extras behave as they do for any Airflow HTTP task:
+  every extra that is not an option (`verify`, `cert`, `proxies`, `trust_env`, `max_redirects`, `allow_redirects`,
+  ...) is a request header. Sluice's auth mode then replaces the hook's basic auth, the pipeline's `headers` go on
+  top, and the pipeline's `timeout_seconds` is the timeout.
 - Every request attempt takes a slot of the shared rate limit (sources/ratelimit.py) and is retried by tenacity on 429,
   5xx, timeouts and connection errors, with exponential backoff + jitter, or exactly the server's `Retry-After`
   (seconds or HTTP-date) when it sends one. Retrying ourselves rather than via urllib3's Retry is what lets every
@@ -10,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
 import tenacity
+from requests.auth import AuthBase
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
@@ -29,7 +35,7 @@ log = logging.getLogger(__name__)
 BACKOFF_INITIAL_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 MAX_RETRY_AFTER_SECONDS = 300.0
-USER_AGENT = "sluice-http-source/1"
+DEFAULT_HEADERS = {"Accept": "application/json", "User-Agent": "sluice-http-source/1"}
 
 
 class _RetryableStatus(Exception):
@@ -38,7 +44,7 @@ class _RetryableStatus(Exception):
         self.response = response
 
 
-# ---------------------------------------------------------------- connection -> base URL
+# ---------------------------------------------------------------- connection -> base URL and session
 
 
 def base_url(conn: Any) -> str:
@@ -58,6 +64,33 @@ def base_url(conn: Any) -> str:
 
 def join_url(base: str, endpoint: str) -> str:
     return base.rstrip("/") + "/" + endpoint.lstrip("/") if endpoint else base
+
+
+def make_session(
+    conn: Any, base: str, auth: AuthBase | None, headers: Mapping[str, str]
+) -> tuple[requests.Session, dict[str, Any]]:
+    """The hook's session for `conn`, with Sluice's auth and headers, and the keyword arguments every GET needs.
+
+    The environment (proxy variables, REQUESTS_CA_BUNDLE) is merged in once, the way HttpHook.run_and_check does it
+    (the connection's settings win over the environment), and then turned off: requests would otherwise re-read it
+    on every request (~1 ms with Airflow's many variables) and let REQUESTS_CA_BUNDLE override `verify: false`.
+    Every page is on the base URL's origin (next URLs on other origins are refused), so once is enough.
+    """
+    from airflow.providers.http.hooks.http import HttpHook
+
+    hook = HttpHook(method="GET", http_conn_id=conn.conn_id)
+    try:
+        session = hook.get_conn()
+    except ValueError as exc:  # the hook reads a path in `schema` as a scheme; name the connection
+        raise HttpSourceError(f"connection {conn.conn_id!r}: {exc}") from None
+    from_extras = {str(k).lower() for k in conn.extra_dejson}
+    session.headers.update({k: v for k, v in DEFAULT_HEADERS.items() if k.lower() not in from_extras})
+    session.headers.update(headers)
+    session.auth = auth
+    settings = session.merge_environment_settings(base, session.proxies, session.stream, session.verify, session.cert)
+    session.proxies, session.verify, session.cert = settings["proxies"], settings["verify"], settings["cert"]
+    session.trust_env = False
+    return session, {"allow_redirects": hook.merged_extra.get("allow_redirects", True)}
 
 
 # ---------------------------------------------------------------- fetching with retries and rate limit
@@ -109,6 +142,7 @@ class Fetcher:
         max_retries: int,
         limiter: RateLimiter | None,
         redact: Redactor,
+        send_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.session, self.timeout, self.max_retries, self.limiter, self.redact = (
             session,
@@ -117,6 +151,7 @@ class Fetcher:
             limiter,
             redact,
         )
+        self.send_options = dict(send_options or {})
         self.requests = 0
         self.retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max_retries + 1),
@@ -130,7 +165,9 @@ class Fetcher:
         if self.limiter:
             self.limiter.acquire()
         self.requests += 1
-        response = self.session.get(request.url, params=request.params or None, timeout=self.timeout)
+        response = self.session.get(
+            request.url, params=request.params or None, timeout=self.timeout, **self.send_options
+        )
         if is_retryable_status(response.status_code):
             raise _RetryableStatus(response)
         return response

@@ -1,7 +1,8 @@
 """HTTP source: a paged JSON API -> Arrow record batches, for one data interval (the fetch loop).
 
-- Base URL and secret come from the Airflow connection `source.conn_id`; the secret is masked in Airflow's logs and
-  redacted from every URL and message we produce (an `api_key_query` key travels in the URL).
+- Base URL, secret and extras come from the Airflow connection `source.conn_id` (client.make_session); the secret is
+  masked in Airflow's logs and redacted from every URL and message we produce (an `api_key_query` key travels in
+  the URL).
 - Columns are raw and all strings, nested values as compact JSON text (castable to jsonb): see sources/records.py.
 - Memory: one page (a page's batch is cut to at most `chunk_rows` rows); staging assembles the chunks, unifying
   the columns of pages whose records carry different keys.
@@ -12,18 +13,16 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import requests
 
 from sluice.config import render
 from sluice.sources.base import OnReject
 from sluice.sources.http.auth import Redactor, make_auth
-from sluice.sources.http.client import USER_AGENT, Fetcher, base_url, join_url
+from sluice.sources.http.client import Fetcher, base_url, join_url, make_session
 from sluice.sources.http.errors import DuplicatePageError, MaxPagesExceeded
 from sluice.sources.http.paginators import PageRequest, make_paginator
 from sluice.sources.http.responses import parse_json, select_records
@@ -35,19 +34,6 @@ if TYPE_CHECKING:
     from sluice.interval import Interval
 
 log = logging.getLogger(__name__)
-
-
-def _session(src: HttpSourceConfig, conn: Any, interval: Interval, base: str) -> requests.Session:
-    session = requests.Session()
-    # requests re-reads the proxy and CA environment on every request (~1 ms with Airflow's many env vars);
-    # read it once. Every page is on the base URL's origin (next URLs on other origins are refused).
-    session.trust_env = False
-    session.proxies.update(requests.utils.get_environ_proxies(base))
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
-    session.headers.update({k: render(v, interval) for k, v in src.headers.items()})
-    session.auth = make_auth(conn, src.auth, src.api_key_name)
-    return session
 
 
 def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
@@ -70,12 +56,15 @@ def _fetch_all(
 ) -> Iterator[pa.RecordBatch]:
     chunk_rows = cfg.staging.chunk_rows
     base = base_url(conn)
+    headers = {k: render(v, interval) for k, v in src.headers.items()}
+    session, send_options = make_session(conn, base, make_auth(conn, src.auth, src.api_key_name), headers)
     fetcher = Fetcher(
-        _session(src, conn, interval, base),
+        session,
         src.timeout_seconds,
         src.max_retries,
         limiter_for(cfg.name, src.conn_id, src.rate_limit_per_second),
         redact,
+        send_options,
     )
     request = PageRequest(
         join_url(base, render(src.endpoint, interval)), {k: render(v, interval) for k, v in src.params.items()}
