@@ -1,15 +1,19 @@
 """Auth modes and redaction for the HTTP source.
 
 The secret is always the connection's password. It must never reach a log line or an error: `api_key_query` puts it in
-the URL, and URLs go into every error we raise. `Redactor` replaces it and doubles as a logging filter for urllib3,
-whose DEBUG lines print full URLs.
+the URL (URL-encoded, so a masker that knows only the raw secret misses it), and URLs go into every error we raise.
+`redact_url` is the one function that cleans a URL (or text holding URLs); `Redactor` adds the connection's own secret,
+raw and encoded, and doubles as a logging filter for urllib3, whose DEBUG lines print full URLs.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
+from functools import cache
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
@@ -17,15 +21,68 @@ from requests.auth import AuthBase, HTTPBasicAuth
 from sluice.config import HttpAuth
 from sluice.sources.http.errors import HttpSourceError
 
+MASK = "***"
+# Query parameters whose value is a credential in common APIs (compared case-insensitively); an `api_key_query`
+# source adds its own `api_key_name`.
+SECRET_PARAMS = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "api-key",
+        "key",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "client_secret",
+        "signature",
+        "sig",
+        "password",
+        "passwd",
+        "secret",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+    }
+)
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s@'\"<>]+@")
+
+
+@cache
+def _param_pattern(names: frozenset[str]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"(?i)(?P<name>(?:^|(?<=[?&;#]))(?:{alternatives})=)[^&#;\s'\"<>)\]]*")
+
+
+def redact_url(url: str, params: Iterable[str] = ()) -> str:
+    """`url` with its userinfo (user:pass@) and the values of credential-carrying query parameters (SECRET_PARAMS and
+    `params`) replaced by ***. Also works on text that holds URLs or bare `path?query` strings (an exception's text)."""
+    names = SECRET_PARAMS | {p.lower() for p in params if p}
+    text = _USERINFO.sub(lambda m: m["scheme"] + MASK + "@", url)
+    return _param_pattern(frozenset(names)).sub(lambda m: m["name"] + MASK, text)
+
+
+def _encoded_forms(secret: str) -> set[str]:
+    """The secret as it may appear in a URL: percent-encoded as urlencode (quote_plus) and quote write it."""
+    return {form for form in (quote_plus(secret), quote(secret), quote(secret, safe="")) if form != secret}
+
 
 class Redactor(logging.Filter):
-    """Replaces every secret with *** in text we log or raise, and registers it with Airflow's masker. As a logging
-    filter it also cleans urllib3's DEBUG lines, which print the full URL (an api_key_query key included)."""
+    """Cleans text we log or raise: redact_url (with the source's key parameter), then every secret, raw and
+    URL-encoded, replaced by ***. Registers all those forms with Airflow's masker, so other log lines are masked too."""
 
-    def __init__(self, *secrets: str | None) -> None:
+    def __init__(self, *secrets: str | None, params: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s and len(s) >= 3]
-        for secret in self.secrets:
+        self.params = tuple(p for p in params if p)
+        raw = [s for s in secrets if s and len(s) >= 3]
+        encoded = {form for s in raw for form in _encoded_forms(s)}
+        self.secrets = raw
+        self._encoded = (
+            re.compile("|".join(re.escape(f) for f in sorted(encoded, key=len, reverse=True)), re.IGNORECASE)
+            if encoded
+            else None
+        )
+        for secret in [*raw, *encoded]:
             try:
                 from airflow.sdk.log import mask_secret
 
@@ -34,13 +91,13 @@ class Redactor(logging.Filter):
                 pass
 
     def __call__(self, text: str) -> str:
+        text = redact_url(text, self.params)
         for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+            text = text.replace(secret, MASK)
+        return self._encoded.sub(MASK, text) if self._encoded else text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg, record.args = self(record.getMessage()), None
+        record.msg, record.args = self(record.getMessage()), None
         return True
 
 
@@ -75,6 +132,11 @@ class QueryKeyAuth(AuthBase):
         return r
 
 
+def key_param(mode: HttpAuth, key_name: str | None) -> str | None:
+    """The query parameter that carries the secret (api_key_query only), for redaction."""
+    return (key_name or "api_key") if HttpAuth(mode) is HttpAuth.api_key_query else None
+
+
 def make_auth(conn: Any, mode: HttpAuth, key_name: str | None) -> AuthBase | None:
     """requests auth for the source's auth mode; the secret is always the connection's password."""
     mode = HttpAuth(mode)
@@ -88,4 +150,4 @@ def make_auth(conn: Any, mode: HttpAuth, key_name: str | None) -> AuthBase | Non
         return HTTPBasicAuth(conn.login or "", conn.password)
     if mode is HttpAuth.api_key_header:
         return HeaderKeyAuth(key_name or "X-Api-Key", conn.password)
-    return QueryKeyAuth(key_name or "api_key", conn.password)
+    return QueryKeyAuth(key_param(mode, key_name) or "api_key", conn.password)

@@ -1,8 +1,8 @@
 """HTTP source: a paged JSON API -> Arrow record batches, for one data interval (the fetch loop).
 
 - Base URL, secret and extras come from the Airflow connection `source.conn_id` (client.make_session); the secret is
-  masked in Airflow's logs and redacted from every URL and message we produce (an `api_key_query` key travels in
-  the URL).
+  masked in Airflow's logs and redacted, raw and URL-encoded, from every URL and message we produce (auth.Redactor):
+  every error leaving `iter_batches` passes through it once more, whatever module raised it.
 - Columns are raw and all strings, nested values as compact JSON text (castable to jsonb): see sources/records.py.
 - Memory: one page (a page's batch is cut to at most `chunk_rows` rows); staging assembles the chunks, unifying
   the columns of pages whose records carry different keys.
@@ -21,10 +21,10 @@ import pyarrow as pa
 
 from sluice.config import render
 from sluice.sources.base import OnReject
-from sluice.sources.http.auth import Redactor, make_auth
+from sluice.sources.http.auth import Redactor, key_param, make_auth
 from sluice.sources.http.client import Fetcher, base_url, join_url, make_session
-from sluice.sources.http.errors import DuplicatePageError, MaxPagesExceeded
-from sluice.sources.http.paginators import PageRequest, make_paginator
+from sluice.sources.http.errors import DuplicatePageError, HttpSourceError, MaxPagesExceeded
+from sluice.sources.http.paginators import PageRequest, PaginationError, make_paginator
 from sluice.sources.http.responses import parse_json, select_records
 from sluice.sources.ratelimit import limiter_for
 from sluice.sources.records import Columnizer
@@ -42,11 +42,16 @@ def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -
 
     src: HttpSourceConfig = cfg.source  # type: ignore[assignment]
     conn = BaseHook.get_connection(src.conn_id)
-    redact = Redactor(conn.password)
+    redact = Redactor(conn.password, params=[key_param(src.auth, src.api_key_name) or ""])
     urllib3_log = logging.getLogger("urllib3.connectionpool")
     urllib3_log.addFilter(redact)
     try:
         yield from _fetch_all(cfg, src, conn, interval, redact, on_reject)
+    except (HttpSourceError, PaginationError) as exc:
+        clean = redact(str(exc))
+        if clean == str(exc):
+            raise
+        raise type(exc)(clean) from None
     finally:
         urllib3_log.removeFilter(redact)
 
@@ -84,7 +89,7 @@ def _fetch_all(
         if records and records == previous:
             raise DuplicatePageError(
                 f"page {pages} (GET {url}) repeats the previous page's {len(records)} records: "
-                f"the API ignores the paging parameter or loops ({paginator.describe()})"
+                f"the API ignores the paging parameter or loops ({redact(paginator.describe())})"
             )
         paginator.update_state(response, body, records)
         del body
@@ -99,7 +104,7 @@ def _fetch_all(
         if pages >= src.max_pages:
             raise MaxPagesExceeded(
                 f"GET {url}: still a next page after max_pages={src.max_pages} "
-                f"({paginator.describe()}); raise max_pages or narrow the interval"
+                f"({redact(paginator.describe())}); raise max_pages or narrow the interval"
             )
         paginator.update_request(request)
     waited = fetcher.limiter.waited_seconds if fetcher.limiter else 0.0
