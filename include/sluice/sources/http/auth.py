@@ -68,10 +68,10 @@ def _encoded_forms(secret: str) -> set[str]:
 
 
 class Redactor(logging.Filter):
-    """Cleans text we log or raise: redact_url (with the source's key parameter), then every secret, raw and
-    URL-encoded, replaced by ***. Registers all those forms with Airflow's masker, so other log lines are masked too."""
+    """Cleans text we log or raise: every secret, raw and URL-encoded, replaced by ***, then redact_url (with the
+    source's key parameter). Registers all those forms with Airflow's masker, so other log lines are masked too."""
 
-    def __init__(self, *secrets: str | None, params: Iterable[str] = ()) -> None:
+    def __init__(self, *secrets: str | None, params: Iterable[str | None] = ()) -> None:
         super().__init__()
         self.params = tuple(p for p in params if p)
         raw = [s for s in secrets if s and len(s) >= 3]
@@ -91,10 +91,12 @@ class Redactor(logging.Filter):
                 pass
 
     def __call__(self, text: str) -> str:
-        text = redact_url(text, self.params)
+        # The secrets first: a raw secret with `&` in it would otherwise be half-masked by redact_url.
         for secret in self.secrets:
             text = text.replace(secret, MASK)
-        return self._encoded.sub(MASK, text) if self._encoded else text
+        if self._encoded:
+            text = self._encoded.sub(MASK, text)
+        return redact_url(text, self.params)
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = self(record.getMessage()), None

@@ -42,7 +42,7 @@ def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -
 
     src: HttpSourceConfig = cfg.source  # type: ignore[assignment]
     conn = BaseHook.get_connection(src.conn_id)
-    redact = Redactor(conn.password, params=[key_param(src.auth, src.api_key_name) or ""])
+    redact = Redactor(conn.password, params=[key_param(src.auth, src.api_key_name)])
     urllib3_log = logging.getLogger("urllib3.connectionpool")
     urllib3_log.addFilter(redact)
     try:
