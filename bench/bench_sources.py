@@ -46,7 +46,7 @@ import pyarrow as pa, requests, psycopg
 from sluice.config import PipelineConfig
 from sluice.interval import Interval
 from sluice.sources import sql
-from sluice.sources.http import client as http
+from sluice.sources import http
 from sluice.connections import pg_dsn
 from airflow.sdk import BaseHook
 pa.array([1, 2]); pa.array(["x"])  # pyarrow's lazy initialisation is not the sources' cost

@@ -116,7 +116,7 @@ def main() -> None:
     from sluice.staging import StagingStore
     from sluice.validate.cast import cast_table
     from sluice.validate.chunk import validate_chunk
-    from sluice.validate.suite import _batch_definition, _classes
+    from sluice.validate.suite import _batch_definition, _registry
 
     t0 = time.perf_counter()
     table, broken = spoil(lineitem(args.rows))
@@ -146,7 +146,7 @@ def main() -> None:
         ref = store.write_chunk(0, table)
 
         w0 = time.perf_counter()  # once per task process: GX import + context, Airflow's hook import, first suite
-        _classes(), _batch_definition(), pg_dsn(cfg.target.conn_id)
+        _registry(), _batch_definition(), pg_dsn(cfg.target.conn_id)
         validate_chunk(cfg, interval, run_id, store.write_chunk(1, table.slice(0, 100)))
         warmup = time.perf_counter() - w0
 

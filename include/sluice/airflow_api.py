@@ -14,7 +14,12 @@ TERMINAL = {"success", "failed"}
 
 
 class AirflowApiError(RuntimeError):
-    pass
+    """A call the API refused or that did not finish; `status` is the HTTP status code when there was an answer,
+    so callers branch on it instead of on the message text."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -45,7 +50,7 @@ class AirflowApi:
                 timeout=self.timeout,
             )
             if r.status_code not in (200, 201):
-                raise AirflowApiError(f"POST /auth/token -> {r.status_code}: {r.text[:300]}")
+                raise AirflowApiError(f"POST /auth/token -> {r.status_code}: {r.text[:300]}", r.status_code)
             self._token = r.json()["access_token"]
         return self._token
 
@@ -58,7 +63,7 @@ class AirflowApi:
             **kwargs,
         )
         if r.status_code >= 400:
-            raise AirflowApiError(f"{method} {path} -> {r.status_code}: {r.text[:500]}")
+            raise AirflowApiError(f"{method} {path} -> {r.status_code}: {r.text[:500]}", r.status_code)
         return r.json() if r.content else None
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict:
@@ -68,7 +73,7 @@ class AirflowApi:
             try:
                 return self.request("GET", f"/dags/{dag_id}")
             except AirflowApiError as exc:
-                if "404" not in str(exc):
+                if exc.status != 404:
                     raise
             time.sleep(2)
         raise AirflowApiError(f"DAG {dag_id} did not appear within {timeout:.0f}s (see the dag-processor log)")

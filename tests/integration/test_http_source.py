@@ -18,7 +18,7 @@ import pytest
 from sluice.config import PipelineConfig
 from sluice.interval import Interval
 from sluice.sources import iter_source
-from sluice.sources.http import client as http
+from sluice.sources.http import client, errors
 from werkzeug import Response
 
 pytestmark = pytest.mark.integration
@@ -143,7 +143,7 @@ def test_interval_with_no_data_yields_nothing(demo_api, monkeypatch):
 
 def test_wrong_token_is_a_clear_401(demo_api, monkeypatch):
     cfg = make_cfg(connection(monkeypatch, demo_api.url, password="wrong-token"), **STYLES["single"])
-    with pytest.raises(http.HttpSourceError, match=r"answered HTTP 401 Unauthorized.*bearer token"):
+    with pytest.raises(errors.HttpSourceError, match=r"answered HTTP 401 Unauthorized.*bearer token"):
         run(cfg)
 
 
@@ -153,7 +153,7 @@ def test_max_pages_guard(demo_api, monkeypatch):
         max_pages=3,
         **{**STYLES["page_number"], "params": {**WINDOW, "per_page": "10"}},
     )
-    with pytest.raises(http.MaxPagesExceeded, match=r"max_pages=3 .*page_number at page=3"):
+    with pytest.raises(errors.MaxPagesExceeded, match=r"max_pages=3 .*page_number at page=3"):
         run(cfg)
 
 
@@ -169,7 +169,7 @@ def test_duplicate_page_is_an_error(httpserver, monkeypatch):
         records_path="data",
         pagination={"style": "page_number", "page_param": "pg"},
     )
-    with pytest.raises(http.DuplicatePageError, match=r"page 2 .*pg=2.* repeats the previous page's 2 records"):
+    with pytest.raises(errors.DuplicatePageError, match=r"page 2 .*pg=2.* repeats the previous page's 2 records"):
         run(cfg)
 
 
@@ -201,7 +201,7 @@ def test_429_with_retry_after_http_date_is_honoured(httpserver, monkeypatch):
 
 
 def test_500_500_then_200_is_retried_with_backoff(httpserver, monkeypatch):
-    monkeypatch.setattr(http, "BACKOFF_INITIAL_SECONDS", 0.1)
+    monkeypatch.setattr(client, "BACKOFF_INITIAL_SECONDS", 0.1)
     stamps: list[float] = []
     err = Response("oops", status=500)
     ok = Response(json.dumps({"data": [{"id": 7}]}), content_type="application/json")
@@ -212,20 +212,20 @@ def test_500_500_then_200_is_retried_with_backoff(httpserver, monkeypatch):
 
 
 def test_5xx_forever_fails_after_max_retries(httpserver, monkeypatch):
-    monkeypatch.setattr(http, "BACKOFF_INITIAL_SECONDS", 0.05)
+    monkeypatch.setattr(client, "BACKOFF_INITIAL_SECONDS", 0.05)
     httpserver.expect_request("/items").respond_with_data("down", status=502)
-    with pytest.raises(http.HttpSourceError, match=r"still answered HTTP 502 after 3 attempts: 'down'"):
+    with pytest.raises(errors.HttpSourceError, match=r"still answered HTTP 502 after 3 attempts: 'down'"):
         run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items"))
 
 
 def test_connection_refused_is_a_clear_error_after_retries(monkeypatch):
-    monkeypatch.setattr(http, "BACKOFF_INITIAL_SECONDS", 0.05)
+    monkeypatch.setattr(client, "BACKOFF_INITIAL_SECONDS", 0.05)
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     started = time.monotonic()
     with pytest.raises(
-        http.HttpSourceError,
+        errors.HttpSourceError,
         match=rf"GET http://127.0.0.1:{port}/items failed after 3 attempt\(s\)"
         r".*(refused|Failed to establish)",
     ):
@@ -237,19 +237,19 @@ def test_malformed_json_names_url_and_position(httpserver, monkeypatch):
     httpserver.expect_request("/items").respond_with_data(
         '{"data": [{"id": 1}, {"id": 2,]}', content_type="application/json"
     )
-    with pytest.raises(http.HttpSourceError, match=r"malformed JSON .*/items.*line 1 column 31 \(char 30\)"):
+    with pytest.raises(errors.HttpSourceError, match=r"malformed JSON .*/items.*line 1 column 31 \(char 30\)"):
         run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items", records_path="data"))
 
 
 def test_missing_records_path(httpserver, monkeypatch):
     httpserver.expect_request("/items").respond_with_json({"results": []})
-    with pytest.raises(http.HttpSourceError, match=r"records_path 'data.items' not found .*/items.*'results'"):
+    with pytest.raises(errors.HttpSourceError, match=r"records_path 'data.items' not found .*/items.*'results'"):
         run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items", records_path="data.items"))
 
 
 def test_html_error_page_with_status_200(httpserver, monkeypatch):
     httpserver.expect_request("/items").respond_with_data("<html><h1>Maintenance</h1></html>", content_type="text/html")
-    with pytest.raises(http.HttpSourceError, match=r"/items answered HTTP 200 with Content-Type text/html, not JSON"):
+    with pytest.raises(errors.HttpSourceError, match=r"/items answered HTTP 200 with Content-Type text/html, not JSON"):
         run(make_cfg(connection(monkeypatch, httpserver.url_for("/")), endpoint="/items"))
 
 
@@ -304,7 +304,7 @@ def test_templated_endpoint_params_and_api_key_query_never_leak(httpserver, monk
         api_key_name="key",
     )
     caplog.set_level(logging.DEBUG)
-    with pytest.raises(http.HttpSourceError) as err:
+    with pytest.raises(errors.HttpSourceError) as err:
         run(cfg)
     assert "HTTP 404" in str(err.value) and "key=***" in str(err.value)
     assert secret not in str(err.value)
@@ -327,3 +327,101 @@ def test_basic_and_header_key_auth(httpserver, monkeypatch, auth, check):
     conn_id = connection(monkeypatch, httpserver.url_for("/"), password="pw-1", login="user")
     run(make_cfg(conn_id, endpoint="/items", auth=auth, api_key_name="X-Api-Key"))
     assert seen == [True]
+
+
+# ---------------------------------------------------------------- connection extras (the HTTP provider's hook)
+
+
+def json_connection(monkeypatch, url: str, **fields) -> str:
+    """A connection in Airflow's JSON form, for extras."""
+    conn_id = f"t_{uuid.uuid4().hex[:8]}"
+    scheme, rest = url.split("://", 1)
+    host, port = rest.rstrip("/").rsplit(":", 1)
+    conn = {"conn_type": "http", "schema": scheme, "host": host, "port": int(port), "password": TOKEN, **fields}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return conn_id
+
+
+def test_connection_extra_headers_reach_the_server(httpserver, monkeypatch):
+    """Extras that are not options are headers (HttpHook's rule); the pipeline's `headers` win over them."""
+    seen = []
+    httpserver.expect_request("/items").respond_with_handler(
+        lambda r: seen.append(dict(r.headers)) or Response("[]", content_type="application/json")
+    )
+    extra = {"X-Tenant": "acme", "User-Agent": "their-agent/3", "X-Both": "from-extra"}
+    conn_id = json_connection(monkeypatch, httpserver.url_for("/"), extra=extra)
+    run(make_cfg(conn_id, endpoint="/items", headers={"X-Both": "from-pipeline"}))
+    assert len(seen) == 1
+    assert seen[0]["X-Tenant"] == "acme" and seen[0]["User-Agent"] == "their-agent/3"
+    assert seen[0]["X-Both"] == "from-pipeline" and seen[0]["Authorization"] == f"Bearer {TOKEN}"
+    assert seen[0]["Accept"] == "application/json"
+
+
+def test_connection_extra_proxies_are_used(httpserver, monkeypatch):
+    """`proxies` in the extras: the request for a host that does not resolve goes to the proxy (our server)."""
+    seen = []
+    httpserver.expect_request("/items").respond_with_handler(
+        lambda r: seen.append(r.headers.get("Host")) or Response("[]", content_type="application/json")
+    )
+    conn_id = f"t_{uuid.uuid4().hex[:8]}"
+    conn = {"conn_type": "http", "host": "api.sluice-test.invalid", "password": TOKEN}
+    conn["extra"] = {"proxies": {"http": httpserver.url_for("/").rstrip("/")}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    run(make_cfg(conn_id, endpoint="/items"))
+    assert seen == ["api.sluice-test.invalid"]
+
+
+def _self_signed_context(tmp_path: Path):
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now.replace(year=now.year + 1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="localhost", ssl_context=_self_signed_context(tmp_path))
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_connection_extra_verify_false_reaches_the_session(tls_server, monkeypatch):
+    """`verify: false` in the extras lets a self-signed server through (even with REQUESTS_CA_BUNDLE set, which
+    requests would otherwise let override the session); without it the certificate is refused, not retried."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    tls_server.expect_request("/items").respond_with_json([{"id": 1}])
+    url = tls_server.url_for("/")
+    assert url.startswith("https://")
+    batches, _ = run(make_cfg(json_connection(monkeypatch, url, extra={"verify": False}), endpoint="/items"))
+    assert batches[0].column("id").to_pylist() == ["1"]
+    with pytest.raises(errors.HttpSourceError, match=r"failed after 1 attempt\(s\).*(CERTIFICATE_VERIFY_FAILED|SSL)"):
+        run(make_cfg(json_connection(monkeypatch, url), endpoint="/items"))

@@ -52,7 +52,8 @@ WORKER = textwrap.dedent("""
     from sluice.config import PipelineConfig
     from sluice.interval import Interval
     from sluice.sources import iter_source
-    import sluice.sources.http.client  # noqa: F401  (import everything before "ready", so both start together)
+    import sluice.sources.http.source  # noqa: F401  (import everything before "ready", so both start together)
+    import airflow.providers.http.hooks.http  # noqa: F401
     from airflow.sdk import BaseHook
     BaseHook.get_connection(sys.argv[1])
 

@@ -13,7 +13,8 @@ import pytest
 import requests
 from sluice.config import HttpSourceConfig
 from sluice.sources import records as json_batches
-from sluice.sources.http import client as http
+from sluice.sources.http import auth, client, responses
+from sluice.sources.http.errors import HttpSourceError
 from sluice.sources.http.paginators import (
     MISSING,
     CursorPaginator,
@@ -169,41 +170,41 @@ def test_every_configured_style_builds_its_paginator(pagination, cls):
 
 
 def test_records_path_missing_names_url_and_path():
-    with pytest.raises(http.HttpSourceError, match=r"records_path 'data.items' not found .*http://api.test/x.*'data'"):
-        http.select_records({"data": {"rows": []}}, "data.items", "http://api.test/x")
+    with pytest.raises(HttpSourceError, match=r"records_path 'data.items' not found .*http://api.test/x.*'data'"):
+        responses.select_records({"data": {"rows": []}}, "data.items", "http://api.test/x")
 
 
 def test_records_selector_null_single_object_and_bad_type():
-    assert http.select_records({"data": None}, "data", "u") == []
-    assert http.select_records({"data": {"id": 1}}, "data", "u") == [{"id": 1}]
-    with pytest.raises(http.HttpSourceError, match="holds a str"):
-        http.select_records({"data": "x"}, "data", "u")
+    assert responses.select_records({"data": None}, "data", "u") == []
+    assert responses.select_records({"data": {"id": 1}}, "data", "u") == [{"id": 1}]
+    with pytest.raises(HttpSourceError, match="holds a str"):
+        responses.select_records({"data": "x"}, "data", "u")
 
 
 def test_malformed_json_error_has_url_line_column_and_context():
     r = response(raw=b'{"data": [\n  {"id": 1},\n  {"id": 2,,}\n]}')
-    with pytest.raises(http.HttpSourceError) as err:
-        http.parse_json(r, "http://api.test/x?page=3")
+    with pytest.raises(HttpSourceError) as err:
+        responses.parse_json(r, "http://api.test/x?page=3")
     text = str(err.value)
     assert "http://api.test/x?page=3" in text and "line 3 column" in text and "char" in text and "id" in text
 
 
 def test_html_with_status_200_is_an_error_not_data():
     r = response(raw=b"<!doctype html><title>Login</title>", headers={"Content-Type": "text/html; charset=utf-8"})
-    with pytest.raises(http.HttpSourceError, match=r"Content-Type text/html, not JSON .*<!doctype html>"):
-        http.parse_json(r, "http://api.test/x")
+    with pytest.raises(HttpSourceError, match=r"Content-Type text/html, not JSON .*<!doctype html>"):
+        responses.parse_json(r, "http://api.test/x")
     mislabelled = response(raw=b"<html><body>502 Bad Gateway</body></html>")
-    with pytest.raises(http.HttpSourceError, match="looks like HTML"):
-        http.parse_json(mislabelled, "http://api.test/x")
+    with pytest.raises(HttpSourceError, match="looks like HTML"):
+        responses.parse_json(mislabelled, "http://api.test/x")
 
 
 def test_retry_after_in_seconds_and_http_date():
-    assert http.retry_after_seconds(response({}, headers={"Retry-After": "2"})) == 2
+    assert client.retry_after_seconds(response({}, headers={"Retry-After": "2"})) == 2
     later = formatdate(time.time() + 30, usegmt=True)
-    assert 27 <= http.retry_after_seconds(response({}, headers={"Retry-After": later})) <= 30
-    assert http.retry_after_seconds(response({}, headers={"Retry-After": "soon"})) is None
-    assert http.retry_after_seconds(response({})) is None
-    assert http.retry_after_seconds(response({}, headers={"Retry-After": "99999"})) == http.MAX_RETRY_AFTER_SECONDS
+    assert 27 <= client.retry_after_seconds(response({}, headers={"Retry-After": later})) <= 30
+    assert client.retry_after_seconds(response({}, headers={"Retry-After": "soon"})) is None
+    assert client.retry_after_seconds(response({})) is None
+    assert client.retry_after_seconds(response({}, headers={"Retry-After": "99999"})) == client.MAX_RETRY_AFTER_SECONDS
 
 
 @pytest.mark.parametrize(
@@ -211,7 +212,7 @@ def test_retry_after_in_seconds_and_http_date():
     [(429, True), (500, True), (503, True), (408, True), (501, False), (404, False), (401, False), (200, False)],
 )
 def test_retryable_statuses(status, retry):
-    assert http.is_retryable_status(status) is retry
+    assert client.is_retryable_status(status) is retry
 
 
 # ---------------------------------------------------------------- connection, auth, secrets
@@ -243,8 +244,8 @@ def conn(**kw):
     ],
 )
 def test_base_url_like_airflow_http_hook(kw, url):
-    assert http.base_url(conn(**kw)) == url
-    assert http.join_url(url, "/v1/x") == url + "/v1/x"
+    assert client.base_url(conn(**kw)) == url
+    assert client.join_url(url, "/v1/x") == url + "/v1/x"
 
 
 def prepared(auth, url="http://api.test/x?a=1"):
@@ -253,22 +254,22 @@ def prepared(auth, url="http://api.test/x?a=1"):
 
 def test_auth_modes_put_the_password_where_asked():
     secret = "s3cr3t-token"
-    bearer = prepared(http.make_auth(conn(password=secret), "bearer", None))
+    bearer = prepared(auth.make_auth(conn(password=secret), "bearer", None))
     assert bearer.headers["Authorization"] == f"Bearer {secret}"
-    basic = prepared(http.make_auth(conn(login="u", password=secret), "basic", None))
+    basic = prepared(auth.make_auth(conn(login="u", password=secret), "basic", None))
     assert basic.headers["Authorization"].startswith("Basic ")
-    assert prepared(http.make_auth(conn(password=secret), "api_key_header", "X-Key")).headers["X-Key"] == secret
+    assert prepared(auth.make_auth(conn(password=secret), "api_key_header", "X-Key")).headers["X-Key"] == secret
     query = prepared(
-        http.make_auth(conn(password=secret), "api_key_query", "key"), f"http://api.test/x?a=1&key={secret}"
+        auth.make_auth(conn(password=secret), "api_key_query", "key"), f"http://api.test/x?a=1&key={secret}"
     )
     assert query.url == f"http://api.test/x?a=1&key={secret}"  # set once, not appended twice
-    assert http.make_auth(conn(), "none", None) is None
-    with pytest.raises(http.HttpSourceError, match="needs a secret"):
-        http.make_auth(conn(), "bearer", None)
+    assert auth.make_auth(conn(), "none", None) is None
+    with pytest.raises(HttpSourceError, match="needs a secret"):
+        auth.make_auth(conn(), "bearer", None)
 
 
 def test_redactor_hides_secrets():
-    redact = http._Redactor("s3cr3t-token")
+    redact = auth.Redactor("s3cr3t-token")
     assert redact("GET http://h/x?key=s3cr3t-token failed") == "GET http://h/x?key=*** failed"
 
 

@@ -104,29 +104,30 @@ def _import_gx() -> Any:
 
 
 @cache
-def _classes() -> dict[str, type]:
-    gx = _import_gx()
+def _registry() -> Any:
+    """GX's expectation registry, with the core expectations registered (GX fills it as their modules import);
+    an expectation a plugin registers is found the same way."""
+    _import_gx()
+    from great_expectations.expectations import registry
 
-    return {
-        c.expectation_type: c
-        for name in dir(gx.expectations)
-        if name.startswith("Expect")
-        and isinstance(c := getattr(gx.expectations, name), type)
-        and getattr(c, "expectation_type", None)
-    }
+    registry.register_core_expectations()
+    return registry
 
 
 def expectation_class(name: str) -> type:
     """The GX Core class of a snake_case expectation name (expect_column_values_to_not_be_null ->
     ExpectColumnValuesToNotBeNull); ExpectationError with a did-you-mean on an unknown name."""
-    classes = _classes()
-    if name not in classes:
-        hint = suggest(name, classes) or f"see {GX_CATALOG}"
+    from great_expectations.exceptions import ExpectationNotFoundError
+
+    registry = _registry()
+    try:
+        return registry.get_expectation_impl(name)
+    except ExpectationNotFoundError:
+        hint = suggest(name, registry.list_registered_expectation_implementations()) or f"see {GX_CATALOG}"
         problem = ExpectationProblem(
             ("type",), f"unknown expectation '{name}' (GX Core has no such expectation)", hint=hint
         )
-        raise ExpectationError(f"{problem.message}; {hint}", [problem])
-    return classes[name]
+        raise ExpectationError(f"{problem.message}; {hint}", [problem]) from None
 
 
 def classify(spec: ExpectationSpec) -> Level:

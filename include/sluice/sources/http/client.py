@@ -1,64 +1,41 @@
-"""HTTP source: a paged JSON API -> Arrow record batches, for one data interval.
+"""The HTTP source's client: a requests session from the HTTP provider's hook, and GET with retries and rate limit.
 
-- Base URL and secret come from the Airflow connection `source.conn_id`; the secret is masked in Airflow's logs and
-  redacted from every URL and message we produce (an `api_key_query` key travels in the URL).
+- The session is `HttpHook.get_conn()`'s, so a connection's extras behave as they do for any Airflow HTTP task:
+  every extra that is not an option (`verify`, `cert`, `proxies`, `trust_env`, `max_redirects`, `allow_redirects`,
+  ...) is a request header. Sluice's auth mode then replaces the hook's basic auth, the pipeline's `headers` go on
+  top, and the pipeline's `timeout_seconds` is the timeout.
 - Every request attempt takes a slot of the shared rate limit (sources/ratelimit.py) and is retried by tenacity on 429,
   5xx, timeouts and connection errors, with exponential backoff + jitter, or exactly the server's `Retry-After`
   (seconds or HTTP-date) when it sends one. Retrying ourselves rather than via urllib3's Retry is what lets every
   retry count against the shared rate limit.
-- Columns are raw and all strings, nested values as compact JSON text (castable to jsonb): see json_batches.py.
-- Memory: one page (a page's batch is cut to at most `chunk_rows` rows); staging assembles the chunks, unifying
-  the columns of pages whose records carry different keys.
-- A page identical to the previous one is an error (DuplicatePageError): it means the API ignores the paging
-  parameter or loops. Continuing would load duplicates until max_pages; stopping would silently truncate.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
-import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
 
-import pyarrow as pa
 import requests
 import tenacity
-from requests.auth import AuthBase, HTTPBasicAuth
+from requests.auth import AuthBase
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from sluice.config import HttpAuth, render
-from sluice.sources.base import OnReject
-from sluice.sources.http.paginators import MISSING, PageRequest, lookup_path, make_paginator
-from sluice.sources.ratelimit import RateLimiter, limiter_for
-from sluice.sources.records import Columnizer, loads
-
-if TYPE_CHECKING:
-    from sluice.config import HttpSourceConfig, PipelineConfig
-    from sluice.interval import Interval
+from sluice.sources.http.auth import Redactor
+from sluice.sources.http.errors import HttpSourceError
+from sluice.sources.http.paginators import PageRequest
+from sluice.sources.http.responses import snippet
+from sluice.sources.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 BACKOFF_INITIAL_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 MAX_RETRY_AFTER_SECONDS = 300.0
-USER_AGENT = "sluice-http-source/1"
-
-
-class HttpSourceError(RuntimeError):
-    """The API answered something we cannot turn into records; the message names the (redacted) URL."""
-
-
-class DuplicatePageError(HttpSourceError):
-    """Two consecutive pages carried the same records."""
-
-
-class MaxPagesExceeded(HttpSourceError):
-    """The API still had a next page after `max_pages` pages."""
+DEFAULT_HEADERS = {"Accept": "application/json", "User-Agent": "sluice-http-source/1"}
 
 
 class _RetryableStatus(Exception):
@@ -67,64 +44,7 @@ class _RetryableStatus(Exception):
         self.response = response
 
 
-# ---------------------------------------------------------------- connection and auth
-
-
-class _Redactor(logging.Filter):
-    """Replaces every secret with *** in text we log or raise, and registers it with Airflow's masker. As a logging
-    filter it also cleans urllib3's DEBUG lines, which print the full URL (an api_key_query key included)."""
-
-    def __init__(self, *secrets: str | None) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s and len(s) >= 3]
-        for secret in self.secrets:
-            try:
-                from airflow.sdk.log import mask_secret
-
-                mask_secret(secret)
-            except Exception:  # noqa: BLE001 - masking is best effort outside a task; redaction below still holds
-                pass
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg, record.args = self(record.getMessage()), None
-        return True
-
-
-class _BearerAuth(AuthBase):
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        r.headers["Authorization"] = f"Bearer {self.token}"
-        return r
-
-
-class _HeaderKeyAuth(AuthBase):
-    def __init__(self, name: str, key: str) -> None:
-        self.name, self.key = name, key
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        r.headers[self.name] = self.key
-        return r
-
-
-class _QueryKeyAuth(AuthBase):
-    """Sets (not appends) the key parameter, so a next-page URL echoing it does not carry it twice."""
-
-    def __init__(self, name: str, key: str) -> None:
-        self.name, self.key = name, key
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        parts = urlsplit(r.url or "")
-        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != self.name]
-        r.url = urlunsplit(parts._replace(query=urlencode([*query, (self.name, self.key)])))
-        return r
+# ---------------------------------------------------------------- connection -> base URL and session
 
 
 def base_url(conn: Any) -> str:
@@ -146,20 +66,31 @@ def join_url(base: str, endpoint: str) -> str:
     return base.rstrip("/") + "/" + endpoint.lstrip("/") if endpoint else base
 
 
-def make_auth(conn: Any, mode: HttpAuth, key_name: str | None) -> AuthBase | None:
-    """requests auth for the source's auth mode; the secret is always the connection's password."""
-    mode = HttpAuth(mode)
-    if mode is HttpAuth.none:
-        return None
-    if not conn.password:
-        raise HttpSourceError(f"auth {mode.value} needs a secret in the password of connection {conn.conn_id!r}")
-    if mode is HttpAuth.bearer:
-        return _BearerAuth(conn.password)
-    if mode is HttpAuth.basic:
-        return HTTPBasicAuth(conn.login or "", conn.password)
-    if mode is HttpAuth.api_key_header:
-        return _HeaderKeyAuth(key_name or "X-Api-Key", conn.password)
-    return _QueryKeyAuth(key_name or "api_key", conn.password)
+def make_session(
+    conn: Any, base: str, auth: AuthBase | None, headers: Mapping[str, str]
+) -> tuple[requests.Session, dict[str, Any]]:
+    """The hook's session for `conn`, with Sluice's auth and headers, and the keyword arguments every GET needs.
+
+    The environment (proxy variables, REQUESTS_CA_BUNDLE) is merged in once, the way HttpHook.run_and_check does it
+    (the connection's settings win over the environment), and then turned off: requests would otherwise re-read it
+    on every request (~1 ms with Airflow's many variables) and let REQUESTS_CA_BUNDLE override `verify: false`.
+    Every page is on the base URL's origin (next URLs on other origins are refused), so once is enough.
+    """
+    from airflow.providers.http.hooks.http import HttpHook
+
+    hook = HttpHook(method="GET", http_conn_id=conn.conn_id)
+    try:
+        session = hook.get_conn()
+    except ValueError as exc:  # the hook reads a path in `schema` as a scheme; name the connection
+        raise HttpSourceError(f"connection {conn.conn_id!r}: {exc}") from None
+    from_extras = {str(k).lower() for k in conn.extra_dejson}
+    session.headers.update({k: v for k, v in DEFAULT_HEADERS.items() if k.lower() not in from_extras})
+    session.headers.update(headers)
+    session.auth = auth
+    settings = session.merge_environment_settings(base, session.proxies, session.stream, session.verify, session.cert)
+    session.proxies, session.verify, session.cert = settings["proxies"], settings["verify"], settings["cert"]
+    session.trust_env = False
+    return session, {"allow_redirects": hook.merged_extra.get("allow_redirects", True)}
 
 
 # ---------------------------------------------------------------- fetching with retries and rate limit
@@ -210,7 +141,8 @@ class Fetcher:
         timeout: float,
         max_retries: int,
         limiter: RateLimiter | None,
-        redact: _Redactor,
+        redact: Redactor,
+        send_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.session, self.timeout, self.max_retries, self.limiter, self.redact = (
             session,
@@ -219,6 +151,7 @@ class Fetcher:
             limiter,
             redact,
         )
+        self.send_options = dict(send_options or {})
         self.requests = 0
         self.retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max_retries + 1),
@@ -232,7 +165,9 @@ class Fetcher:
         if self.limiter:
             self.limiter.acquire()
         self.requests += 1
-        response = self.session.get(request.url, params=request.params or None, timeout=self.timeout)
+        response = self.session.get(
+            request.url, params=request.params or None, timeout=self.timeout, **self.send_options
+        )
         if is_retryable_status(response.status_code):
             raise _RetryableStatus(response)
         return response
@@ -258,7 +193,7 @@ class Fetcher:
         except _RetryableStatus as exc:
             raise HttpSourceError(
                 f"GET {self.redact(exc.response.url)} still answered HTTP {exc.response.status_code} after "
-                f"{self.max_retries + 1} attempts: {self.redact(_snippet(exc.response.text))}"
+                f"{self.max_retries + 1} attempts: {self.redact(snippet(exc.response.text))}"
             ) from None
         except requests.RequestException as exc:
             raise HttpSourceError(
@@ -269,142 +204,6 @@ class Fetcher:
         if response.status_code >= 400:
             raise HttpSourceError(
                 f"GET {self.redact(response.url)} answered HTTP {response.status_code} "
-                f"{response.reason}: {self.redact(_snippet(response.text))}"
+                f"{response.reason}: {self.redact(snippet(response.text))}"
             )
         return response
-
-
-# ---------------------------------------------------------------- body -> records -> Arrow
-
-
-def _snippet(text: str, at: int = 0, width: int = 120) -> str:
-    start = max(at - width // 2, 0)
-    return repr(text[start : start + width])
-
-
-def parse_json(response: requests.Response, url: str) -> Any:
-    """The JSON body, or an error naming the URL: an HTML/XML page (an error or login page served with 200), or
-    malformed JSON with its line, column and the text around the position."""
-    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if "html" in content_type or "xml" in content_type:
-        raise HttpSourceError(
-            f"GET {url} answered HTTP {response.status_code} with Content-Type {content_type}, "
-            f"not JSON (an error or login page?); body starts {_snippet(response.text)}"
-        )
-    try:
-        return loads(response.content)
-    except json.JSONDecodeError as exc:
-        hint = " (looks like HTML)" if exc.doc.lstrip()[:1] == "<" else ""
-        raise HttpSourceError(
-            f"malformed JSON from GET {url}{hint}: {exc.msg} at line {exc.lineno} column "
-            f"{exc.colno} (char {exc.pos}), near {_snippet(exc.doc, exc.pos, 60)}"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise HttpSourceError(f"GET {url}: body is not UTF-8 JSON: {exc}") from None
-
-
-def select_records(body: Any, path: str, url: str) -> list[Any]:
-    """The record list at `records_path`. A single object is one record; null is an empty page; a missing path is
-    an error (silently reading zero rows from a renamed envelope would look like a quiet day)."""
-    records = lookup_path(body, path)
-    if records is MISSING:
-        keys = sorted(body)[:20] if isinstance(body, dict) else type(body).__name__
-        raise HttpSourceError(f"records_path {path!r} not found in the body of GET {url}; top level: {keys}")
-    if records is None:
-        return []
-    if isinstance(records, dict):
-        return [records]
-    if not isinstance(records, list):
-        raise HttpSourceError(f"records_path {path!r} in GET {url} holds a {type(records).__name__}, not a list")
-    return records
-
-
-# ---------------------------------------------------------------- the source
-
-
-def _session(src: HttpSourceConfig, conn: Any, interval: Interval, base: str) -> requests.Session:
-    session = requests.Session()
-    # requests re-reads the proxy and CA environment on every request (~1 ms with Airflow's many env vars);
-    # read it once. Every page is on the base URL's origin (next URLs on other origins are refused).
-    session.trust_env = False
-    session.proxies.update(requests.utils.get_environ_proxies(base))
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
-    session.headers.update({k: render(v, interval) for k, v in src.headers.items()})
-    session.auth = make_auth(conn, src.auth, src.api_key_name)
-    return session
-
-
-def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
-    """Stream the API's records for `interval` as string-column record batches of at most `chunk_rows` rows."""
-    from airflow.sdk import BaseHook
-
-    src: HttpSourceConfig = cfg.source  # type: ignore[assignment]
-    conn = BaseHook.get_connection(src.conn_id)
-    redact = _Redactor(conn.password)
-    urllib3_log = logging.getLogger("urllib3.connectionpool")
-    urllib3_log.addFilter(redact)
-    try:
-        yield from _fetch_all(cfg, src, conn, interval, redact, on_reject)
-    finally:
-        urllib3_log.removeFilter(redact)
-
-
-def _fetch_all(
-    cfg: PipelineConfig, src: HttpSourceConfig, conn: Any, interval: Interval, redact: _Redactor, on_reject: OnReject
-) -> Iterator[pa.RecordBatch]:
-    chunk_rows = cfg.staging.chunk_rows
-    base = base_url(conn)
-    fetcher = Fetcher(
-        _session(src, conn, interval, base),
-        src.timeout_seconds,
-        src.max_retries,
-        limiter_for(cfg.name, src.conn_id, src.rate_limit_per_second),
-        redact,
-    )
-    request = PageRequest(
-        join_url(base, render(src.endpoint, interval)), {k: render(v, interval) for k, v in src.params.items()}
-    )
-    paginator = make_paginator(src.pagination)
-    paginator.init_request(request)
-    columnizer = Columnizer()
-    previous: list[Any] | None = None
-    pages = rows = 0
-    started = time.monotonic()
-    while True:
-        response = fetcher.get(request)
-        url = redact(response.url)
-        body = parse_json(response, url)
-        records = select_records(body, src.records_path, url)
-        pages += 1
-        if records and records == previous:
-            raise DuplicatePageError(
-                f"page {pages} (GET {url}) repeats the previous page's {len(records)} records: "
-                f"the API ignores the paging parameter or loops ({paginator.describe()})"
-            )
-        paginator.update_state(response, body, records)
-        del body
-        for start in range(0, len(records), chunk_rows):
-            batch = columnizer.batch(records[start : start + chunk_rows], url, start, on_reject)
-            if batch is not None:
-                rows += batch.num_rows
-                yield batch
-        previous = records
-        if not paginator.has_next:
-            break
-        if pages >= src.max_pages:
-            raise MaxPagesExceeded(
-                f"GET {url}: still a next page after max_pages={src.max_pages} "
-                f"({paginator.describe()}); raise max_pages or narrow the interval"
-            )
-        paginator.update_request(request)
-    waited = fetcher.limiter.waited_seconds if fetcher.limiter else 0.0
-    log.info(
-        "http source %s: %d rows, %d pages, %d requests in %.1fs (%.1fs waiting on the rate limit)",
-        cfg.name,
-        rows,
-        pages,
-        fetcher.requests,
-        time.monotonic() - started,
-        waited,
-    )

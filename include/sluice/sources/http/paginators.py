@@ -1,6 +1,6 @@
 """Pagination styles for the HTTP source, one small class each (after dlt's rest_client paginators).
 
-Every paginator answers three questions through one interface, so the fetch loop in `http.py` never branches on the
+Every paginator answers three questions through one interface, so the fetch loop in `source.py` never branches on the
 style and adding a style is one class plus one test:
 
 - `init_request(request)`: put the first page's parameters on the request;
@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 from requests.utils import parse_header_links
 
 from sluice.config.sources import PAGINATOR_CLASSES
+from sluice.sources.http.auth import redact_url
 
 if TYPE_CHECKING:
     import requests
@@ -220,8 +221,8 @@ class _FollowUrlPaginator(Paginator):
             next_url = urljoin(response.url, next_url)
             if not _same_origin(response.url, next_url):
                 raise PaginationError(
-                    f"next page {next_url} is on another origin than {response.url}; refusing to "
-                    "send the connection's credentials there"
+                    f"next page {redact_url(next_url)} is on another origin than {redact_url(response.url)}; "
+                    "refusing to send the connection's credentials there"
                 )
         self.next_url = next_url or None
         self.has_next = self.next_url is not None
@@ -242,7 +243,7 @@ class NextUrlPaginator(_FollowUrlPaginator):
         self._follow(response, None if value is MISSING or not records else value)
 
     def describe(self) -> str:
-        return f"next_url after {self.current_url}"
+        return f"next_url after {redact_url(self.current_url)}"
 
 
 class LinkHeaderPaginator(_FollowUrlPaginator):
@@ -255,7 +256,7 @@ class LinkHeaderPaginator(_FollowUrlPaginator):
         self._follow(response, nxt if records else None)
 
     def describe(self) -> str:
-        return f"link_header after {self.current_url}"
+        return f"link_header after {redact_url(self.current_url)}"
 
 
 # style -> class, from the config models (each pagination model names its class): one place per style.
