@@ -25,8 +25,9 @@ test: install       ## isolated test stack (.sluice-test, own ports), the whole 
 test-unit: install  ## unit tests only, no services
 	$(PY) -m pytest tests/unit -q
 
-lint: install       ## ruff, and the pipeline linter over config/pipelines
+lint: install       ## ruff check, ruff format --check, and the pipeline linter over config/pipelines
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	PYTHONPATH=include $(PY) -m sluice lint
 
 bench: up           ## benchmarks (minutes); see bench/README.md

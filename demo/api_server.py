@@ -54,8 +54,17 @@ def ensure_data(data_dir: Path, scale: float = 0.01) -> None:
         return
     data_dir.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).with_name("tpchgen-cli")
-    cmd = [str(exe) if exe.exists() else "tpchgen-cli", "csv", "-s", str(scale), "-T", "customer,nation,region",
-           "-o", str(data_dir), "--overwrite"]
+    cmd = [
+        str(exe) if exe.exists() else "tpchgen-cli",
+        "csv",
+        "-s",
+        str(scale),
+        "-T",
+        "customer,nation,region",
+        "-o",
+        str(data_dir),
+        "--overwrite",
+    ]
     log.info("generating TPC-H data: %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
 
@@ -77,19 +86,21 @@ class Dataset:
                 updated = base + timedelta(seconds=(key * 2654435761) % span)
                 created = updated - timedelta(days=key % 900, seconds=key % 86400)
                 nation, region = nations[r["c_nationkey"]]
-                records.append({
-                    "id": key,
-                    "name": r["c_name"],
-                    "email": f"customer{key:09d}@example.com",
-                    "phone": r["c_phone"],
-                    "account_balance": float(r["c_acctbal"]),
-                    "segment": r["c_mktsegment"],
-                    "is_active": float(r["c_acctbal"]) >= 0,
-                    "address": {"street": r["c_address"], "nation": nation, "region": region},
-                    "comment": r["c_comment"],
-                    "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "updated_at": updated.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                })
+                records.append(
+                    {
+                        "id": key,
+                        "name": r["c_name"],
+                        "email": f"customer{key:09d}@example.com",
+                        "phone": r["c_phone"],
+                        "account_balance": float(r["c_acctbal"]),
+                        "segment": r["c_mktsegment"],
+                        "is_active": float(r["c_acctbal"]) >= 0,
+                        "address": {"street": r["c_address"], "nation": nation, "region": region},
+                        "comment": r["c_comment"],
+                        "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "updated_at": updated.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    }
+                )
         records.sort(key=lambda r: (r["updated_at"], r["id"]))
         self.keys = [(r["updated_at"], r["id"]) for r in records]
         self.stamps = [r["updated_at"] for r in records]
@@ -216,8 +227,9 @@ class Handler(BaseHTTPRequestHandler):
         end = min(start + size, hi)
         nxt = None
         if end < hi:
-            nxt = f"http://{self.headers.get('Host')}{path}?" + urlencode({**query, "after": _encode_cursor(
-                data.keys[end - 1])})
+            nxt = f"http://{self.headers.get('Host')}{path}?" + urlencode(
+                {**query, "after": _encode_cursor(data.keys[end - 1])}
+            )
         links = json.dumps({"next": nxt}).encode()
         self._send(200, b'{"data":' + self._page(start, end) + b',"links":' + links + b"}")
 
@@ -227,8 +239,11 @@ class Handler(BaseHTTPRequestHandler):
         start = min(lo + (page - 1) * size, hi)
         last = max(1, -(-(hi - lo) // size))
         base = f"http://{self.headers.get('Host')}{path}?"
-        links = [f'<{base}{urlencode({**query, "page": p})}>; rel="{rel}"'
-                 for rel, p in (("next", page + 1), ("last", last)) if rel == "last" or page < last]
+        links = [
+            f'<{base}{urlencode({**query, "page": p})}>; rel="{rel}"'
+            for rel, p in (("next", page + 1), ("last", last))
+            if rel == "last" or page < last
+        ]
         self._send(200, self._page(start, min(start + size, hi)), {"Link": ", ".join(links)})
 
     def single(self, path: str, query: dict[str, str]) -> None:
@@ -240,8 +255,14 @@ class DemoServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], data: Dataset, token: str | None = None,
-                 max_page_size: int = 1000, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        data: Dataset,
+        token: str | None = None,
+        max_page_size: int = 1000,
+        verbose: bool = False,
+    ) -> None:
         super().__init__(address, Handler)
         self.data, self.token, self.max_page_size, self.verbose = data, token, max_page_size, verbose
         self.routes = {
@@ -259,8 +280,9 @@ class DemoServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
 
-def start_in_thread(data_dir: Path = DEFAULT_DATA_DIR, host: str = "127.0.0.1", port: int = 0,
-                    token: str | None = None, **kwargs) -> DemoServer:
+def start_in_thread(
+    data_dir: Path = DEFAULT_DATA_DIR, host: str = "127.0.0.1", port: int = 0, token: str | None = None, **kwargs
+) -> DemoServer:
     """For tests: serve on a free port in a daemon thread; call .shutdown() when done."""
     server = DemoServer((host, port), Dataset(data_dir), token, **kwargs)
     threading.Thread(target=server.serve_forever, name="demo-api", daemon=True).start()
@@ -273,8 +295,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="holds customer/nation/region.csv")
     p.add_argument("--scale", type=float, default=0.01, help="TPC-H scale when the data dir must be generated")
-    p.add_argument("--base-date", type=date.fromisoformat, default=date(2024, 1, 1),
-                   help="first day of updated_at (records spread over --span-days days)")
+    p.add_argument(
+        "--base-date",
+        type=date.fromisoformat,
+        default=date(2024, 1, 1),
+        help="first day of updated_at (records spread over --span-days days)",
+    )
     p.add_argument("--span-days", type=int, default=30)
     p.add_argument("--token", default=os.environ.get(TOKEN_ENV), help=f"bearer token (default ${TOKEN_ENV})")
     p.add_argument("--max-page-size", type=int, default=1000)

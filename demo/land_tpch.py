@@ -42,8 +42,19 @@ def generate(scale: float, tables: list[str], workdir: Path) -> dict[str, Path]:
     missing = [t for t, p in paths.items() if not p.exists()]
     if missing:
         exe = Path(sys.executable).with_name("tpchgen-cli")
-        cmd = [str(exe) if exe.exists() else "tpchgen-cli", "parquet", "-s", f"{scale:g}", "--tables",
-               ",".join(missing), "--output-dir", str(out), "--overwrite", "--no-progress", "-q"]
+        cmd = [
+            str(exe) if exe.exists() else "tpchgen-cli",
+            "parquet",
+            "-s",
+            f"{scale:g}",
+            "--tables",
+            ",".join(missing),
+            "--output-dir",
+            str(out),
+            "--overwrite",
+            "--no-progress",
+            "-q",
+        ]
         started = time.monotonic()
         subprocess.run(cmd, check=True)
         log.info("generated TPC-H SF%g %s in %.1fs", scale, ",".join(missing), time.monotonic() - started)
@@ -52,8 +63,9 @@ def generate(scale: float, tables: list[str], workdir: Path) -> dict[str, Path]:
 
 def plain(table: pa.Table) -> pa.Table:
     """string_view -> string: pyarrow's CSV writer rejects view types."""
-    return table.cast(pa.schema([f.with_type(pa.string()) if pa.types.is_string_view(f.type) else f
-                                 for f in table.schema]))
+    return table.cast(
+        pa.schema([f.with_type(pa.string()) if pa.types.is_string_view(f.type) else f for f in table.schema])
+    )
 
 
 def encode(table: pa.Table, fmt: str) -> bytes:
@@ -104,8 +116,9 @@ def land_single_day(hook, bucket: str, prefix: str, paths: dict[str, Path], day:
                 hook.load_file(str(path), key=key, bucket_name=bucket, replace=True)
                 first = key
             else:  # server-side copy: no second upload
-                hook.copy_object(source_bucket_key=first, dest_bucket_key=key, source_bucket_name=bucket,
-                                 dest_bucket_name=bucket)
+                hook.copy_object(
+                    source_bucket_key=first, dest_bucket_key=key, source_bucket_name=bucket, dest_bucket_name=bucket
+                )
             log.info("s3://%s/%s: %d rows (%.0f MB)", bucket, key, rows, path.stat().st_size / 1e6)
             total += rows
     return total
@@ -122,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--conn-id", default="sluice_s3", help="Airflow AWS connection")
     p.add_argument("--single-day", type=date.fromisoformat, help="land whole unsplit Parquet files under this day")
     p.add_argument("--copies", type=int, default=1, help="with --single-day: the same file this many times")
-    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "sluice-tpch",
-                   help="where generated files are cached")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "sluice-tpch",
+        help="where generated files are cached",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     tables = [t.strip() for t in args.tables.split(",") if t.strip()]

@@ -24,14 +24,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 # ---------- Slack incoming webhook contract (https://api.slack.com/reference/block-kit/blocks) ----------
-SLACK_BLOCK_TYPES = {"header", "section", "context", "divider", "actions", "image", "rich_text", "markdown", "file",
-                     "video", "input"}
+SLACK_BLOCK_TYPES = {
+    "header",
+    "section",
+    "context",
+    "divider",
+    "actions",
+    "image",
+    "rich_text",
+    "markdown",
+    "file",
+    "video",
+    "input",
+}
 SLACK_MAX_BLOCKS = 50
 
 
 def _text_obj(obj: Any, limit: int, kinds: tuple[str, ...] = ("plain_text", "mrkdwn")) -> bool:
-    return (isinstance(obj, dict) and obj.get("type") in kinds and isinstance(obj.get("text"), str)
-            and 0 < len(obj["text"]) <= limit)
+    return (
+        isinstance(obj, dict)
+        and obj.get("type") in kinds
+        and isinstance(obj.get("text"), str)
+        and 0 < len(obj["text"]) <= limit
+    )
 
 
 def _slack_block_ok(block: Any) -> bool:
@@ -53,13 +68,25 @@ def _slack_block_ok(block: Any) -> bool:
         return True
     if kind == "context":
         elements = block.get("elements")
-        return isinstance(elements, list) and 0 < len(elements) <= 10 and all(
-            _text_obj(e, 3000) or (isinstance(e, dict) and e.get("type") == "image") for e in elements)
+        return (
+            isinstance(elements, list)
+            and 0 < len(elements) <= 10
+            and all(_text_obj(e, 3000) or (isinstance(e, dict) and e.get("type") == "image") for e in elements)
+        )
     if kind == "actions":
         elements = block.get("elements")
-        return isinstance(elements, list) and 0 < len(elements) <= 25 and all(
-            isinstance(e, dict) and (e.get("type") != "button" or (
-                _text_obj(e.get("text"), 75, ("plain_text",)) and len(e.get("url", "")) <= 3000)) for e in elements)
+        return (
+            isinstance(elements, list)
+            and 0 < len(elements) <= 25
+            and all(
+                isinstance(e, dict)
+                and (
+                    e.get("type") != "button"
+                    or (_text_obj(e.get("text"), 75, ("plain_text",)) and len(e.get("url", "")) <= 3000)
+                )
+                for e in elements
+            )
+        )
     return True
 
 
@@ -93,9 +120,13 @@ def _required() -> dict:
 def embed_size(embed: dict) -> int:
     """Characters Discord counts towards the 6000 total of an embed."""
     fields = embed.get("fields") or []
-    return (len(embed.get("title") or "") + len(embed.get("description") or "")
-            + sum(len(f.get("name") or "") + len(f.get("value") or "") for f in fields)
-            + len((embed.get("footer") or {}).get("text") or "") + len((embed.get("author") or {}).get("name") or ""))
+    return (
+        len(embed.get("title") or "")
+        + len(embed.get("description") or "")
+        + sum(len(f.get("name") or "") + len(f.get("value") or "") for f in fields)
+        + len((embed.get("footer") or {}).get("text") or "")
+        + len((embed.get("author") or {}).get("name") or "")
+    )
 
 
 def _embed_errors(embed: Any) -> dict:
@@ -146,8 +177,9 @@ def validate_discord(payload: Any) -> dict | None:
         if err := _embed_errors(embed):
             errors.setdefault("embeds", {})[str(i)] = err
     if not errors and sum(embed_size(e) for e in embeds) > 6000:
-        errors["embeds"] = {"_errors": [{"code": "MAX_EMBED_SIZE_EXCEEDED",
-                                         "message": "Embed size exceeds maximum size of 6000"}]}
+        errors["embeds"] = {
+            "_errors": [{"code": "MAX_EMBED_SIZE_EXCEEDED", "message": "Embed size exceeds maximum size of 6000"}]
+        }
     return {"code": 50035, "message": "Invalid Form Body", "errors": errors} if errors else None
 
 
@@ -247,8 +279,13 @@ def make_handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
                 return self._answer(404, "no_service")
             if state.delay:
                 time.sleep(state.delay)
-            entry: dict[str, Any] = {"service": service, "path": path, "received_at": time.time(),
-                                     "accepted": False, "raw": raw.decode("utf-8", "replace")}
+            entry: dict[str, Any] = {
+                "service": service,
+                "path": path,
+                "received_at": time.time(),
+                "accepted": False,
+                "raw": raw.decode("utf-8", "replace"),
+            }
             try:
                 payload = json.loads(raw)
             except ValueError:
@@ -257,9 +294,11 @@ def make_handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
             if state._take_failure(service):
                 entry["status"] = 500
                 state.record(entry)
-                return self._answer(500, "internal_error" if service == "slack" else '{"message": "500: Internal '
-                                    'Server Error", "code": 0}', "text/plain" if service == "slack" else
-                                    "application/json")
+                return self._answer(
+                    500,
+                    "internal_error" if service == "slack" else '{"message": "500: Internal Server Error", "code": 0}',
+                    "text/plain" if service == "slack" else "application/json",
+                )
             if service == "slack":
                 error = validate_slack(payload)
                 entry.update(status=400 if error else 200, accepted=error is None, error=error)

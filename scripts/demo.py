@@ -34,8 +34,19 @@ def step(msg: str) -> None:
 def land_data(start: date, days: int, scale: float) -> None:
     if (REPO / "demo" / "land_tpch.py").exists():
         step(f"landing TPC-H SF{scale} orders and lineitem for {days} day(s) from {start} in s3://sluice-landing")
-        subprocess.run([PY, str(REPO / "demo" / "land_tpch.py"), "--scale", str(scale), "--days", str(days),
-                        "--start", start.isoformat()], check=True)
+        subprocess.run(
+            [
+                PY,
+                str(REPO / "demo" / "land_tpch.py"),
+                "--scale",
+                str(scale),
+                "--days",
+                str(days),
+                "--start",
+                start.isoformat(),
+            ],
+            check=True,
+        )
     if (REPO / "demo" / "seed_source_db.py").exists():
         step("seeding the source PostgreSQL database (sluice_source_db) with TPC-H orders")
         subprocess.run([PY, str(REPO / "demo" / "seed_source_db.py"), "--scale", str(scale)], check=True)
@@ -68,8 +79,9 @@ def summary_rows(runs) -> dict[str, tuple]:
     try:
         with psycopg.connect(pg_dsn("sluice_warehouse")) as conn:
             for _, _, run_id, _ in runs:
-                row = conn.execute("SELECT rows_in, rows_loaded, rows_quarantined FROM sluice.run_summary "
-                                   "WHERE run_id = %s", (run_id,)).fetchone()
+                row = conn.execute(
+                    "SELECT rows_in, rows_loaded, rows_quarantined FROM sluice.run_summary WHERE run_id = %s", (run_id,)
+                ).fetchone()
                 if row:
                     out[run_id] = row
     except psycopg.Error as exc:
@@ -109,8 +121,10 @@ def main() -> int:
         print(f"{name:<24} {day:<11} {state:<8} {' '.join(cells)}")
     secrets = json.loads((Path(os.environ["SLUICE_HOME"]) / "secrets.json").read_text())
     print()
-    print(f"Finished in {time.time() - t0:.0f}s. Airflow UI: {api.base_url}  user admin, password "
-          f"{secrets['admin_password']}")
+    print(
+        f"Finished in {time.time() - t0:.0f}s. Airflow UI: {api.base_url}  user admin, password "
+        f"{secrets['admin_password']}"
+    )
     print("The stack keeps running: `make down` stops it.")
     return 0 if all(r[3] == "success" for r in runs) else 1
 

@@ -1,6 +1,6 @@
 """One run of a pipeline through the running stack's REST API, for one daily interval; exit 0 when it succeeds.
 
-    scripts/run_once.py PIPELINE YYYY-MM-DD      (with the stack's environment loaded: set -a; . .sluice/env)"""
+scripts/run_once.py PIPELINE YYYY-MM-DD      (with the stack's environment loaded: set -a; . .sluice/env)"""
 
 from __future__ import annotations
 

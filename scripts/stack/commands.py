@@ -17,8 +17,10 @@ def check_ports(settings: Settings) -> None:
     for name, port in settings.ports.items():
         if health.port_open(port):
             var = PORTS[name][0]
-            raise StackError(f"port {port} ({name}) is already in use by another program. "
-                             f"Stop it, or choose another port with {var}=<port> make up")
+            raise StackError(
+                f"port {port} ({name}) is already in use by another program. "
+                f"Stop it, or choose another port with {var}=<port> make up"
+            )
 
 
 def up(settings: Settings) -> None:
@@ -38,10 +40,14 @@ def up(settings: Settings) -> None:
     if not running:
         log(f"starting supervisord (logs in {logs})")
         # Programs inherit supervisord's environment: the shared secrets and connections, and the stack's mark.
-        subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(settings.conf)], check=True,
-                       env={**os.environ, **airflow_env(settings), **settings.mark})
-        health.wait_for(lambda: settings.sock.exists() and supervision.ctl(settings, "pid").returncode == 0,
-                        20, "supervisord", logs)
+        subprocess.run(
+            [str(VENV_BIN / "supervisord"), "-c", str(settings.conf)],
+            check=True,
+            env={**os.environ, **airflow_env(settings), **settings.mark},
+        )
+        health.wait_for(
+            lambda: settings.sock.exists() and supervision.ctl(settings, "pid").returncode == 0, 20, "supervisord", logs
+        )
     else:
         log(f"supervisord already running (pid {running}); starting anything that is stopped")
         supervision.ctl(settings, "reread")
@@ -55,8 +61,12 @@ def up(settings: Settings) -> None:
     provision.migrate_airflow_db(settings)
     rest = [n for n in supervision.programs(settings) if n not in supervision.CORE]
     supervision.start_programs(settings, rest)
-    health.wait_for(lambda: health.api_healthy(settings), 240,
-                    "Airflow (api-server health: scheduler, dag-processor, triggerer)", logs)
+    health.wait_for(
+        lambda: health.api_healthy(settings),
+        240,
+        "Airflow (api-server health: scheduler, dag-processor, triggerer)",
+        logs,
+    )
     health.wait_for(lambda: health.worker_answers(settings), 120, "a Celery worker to answer a ping", logs)
     record_pids(settings)
     print_summary(settings)
@@ -127,8 +137,9 @@ COMMANDS = {"up": up, "down": down, "status": status, "env": env, "wipe": wipe}
 def main(argv: list[str] | None = None) -> int:
     from . import __doc__ as usage
 
-    parser = argparse.ArgumentParser(prog="scripts/stack", description=usage,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="scripts/stack", description=usage, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=list(COMMANDS))
     args = parser.parse_args(argv)
     try:
@@ -136,4 +147,3 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as exc:
         error(str(exc))
         return 1
-

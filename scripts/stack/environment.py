@@ -116,16 +116,24 @@ def connections(settings: Settings, s: dict[str, str]) -> dict[str, str]:
         "AIRFLOW_CONN_SLUICE_SOURCE_DB": f"postgresql://source:{s['pg_source']}@{pg}/source",
         "AIRFLOW_CONN_SLUICE_S3": json.dumps(s3_conn),
         "AIRFLOW_CONN_SLUICE_DEMO_API": json.dumps(
-            {"conn_type": "http", "host": "127.0.0.1", "port": p["demo_api"], "schema": "http",
-             "password": s["demo_api_token"]}
+            {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": p["demo_api"],
+                "schema": "http",
+                "password": s["demo_api_token"],
+            }
         ),
         # Local webhook receivers stand in for Slack and Discord; point these at real webhooks in production.
         "AIRFLOW_CONN_SLUICE_SLACK": json.dumps(
             {"conn_type": "slackwebhook", "host": f"http://{hooks}/slack", "password": s["slack_token"]}
         ),
         "AIRFLOW_CONN_SLUICE_DISCORD": json.dumps(
-            {"conn_type": "discord", "host": f"http://{hooks}",
-             "extra": {"webhook_endpoint": f"webhooks/{s['discord_token']}"}}
+            {
+                "conn_type": "discord",
+                "host": f"http://{hooks}",
+                "extra": {"webhook_endpoint": f"webhooks/{s['discord_token']}"},
+            }
         ),
     }
 

@@ -26,8 +26,9 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str, logs: Path | None = None,
-             fatal: bool = True) -> bool:
+def wait_for(
+    check: Callable[[], bool], timeout: float, what: str, logs: Path | None = None, fatal: bool = True
+) -> bool:
     """Poll `check` once a second; on timeout raise a StackError that names what and where the logs are."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -53,8 +54,15 @@ def api_healthy(settings: Settings) -> bool:
 
 def worker_answers(settings: Settings) -> bool:
     """A Celery worker answers a ping through the broker, so a queued task will be picked up."""
-    code = ("from airflow.providers.celery.executors.celery_executor_utils import app;"
-            "import sys; r = app.control.ping(timeout=3); print(r); sys.exit(0 if r else 1)")
-    res = subprocess.run([str(VENV_BIN / "python"), "-c", code], env={**os.environ, **airflow_env(settings)},
-                         capture_output=True, text=True, timeout=120)
+    code = (
+        "from airflow.providers.celery.executors.celery_executor_utils import app;"
+        "import sys; r = app.control.ping(timeout=3); print(r); sys.exit(0 if r else 1)"
+    )
+    res = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", code],
+        env={**os.environ, **airflow_env(settings)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return res.returncode == 0

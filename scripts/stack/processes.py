@@ -6,6 +6,7 @@ stack's (its mark in their environment, or a recorded PID whose command line nam
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -87,7 +88,5 @@ def terminate(pids: Iterable[int], grace: float = 20) -> None:
         time.sleep(0.5)
     for proc in procs:
         if pid_alive(proc.pid):
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-            except psutil.NoSuchProcess:
-                pass

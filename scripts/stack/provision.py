@@ -13,8 +13,11 @@ from .console import StackError, log
 from .environment import BUCKETS, VENV_BIN, Settings, airflow_env, load_secrets
 
 # (role, database, key in secrets.json): Airflow metadata, the warehouse, the demo's SQL source.
-DATABASES = (("airflow", "airflow", "pg_airflow"), ("sluice", "warehouse", "pg_warehouse"),
-             ("source", "source", "pg_source"))
+DATABASES = (
+    ("airflow", "airflow", "pg_airflow"),
+    ("sluice", "warehouse", "pg_warehouse"),
+    ("source", "source", "pg_source"),
+)
 
 
 def service_user() -> str | None:
@@ -24,8 +27,9 @@ def service_user() -> str | None:
     try:
         pwd.getpwnam("sluice")
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "sluice"],
-                       check=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "sluice"], check=True
+        )
     return "sluice"
 
 
@@ -33,8 +37,10 @@ def pg_bin() -> Path:
     """The newest PostgreSQL server installed from Debian packages."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
     if not found:
-        raise StackError("PostgreSQL server binaries not found under /usr/lib/postgresql. "
-                         "Install them with: sudo apt-get install -y postgresql  (or run `make install` as root)")
+        raise StackError(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql. "
+            "Install them with: sudo apt-get install -y postgresql  (or run `make install` as root)"
+        )
     return found[-1].parent
 
 
@@ -58,8 +64,18 @@ def init_postgres(settings: Settings) -> None:
             mode = parent.stat().st_mode
             if not mode & 0o001:
                 os.chmod(parent, mode | 0o001)
-    cmd = [str(pg_bin() / "initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
-           f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"]
+    cmd = [
+        str(pg_bin() / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        "postgres",
+        "--auth=scram-sha-256",
+        f"--pwfile={pwfile}",
+        "-E",
+        "UTF8",
+        "--locale=C.UTF-8",
+    ]
     if user:
         cmd = ["runuser", "-u", user, "--", *cmd]
     log("initialising PostgreSQL cluster")
@@ -97,8 +113,13 @@ def ensure_buckets(settings: Settings) -> None:
     import boto3
 
     s = load_secrets(settings.home)
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{settings.ports['s3']}", region_name="us-east-1",
-                          aws_access_key_id=s["s3_access_key"], aws_secret_access_key=s["s3_secret_key"])
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{settings.ports['s3']}",
+        region_name="us-east-1",
+        aws_access_key_id=s["s3_access_key"],
+        aws_secret_access_key=s["s3_secret_key"],
+    )
     have = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     for bucket in BUCKETS:
         if bucket not in have:
@@ -108,8 +129,12 @@ def ensure_buckets(settings: Settings) -> None:
 def migrate_airflow_db(settings: Settings) -> None:
     """`airflow db migrate` with the stack's environment; its output is shown only when it fails."""
     log("migrating the Airflow metadata database")
-    mig = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env={**os.environ, **airflow_env(settings)},
-                         capture_output=True, text=True)
+    mig = subprocess.run(
+        [str(VENV_BIN / "airflow"), "db", "migrate"],
+        env={**os.environ, **airflow_env(settings)},
+        capture_output=True,
+        text=True,
+    )
     if mig.returncode != 0:
         raise StackError("airflow db migrate failed:\n" + mig.stdout[-3000:] + mig.stderr[-3000:])
 

@@ -13,9 +13,18 @@ from .processes import pid_alive, read_pid
 from .provision import pg_bin, service_user
 
 CORE = ("postgres", "redis", "s3")  # started first: provisioning needs them
-PROGRAM_DEFAULTS = ("autostart=false", "autorestart=true", "startsecs=3", "startretries=10", "stopasgroup=true",
-                    "killasgroup=true", "stopwaitsecs=30", "redirect_stderr=true", "stdout_logfile_maxbytes=50MB",
-                    "stdout_logfile_backups=2")
+PROGRAM_DEFAULTS = (
+    "autostart=false",
+    "autorestart=true",
+    "startsecs=3",
+    "startretries=10",
+    "stopasgroup=true",
+    "killasgroup=true",
+    "stopwaitsecs=30",
+    "redirect_stderr=true",
+    "stdout_logfile_maxbytes=50MB",
+    "stdout_logfile_backups=2",
+)
 
 
 def programs(settings: Settings) -> dict[str, dict[str, str]]:
@@ -44,12 +53,14 @@ def programs(settings: Settings) -> dict[str, dict[str, str]]:
             f"--out {logs}/webhooks.jsonl",
             "priority": "20",
         }
-    progs.update({
-        "airflow-api-server": {"command": f"{airflow} api-server", "priority": "30"},
-        "airflow-scheduler": {"command": f"{airflow} scheduler", "priority": "30"},
-        "airflow-dag-processor": {"command": f"{airflow} dag-processor", "priority": "30"},
-        "airflow-triggerer": {"command": f"{airflow} triggerer", "priority": "30"},
-    })
+    progs.update(
+        {
+            "airflow-api-server": {"command": f"{airflow} api-server", "priority": "30"},
+            "airflow-scheduler": {"command": f"{airflow} scheduler", "priority": "30"},
+            "airflow-dag-processor": {"command": f"{airflow} dag-processor", "priority": "30"},
+            "airflow-triggerer": {"command": f"{airflow} triggerer", "priority": "30"},
+        }
+    )
     if (REPO / "demo" / "api_server.py").exists():
         progs["demo-api"] = {
             "command": f"{VENV_BIN}/python {REPO}/demo/api_server.py --host 127.0.0.1 --port {p['demo_api']}",
@@ -72,16 +83,31 @@ def render_conf(settings: Settings) -> str:
     """supervisord.conf: a private unix socket (0700) under the stack's run dir, one section per program."""
     run, logs, sock = settings.run_dir, settings.log_dir, settings.sock
     parts = [
-        "[unix_http_server]", f"file={sock}", "chmod=0700", "",
-        "[supervisord]", f"logfile={logs}/supervisord.log", f"pidfile={run}/supervisord.pid",
-        f"directory={REPO}", f"childlogdir={logs}", "",
+        "[unix_http_server]",
+        f"file={sock}",
+        "chmod=0700",
+        "",
+        "[supervisord]",
+        f"logfile={logs}/supervisord.log",
+        f"pidfile={run}/supervisord.pid",
+        f"directory={REPO}",
+        f"childlogdir={logs}",
+        "",
         "[rpcinterface:supervisor]",
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
-        "[supervisorctl]", f"serverurl=unix://{sock}", "",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{sock}",
+        "",
     ]
     for name, prog in programs(settings).items():
-        parts += [f"[program:{name}]", f"command={prog['command']}", *PROGRAM_DEFAULTS,
-                  f"stdout_logfile={logs}/{name}.log", f"priority={prog['priority']}"]
+        parts += [
+            f"[program:{name}]",
+            f"command={prog['command']}",
+            *PROGRAM_DEFAULTS,
+            f"stdout_logfile={logs}/{name}.log",
+            f"priority={prog['priority']}",
+        ]
         parts += [f"{key}={prog[key]}" for key in ("stopsignal", "user", "environment") if key in prog]
         parts.append("")
     return "\n".join(parts)
@@ -99,8 +125,9 @@ def supervisord_pid(settings: Settings) -> int | None:
 
 
 def ctl(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(VENV_BIN / "supervisorctl"), "-c", str(settings.conf), *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [str(VENV_BIN / "supervisorctl"), "-c", str(settings.conf), *args], capture_output=True, text=True
+    )
 
 
 def start_programs(settings: Settings, names: list[str]) -> None:

@@ -313,7 +313,7 @@ def test_templated_endpoint_params_and_api_key_query_never_leak(httpserver, monk
 
 
 @pytest.mark.parametrize(
-    "auth, check",
+    ("auth", "check"),
     [
         ("basic", lambda r: r.authorization and r.authorization.password == "pw-1"),
         ("api_key_header", lambda r: r.headers.get("X-Api-Key") == "pw-1"),

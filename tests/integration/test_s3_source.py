@@ -109,7 +109,7 @@ def test_parquet_by_row_groups(s3_client, s3_prefix):
 
 
 @pytest.mark.parametrize(
-    "name,data", [("empty.csv", b""), ("header.csv", b"id,name\n"), ("header.csv.gz", gzip.compress(b"id,name\n"))]
+    ("name", "data"), [("empty.csv", b""), ("header.csv", b"id,name\n"), ("header.csv.gz", gzip.compress(b"id,name\n"))]
 )
 def test_empty_and_header_only_csv_give_zero_rows(s3_client, s3_prefix, name, data):
     put(s3_client, f"{s3_prefix}/2024-03-05/{name}", data)

@@ -121,7 +121,7 @@ def test_jsonl_and_parquet_sources(s3_client, s3_prefix):
     assert staged.schema == pa.schema([("id", pa.int64()), ("name", pa.string())])
 
 
-@pytest.mark.parametrize("name,data", [("empty.csv", b""), ("header.csv", b"id,name\n")])
+@pytest.mark.parametrize(("name", "data"), [("empty.csv", b""), ("header.csv", b"id,name\n")])
 def test_empty_and_header_only_files_stage_zero_rows(s3_client, s3_prefix, name, data):
     put(s3_client, f"{s3_prefix}/{DAY}/{name}", data)
     assert extract_and_stage(make_cfg(s3_prefix, "csv"), INTERVAL, RUN_ID, 1) == []

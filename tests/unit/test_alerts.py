@@ -149,7 +149,7 @@ def test_discord_total_6000_enforced_with_huge_fields():
 
 
 @pytest.mark.parametrize(
-    "kind, severity",
+    ("kind", "severity"),
     [
         (AlertKind.FAILURE, Severity.CRITICAL),
         (AlertKind.DEADLINE_MISSED, Severity.WARNING),
@@ -255,7 +255,7 @@ def test_freshness_sql():
         'SELECT count(*), sum(rows_in), sum(rows_loaded), sum(rows_quarantined) FROM "t_abc".load_ledger'
         " WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s"
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid schema name"):
         freshness_sql('x"; drop table y; --')
 
 

@@ -20,8 +20,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "tests" / "unit" / "fixtures" / "compose-spec.json"
-VAR = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
-                 r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
+VAR = re.compile(
+    r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:

@@ -257,7 +257,7 @@ def test_the_runs_data_interval():
     assert resolve_interval(context, DAILY) == Interval(D, D + timedelta(days=1))
 
 
-@pytest.mark.parametrize("dis, die", [(None, None), (datetime(2024, 3, 5, 9, 30, tzinfo=UTC),) * 2])
+@pytest.mark.parametrize(("dis", "die"), [(None, None), (datetime(2024, 3, 5, 9, 30, tzinfo=UTC),) * 2])
 def test_manual_run_without_logical_date_takes_the_latest_complete_interval(dis, die):
     """Airflow 3 manual runs may have no logical date (no interval, or an empty one at run_after)."""
     context = {

@@ -29,7 +29,7 @@ INTERVAL = Interval(datetime(2024, 1, 3, tzinfo=UTC), datetime(2024, 1, 4, tzinf
 
 
 @pytest.mark.parametrize(
-    "url, clean",
+    ("url", "clean"),
     [
         ("https://api.test/x?a=1&api_key=s3cr3t&b=2", "https://api.test/x?a=1&api_key=***&b=2"),
         ("https://user:pw@api.test/x", "https://***@api.test/x"),

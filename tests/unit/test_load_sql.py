@@ -64,7 +64,7 @@ def test_every_builder_rejects_unsafe_identifiers(build, name):
 
 
 @pytest.mark.parametrize(
-    "text,canonical",
+    ("text", "canonical"),
     [
         ("bigint", "bigint"),
         ("int8", "bigint"),

@@ -151,7 +151,7 @@ def test_single_page_never_continues():
 
 
 @pytest.mark.parametrize(
-    "pagination, cls",
+    ("pagination", "cls"),
     [
         ({"style": "single"}, SinglePagePaginator),
         ({"style": "page_number", "page_size": 50, "size_param": "n"}, PageNumberPaginator),
@@ -208,7 +208,7 @@ def test_retry_after_in_seconds_and_http_date():
 
 
 @pytest.mark.parametrize(
-    "status, retry",
+    ("status", "retry"),
     [(429, True), (500, True), (503, True), (408, True), (501, False), (404, False), (401, False), (200, False)],
 )
 def test_retryable_statuses(status, retry):
@@ -234,7 +234,7 @@ def conn(**kw):
 
 
 @pytest.mark.parametrize(
-    "kw, url",
+    ("kw", "url"),
     [
         ({}, "http://api.test"),
         ({"schema": "https", "port": 8443}, "https://api.test:8443"),
@@ -323,7 +323,7 @@ def test_rate_item_whole_numbers():
     assert (rate_item(10).amount, rate_item(10).multiples) == (10, 1)
     assert (rate_item(2.5).amount, rate_item(2.5).multiples) == (5, 2)
     assert (rate_item(0.2).amount, rate_item(0.2).multiples) == (1, 5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be > 0"):
         rate_item(0)
 
 

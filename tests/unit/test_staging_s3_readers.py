@@ -117,7 +117,7 @@ def test_csv_bytes_the_declared_codec_cannot_decode_fail_the_file(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name,data",
+    ("name", "data"),
     [
         ("empty.csv", b""),
         ("empty.csv.gz", b""),
@@ -221,7 +221,7 @@ def test_empty_parquet_object_gives_zero_rows(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "key,pattern,expected",
+    ("key", "pattern", "expected"),
     [
         ("part-0.csv.gz", "*", True),
         ("sub/part-0.csv.gz", "*.csv.gz", True),  # no '/' in the pattern: the file name is matched

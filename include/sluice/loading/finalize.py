@@ -59,41 +59,40 @@ def finalize(cfg: PipelineConfig, interval: Interval, run_id: str, results: list
     dsn = pg_dsn(tgt.conn_id)
     ensure_metadata(dsn, tgt.schema)
     key = {"pipeline": cfg.name, "run_id": run_id, "run_no": generation}
-    with psycopg.connect(dsn, application_name=f"sluice finalize {cfg.name}"[:63], autocommit=True) as conn:
-        with conn.transaction():
-            deleted = 0
-            if not results and tgt.mode is WriteMode.replace_interval and cfg.target.allow_empty:
-                deleted = _delete_empty_interval(conn, tgt, interval)
-            rows = conn.cursor(row_factory=dict_row).execute(q.ledger_select(one_chunk=False), key).fetchall()
-            changes = [
-                dict(zip(("change", "column", "type"), r, strict=True))
-                for r in conn.execute(q.schema_changes_select(), key)
-            ]
-            quarantined = None
-            if conn.execute("SELECT to_regclass('sluice.quarantine') IS NOT NULL").fetchone()[0]:
-                quarantined = conn.execute(quarantine_count_sql(), (cfg.name, run_id, generation)).fetchone()[0]
-            problems = conservation_problems(rows, results, interval, quarantined)
-            total = {f: sum(int(r[f]) for r in rows) for f in COUNTS}
-            total["deleted"] += deleted
-            summary = {
-                "pipeline": cfg.name,
-                "run_id": run_id,
-                "generation": generation,
-                "target": tgt.name,
-                "interval_start": interval.start,
-                "interval_end": interval.end,
-                "chunks": len(rows),
-                **total,
-                "schema_changes": changes,
-                "status": "failed" if problems else "success",
-                "problems": problems,
-                "finished_at": datetime.now(UTC),
-            }
-            conn.execute(
-                q.run_summary_upsert(),
-                {k: summary[k] for k in q.SUMMARY_FIELDS}
-                | {"schema_changes": Jsonb(changes), "problems": Jsonb(problems)},
-            )
+    app = f"sluice finalize {cfg.name}"[:63]
+    with psycopg.connect(dsn, application_name=app, autocommit=True) as conn, conn.transaction():
+        deleted = 0
+        if not results and tgt.mode is WriteMode.replace_interval and cfg.target.allow_empty:
+            deleted = _delete_empty_interval(conn, tgt, interval)
+        rows = conn.cursor(row_factory=dict_row).execute(q.ledger_select(one_chunk=False), key).fetchall()
+        changes = [
+            dict(zip(("change", "column", "type"), r, strict=True))
+            for r in conn.execute(q.schema_changes_select(), key)
+        ]
+        quarantined = None
+        if conn.execute("SELECT to_regclass('sluice.quarantine') IS NOT NULL").fetchone()[0]:
+            quarantined = conn.execute(quarantine_count_sql(), (cfg.name, run_id, generation)).fetchone()[0]
+        problems = conservation_problems(rows, results, interval, quarantined)
+        total = {f: sum(int(r[f]) for r in rows) for f in COUNTS}
+        total["deleted"] += deleted
+        summary = {
+            "pipeline": cfg.name,
+            "run_id": run_id,
+            "generation": generation,
+            "target": tgt.name,
+            "interval_start": interval.start,
+            "interval_end": interval.end,
+            "chunks": len(rows),
+            **total,
+            "schema_changes": changes,
+            "status": "failed" if problems else "success",
+            "problems": problems,
+            "finished_at": datetime.now(UTC),
+        }
+        conn.execute(
+            q.run_summary_upsert(),
+            {k: summary[k] for k in q.SUMMARY_FIELDS} | {"schema_changes": Jsonb(changes), "problems": Jsonb(problems)},
+        )
     summary = {
         **summary,
         "interval": interval.to_dict(),
