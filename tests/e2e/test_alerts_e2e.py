@@ -28,10 +28,9 @@ PAYLOADS_OUT = HOME / "logs" / "e2e_alert_payloads.json"  # the alerts as receiv
 DEADLINE_DAG, FAILURE_DAG, FLAKY_DAG = "e2e_alert_deadline", "e2e_alert_failure", "e2e_alert_flaky"
 OURS = (DEADLINE_DAG, FAILURE_DAG, FLAKY_DAG)
 EXTRACT = "extract_and_stage"
-DEADLINE_AFTER = timedelta(seconds=20)  # e2e_alert_deadline.yaml: deadline.after_interval_end
-UNPAUSE_WINDOW = 14  # s after a minute boundary: the run must exist before its deadline (boundary + 20 s)
+DEADLINE_AFTER = timedelta(seconds=90)  # e2e_alert_deadline.yaml: deadline.after_interval_end
+MARGIN = 10  # s: a run created later than its deadline minus this says the stack is too slow to test the deadline
 ALERT_WITHIN = 60  # s from the deadline to the message (issue 6)
-SETTLE = 8  # s to wait after the expected messages for a duplicate that must not come
 CHANNELS = ("slack", "discord")
 STARTED: list[tuple[str, str]] = []  # (dag_id, run_id) of every run started here, for the secrets check
 CAPTURED: dict[str, dict] = {}  # alert kind -> the messages as received, written to PAYLOADS_OUT
@@ -280,90 +279,95 @@ def test_failure_after_retries_alerts_once_per_channel(api, dags, receivers, s3_
     assert f"task {EXTRACT} failed" in slack["text"]
 
 
-def wait_for_fresh_next_run(api, budget: float) -> datetime:
-    """Block until the dag-processor has computed the run of the interval ending at the latest minute boundary,
-    and that boundary is at most UNPAUSE_WINDOW s ago; return the boundary. Then a run created now is created
-    before its deadline (boundary + 20 s), so the measured delay is Airflow's own, not the test's."""
+def scheduled_runs(api) -> list[dict]:
+    return api.request(
+        "GET", f"/dags/{DEADLINE_DAG}/dagRuns", params={"run_type": "scheduled", "order_by": "-id", "limit": 20}
+    )["dag_runs"]
+
+
+def start_one_scheduled_run(api) -> dict:
+    """Unpause at any moment and take the first scheduled run after it. Whichever interval that run gets (the one
+    that just ended, or the next one), it is created at most ~60 s after its interval's end, and its deadline is
+    90 s after that end, so no minute boundary has to be caught."""
     file_token = api.request("GET", f"/dags/{DEADLINE_DAG}")["file_token"]
-    end = time.time() + budget
-    asked_for: datetime | None = None
-    while time.time() < end:
-        now = datetime.now(UTC)
-        boundary = now.replace(second=0, microsecond=0)
-        if (now - boundary).total_seconds() > UNPAUSE_WINDOW:
-            time.sleep(60.2 - (now - boundary).total_seconds())
-            continue
-        if asked_for != boundary:  # parse now rather than at the next refresh
-            api.request("PUT", f"/parseDagFile/{file_token}")
-            asked_for = boundary
-        if ts(api.request("GET", f"/dags/{DEADLINE_DAG}")["next_dagrun_data_interval_end"]) == boundary:
-            return boundary
+    api.request("PUT", f"/parseDagFile/{file_token}")  # next_dagrun from now, not from an old parse
+    end = time.time() + 120
+    while (
+        ts(api.request("GET", f"/dags/{DEADLINE_DAG}")["next_dagrun_data_interval_end"])
+        or datetime.min.replace(tzinfo=UTC)
+    ) < datetime.now(UTC) - timedelta(seconds=60):
+        assert time.time() < end, f"the dag-processor never refreshed {DEADLINE_DAG}'s next run"
         time.sleep(0.5)
-    raise AssertionError(
-        f"the dag-processor never had {DEADLINE_DAG}'s next run ready within {UNPAUSE_WINDOW}s "
-        f"of a minute boundary in {budget:.0f}s (see airflow-dag-processor.log)"
-    )
-
-
-def start_one_scheduled_run(api) -> tuple[dict, datetime]:
-    """Unpause at the right moment and take the first scheduled run. The DAG stays unpaused (a paused DAG's runs
-    do not progress) until `finish_or_stop`, which pauses it before the next run is due."""
-    boundary = wait_for_fresh_next_run(api, budget=150)
+    seen = {r["dag_run_id"] for r in scheduled_runs(api)}
     api.unpause(DEADLINE_DAG)
-    end = time.time() + 30
+    end = time.time() + 150
     while time.time() < end:
-        runs = api.request(
-            "GET", f"/dags/{DEADLINE_DAG}/dagRuns", params={"run_type": "scheduled", "order_by": "-id", "limit": 3}
-        )["dag_runs"]
-        if run := next((r for r in runs if ts(r["data_interval_end"]) == boundary), None):
+        if new := [r for r in scheduled_runs(api) if r["dag_run_id"] not in seen]:
+            run = min(new, key=lambda r: r["data_interval_end"])
             STARTED.append((DEADLINE_DAG, run["dag_run_id"]))
-            return run, boundary
-        time.sleep(0.3)
+            return run
+        time.sleep(0.5)
     api.request("PATCH", f"/dags/{DEADLINE_DAG}", json={"is_paused": True})
-    raise AssertionError(f"the scheduler created no run of {DEADLINE_DAG} for the interval ending {boundary}")
+    raise AssertionError(f"the scheduler created no run of {DEADLINE_DAG} within 150 s of unpausing")
 
 
-def finish_or_stop(api, run_id: str, boundary: datetime) -> str:
-    """Let the run finish until just before the next one is due (boundary + 60 s), then pause; a run still going
-    then would never progress, so it is marked failed rather than left running."""
-    stop_at = (boundary + timedelta(seconds=55)).timestamp()
-    state = api.run_state(DEADLINE_DAG, run_id)
-    while state not in ("success", "failed") and time.time() < stop_at:
-        time.sleep(1)
-        state = api.run_state(DEADLINE_DAG, run_id)
-    api.request("PATCH", f"/dags/{DEADLINE_DAG}", json={"is_paused": True})
-    if state not in ("success", "failed"):
-        api.request("PATCH", f"/dags/{DEADLINE_DAG}/dagRuns/{run_id}", json={"state": "failed"})
-        return f"stopped by the test while {state}"
+def delete_later_runs(api, run: dict) -> list[str]:
+    """The DAG stays unpaused while its run goes on (a paused DAG's runs do not progress), so the scheduler starts
+    one run a minute: delete those (their deadlines go with them, so they never alert)."""
+    later = [r["dag_run_id"] for r in scheduled_runs(api) if r["data_interval_end"] > run["data_interval_end"]]
+    for run_id in later:  # a running run cannot be deleted: stop it first
+        api.request("PATCH", f"/dags/{DEADLINE_DAG}/dagRuns/{quote(run_id)}", json={"state": "failed"})
+        api.request("DELETE", f"/dags/{DEADLINE_DAG}/dagRuns/{quote(run_id)}")
+    return later
+
+
+def finish(api, run: dict, timeout: float = 240) -> str:
+    """Wait for the run to finish, deleting the runs that start meanwhile; then pause and delete any left."""
+    end = time.time() + timeout
+    state = api.run_state(DEADLINE_DAG, run["dag_run_id"])
+    try:
+        while state not in ("success", "failed") and time.time() < end:
+            delete_later_runs(api, run)
+            time.sleep(2)
+            state = api.run_state(DEADLINE_DAG, run["dag_run_id"])
+    finally:
+        api.request("PATCH", f"/dags/{DEADLINE_DAG}", json={"is_paused": True})
+        delete_later_runs(api, run)
+        if state not in ("success", "failed"):
+            api.request("PATCH", f"/dags/{DEADLINE_DAG}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
     return state
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_missed_deadline_alerts_once_per_channel_with_freshness(api, dags, receivers):
-    """A scheduled run still running 20 s after its interval's end (its extract waits until 25 s after it, on a
-    Celery worker): exactly one Slack and one Discord message, within 60 s of the deadline, with freshness fields."""
+    """A scheduled run still running 90 s after its interval's end (its extract waits until 115 s after it, on a
+    Celery worker): exactly one Slack and one Discord message, within 60 s of the deadline, with freshness fields;
+    still exactly one each once the run has finished."""
     from sluice.alerts import read_warehouse
 
     fresh, _ = read_warehouse("sluice_warehouse", DEADLINE_DAG)  # as the callback will read it: no run ends between
-    run, boundary = start_one_scheduled_run(api)
+    run = start_one_scheduled_run(api)
     try:
         check_deadline_alert(api, receivers, run, fresh)
     finally:
-        outcome = finish_or_stop(api, run["dag_run_id"], boundary)
+        outcome = finish(api, run)
         print(f"{run['dag_run_id']}: {outcome}")
+    assert outcome == "success", outcome
+    one_per_channel(receivers.of_run(run["dag_run_id"], "deadline_missed"))  # nothing more came after the run
 
 
 def check_deadline_alert(api, receivers, run: dict, fresh) -> None:
     run_id = run["dag_run_id"]
     deadline = ts(run["data_interval_end"]) + DEADLINE_AFTER
     created = ts(run["queued_at"]) or ts(run["run_after"])
-    print(f"\n{run_id}: created {(deadline - created).total_seconds():.1f}s before its deadline {deadline:%H:%M:%S}")
+    margin = (deadline - created).total_seconds()
+    print(f"\n{run_id}: created {margin:.1f}s before its deadline {deadline:%H:%M:%S}")
+    assert margin > MARGIN, f"{run_id} was created {margin:.1f}s before its deadline (scheduler overloaded?)"
 
     messages = receivers.wait_for(
         run_id, "deadline_missed", timeout=max(5.0, (deadline - datetime.now(UTC)).total_seconds()) + ALERT_WITHIN + 5
     )
     assert messages, f"no deadline alert for {run_id} (see airflow-triggerer.log)"
-    time.sleep(SETTLE)
     got = one_per_channel(receivers.of_run(run_id, "deadline_missed"))
 
     delays = {s: m["received_at"] - deadline.timestamp() for s, m in got.items()}
@@ -387,7 +391,7 @@ def check_deadline_alert(api, receivers, run: dict, fresh) -> None:
             f["Data interval"] == f"{run['data_interval_start'][:16].replace('T', ' ')} UTC → "
             f"{run['data_interval_end'][:16].replace('T', ' ')} UTC"
         ), f
-        assert f["Deadline"] == f"20s after the interval end ({deadline:%Y-%m-%d %H:%M:%S} UTC)", f
+        assert f["Deadline"] == f"1m 30s after the interval end ({deadline:%Y-%m-%d %H:%M:%S} UTC)", f
         assert f["Run state"] in ("queued", "running"), f
         assert "Freshness" not in f, f"freshness unavailable in the alert: {f['Freshness']}"
         assert "This run so far" in f, f

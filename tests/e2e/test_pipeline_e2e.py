@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
+import requests
 from sluice import failpoints
 from sluice.connections import pg_dsn
 from sluice.failpoints import Point
@@ -137,10 +139,26 @@ def test_rerun_of_an_interval_writes_nothing(api, orders):
     assert table_hash("e2e.orders", ORDERS_COLS, "o_orderkey") == before
 
 
-def test_cli_backfill_gives_the_same_table_as_the_daily_runs(api, orders):
+def metadata_sql(query: str, params: tuple = ()) -> list[tuple]:
+    """The Airflow metadata database (its SQLAlchemy URL from the stack's env, as a libpq URI)."""
+    url = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def received_webhooks() -> list[dict]:
+    r = requests.get(f"http://127.0.0.1:{os.environ['SLUICE_WEBHOOK_PORT']}/_received", timeout=10)
+    r.raise_for_status()
+    return r.json()
+
+
+def test_cli_backfill_gives_the_same_table_as_the_daily_runs_and_no_deadline_alert(api, orders):
+    """e2e_orders has a deadline (1 s after the interval's end, long past for 1995): a backfill run gets none, so no
+    alert comes, now or later (no deadline row exists for its runs)."""
     daily = table_hash("e2e.orders", ORDERS_COLS, "o_orderkey")
     sql("TRUNCATE e2e.orders")
     started = time.time()
+    before = {b["id"] for b in api.request("GET", "/backfills", params={"dag_id": "e2e_orders"})["backfills"]}
     out = subprocess.run(
         [
             str(REPO / ".venv" / "bin" / "airflow"),
@@ -161,18 +179,31 @@ def test_cli_backfill_gives_the_same_table_as_the_daily_runs(api, orders):
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     deadline = time.time() + 420
-    while time.time() < deadline:
-        runs = [
-            r
-            for r in api.request("GET", "/dags/e2e_orders/dagRuns?limit=100")["dag_runs"]
-            if r["run_type"] == "backfill"
+    while True:  # the backfill itself says when it is done
+        new = [
+            b
+            for b in api.request("GET", "/backfills", params={"dag_id": "e2e_orders"})["backfills"]
+            if b["id"] not in before
         ]
-        if len(runs) == len(DAYS) and all(r["state"] in ("success", "failed") for r in runs):
+        assert len(new) <= 1, new
+        if new and new[0]["completed_at"]:
             break
+        assert time.time() < deadline, f"backfill not completed after 420 s: {new}"
         time.sleep(3)
-    assert sorted(r["data_interval_start"][:10] for r in runs) == DAYS
-    assert all(r["state"] == "success" for r in runs), runs
+    runs = metadata_sql(
+        "SELECT run_id, state, data_interval_start::date::text FROM dag_run WHERE dag_id = %s AND backfill_id = %s",
+        ("e2e_orders", new[0]["id"]),
+    )
+    assert sorted(r[2] for r in runs) == DAYS, runs
+    assert all(r[1] == "success" for r in runs), runs
     assert table_hash("e2e.orders", ORDERS_COLS, "o_orderkey") == daily
+    run_ids = [r[0] for r in runs]
+    deadlines = metadata_sql(
+        "SELECT count(*) FROM deadline d JOIN dag_run r ON r.id = d.dagrun_id WHERE r.run_id = ANY(%s)", (run_ids,)
+    )[0][0]
+    assert deadlines == 0, f"{deadlines} deadlines on backfill runs"
+    alerts = [m for m in received_webhooks() if any(r in json.dumps(m, ensure_ascii=False) for r in run_ids)]
+    assert not alerts, alerts
     print(f"backfill of {len(DAYS)} intervals: {time.time() - started:.0f}s")
 
 
@@ -314,8 +345,6 @@ def test_kill_9_after_commit_finds_the_ledger_row_and_loads_nothing_twice(api, c
 
 def test_warehouse_down_at_load_time_is_retried_then_succeeds(api, orders):
     """The warehouse refuses the loader's logins while load_chunk starts; Airflow's retry loads once it is back."""
-    import json
-
     secrets = json.loads((Path(os.environ["SLUICE_HOME"]) / "secrets.json").read_text())
     admin = f"postgresql://postgres:{secrets['pg_superuser']}@127.0.0.1:{os.environ['SLUICE_PG_PORT']}/postgres"
     before = table_hash("e2e.orders", ORDERS_COLS, "o_orderkey")
