@@ -26,7 +26,7 @@ TASK_LOGS = Path(os.environ.get("AIRFLOW__LOGGING__BASE_LOG_FOLDER", HOME / "log
 PAYLOADS_OUT = HOME / "logs" / "e2e_alert_payloads.json"  # the alerts as received, for the issue's record
 
 DEADLINE_DAG, FAILURE_DAG, FLAKY_DAG = "e2e_alert_deadline", "e2e_alert_failure", "e2e_alert_flaky"
-OURS = (DEADLINE_DAG, FAILURE_DAG, FLAKY_DAG)
+OURS = (DEADLINE_DAG, FAILURE_DAG, FLAKY_DAG, "e2e_secret_echo")
 EXTRACT = "extract_and_stage"
 DEADLINE_AFTER = timedelta(seconds=90)  # e2e_alert_deadline.yaml: deadline.after_interval_end
 MARGIN = 10  # s: a run created later than its deadline minus this says the stack is too slow to test the deadline
@@ -94,19 +94,41 @@ def message_facts(rec: dict) -> dict[str, str]:
     return facts
 
 
+def slack_webhook_url() -> str:
+    """The Slack webhook URL the stack's sluice_slack connection sends to: the README form is the whole URL as the
+    password; the older form is the host plus the token path as the password (both are what the provider accepts)."""
+    conn = json.loads(os.environ.get("AIRFLOW_CONN_SLUICE_SLACK") or "{}")
+    password = conn.get("password") or ""
+    if password.startswith(("http://", "https://")):
+        return password
+    return (conn.get("host") or "").rstrip("/") + "/" + password.lstrip("/") if conn.get("host") else ""
+
+
 @pytest.fixture(scope="module")
 def receivers() -> Receivers:
     """$SLUICE_WEBHOOK_PORT, else the address the alert connections point at (they must point at the receivers)."""
-    slack_host = json.loads(os.environ.get("AIRFLOW_CONN_SLUICE_SLACK") or "{}").get("host", "")
-    port = os.environ.get("SLUICE_WEBHOOK_PORT") or urlsplit(slack_host).port
+    slack_url = slack_webhook_url()
+    port = os.environ.get("SLUICE_WEBHOOK_PORT") or urlsplit(slack_url).port
     if not port:
         pytest.fail(
             "neither SLUICE_WEBHOOK_PORT nor AIRFLOW_CONN_SLUICE_SLACK is set: source $SLUICE_HOME/env", pytrace=False
         )
     rx = Receivers(f"http://127.0.0.1:{port}")
-    assert slack_host.startswith(rx.url), f"sluice_slack points at {slack_host}, not at the receivers {rx.url}"
+    assert slack_url.startswith(rx.url), f"sluice_slack points at {slack_url.split('/slack')[0]}, not at {rx.url}"
     rx.records()  # reachable
     return rx
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="scripts/stack.py still writes sluice_slack as host + token path; README 'Alerts' documents the whole "
+    "webhook URL as the password. Remove this marker when the stack writes the README form.",
+)
+def test_the_stack_slack_connection_is_the_readme_form():
+    """So the e2e alert tests exercise the form users are told to write."""
+    conn = json.loads(os.environ["AIRFLOW_CONN_SLUICE_SLACK"])
+    assert conn["conn_type"] == "slackwebhook"
+    assert conn.get("password", "").startswith("http") and not conn.get("host"), "README: the whole URL as password"
 
 
 @pytest.fixture(scope="module")
@@ -418,39 +440,52 @@ def secret_values() -> dict[str, str]:
     return values
 
 
-@pytest.mark.timeout(150)
-def test_no_token_or_password_in_any_message_or_task_log(api, receivers):
-    """Grep every message the receivers recorded (webhooks.jsonl; the request path is the webhook URL itself, so
-    only the bodies count) and every task log of these pipelines, once the runs started here have finished."""
-    assert STARTED, "run the whole module: this test checks the runs the other tests start"
-    end = time.time() + 120
-    for dag_id, run_id in STARTED:
-        while api.run_state(dag_id, run_id) not in ("success", "failed") and time.time() < end:
-            time.sleep(2)
+SECRET_DAG = "e2e_secret_echo"  # its error text holds the sluice_demo_api password, before masking
+
+
+def webhook_path_token(line: str) -> str:
+    """A webhooks.jsonl record without its request path: the path IS the webhook URL (token included)."""
+    rec = json.loads(line)
+    rec.pop("path", None)
+    return json.dumps(rec, ensure_ascii=False)
+
+
+@pytest.mark.timeout(240)
+def test_no_secret_in_any_log_under_the_stack_home_after_an_error_that_held_one(api, dags, receivers):
+    """A run fails with an error whose raw text names a URL carrying the sluice_demo_api password (api_key_query),
+    and alerts. Then, once every run started here has finished, no value of secrets.json appears in any file under
+    $SLUICE_HOME/logs (task logs, every component's log, the receivers' records)."""
+    password = json.loads(os.environ["AIRFLOW_CONN_SLUICE_DEMO_API"])["password"]
     secrets = secret_values()
-    bodies = [
-        json.loads(line).get("raw", "")
-        for line in (HOME / "logs" / "webhooks.jsonl").read_text(errors="replace").splitlines()
-        if line.strip()
-    ]
-    assert bodies, "webhooks.jsonl is empty"
-    logs = {
-        p: p.read_text(errors="replace") for dag_id in OURS for p in (TASK_LOGS / f"dag_id={dag_id}").rglob("*.log")
-    }
-    for dag_id, run_id in STARTED:
-        assert any(f"run_id={run_id}" in str(p) for p in logs), f"no task log of {dag_id} {run_id}"
-    triggerer = (HOME / "logs" / "airflow-triggerer.log").read_text(errors="replace")  # the deadline callback's log
-    leaks = [
-        f"{name} in {where}"
-        for name, value in secrets.items()
-        for where, texts in (("webhooks.jsonl", bodies), ("the triggerer log", [triggerer]))
-        if any(value in t for t in texts)
-    ]
-    leaks += [
-        f"{name} in {path.relative_to(TASK_LOGS)}"
-        for name, value in secrets.items()
-        for path, text in logs.items()
-        if value in text
-    ]
+    assert password in secrets.values(), "the demo API connection's password is not a generated secret"
+    api.wait_for_dag(SECRET_DAG, timeout=180)
+    api.unpause(SECRET_DAG)  # end_date is in the past: no scheduled run
+    try:
+        run_id = trigger_interval(api, SECRET_DAG, unique_day())
+        assert api.wait_for_run(SECRET_DAG, run_id, timeout=120) == "failed"
+    finally:
+        api.request("PATCH", f"/dags/{SECRET_DAG}", json={"is_paused": True})
+    wait_log_lines(
+        task_log(SECRET_DAG, run_id, EXTRACT, 1),
+        ["Alert (failure) sent to 'sluice_slack'", "Alert (failure) sent to 'sluice_discord'"],
+        30,
+    )
+    got = one_per_channel(receivers.of_run(run_id, "failure"))
+    for service, msg in got.items():
+        error = msg["facts"]["_error"]
+        assert "api_key=" in error and password not in error, f"{service}: {error[:400]}"  # there, and masked
+
+    end = time.time() + 120
+    for dag_id, started_run in STARTED:
+        while api.run_state(dag_id, started_run) not in ("success", "failed") and time.time() < end:
+            time.sleep(2)
+    files = [p for p in (HOME / "logs").rglob("*") if p.is_file()]
+    assert any(f"run_id={run_id}" in str(p) for p in files), f"no task log of {run_id}"
+    leaks = []
+    for path in files:
+        text = path.read_text(errors="replace")
+        if path.name == "webhooks.jsonl":
+            text = "\n".join(webhook_path_token(line) for line in text.splitlines() if line.strip())
+        leaks += [f"{name} in {path.relative_to(HOME)}" for name, value in secrets.items() if value in text]
     assert not leaks, leaks
-    print(f"\nno secret in {len(bodies)} messages, {len(logs)} task logs, the triggerer log")
+    print(f"\nno secret in {len(files)} files under {HOME / 'logs'}")
