@@ -26,12 +26,11 @@ TASK_LOGS = Path(os.environ.get("AIRFLOW__LOGGING__BASE_LOG_FOLDER", HOME / "log
 PAYLOADS_OUT = HOME / "logs" / "e2e_alert_payloads.json"  # the alerts as received, for the issue's record
 
 DEADLINE_DAG, FAILURE_DAG, FLAKY_DAG = "e2e_alert_deadline", "e2e_alert_failure", "e2e_alert_flaky"
-OURS = (DEADLINE_DAG, FAILURE_DAG, FLAKY_DAG)
+OURS = (DEADLINE_DAG, FAILURE_DAG, FLAKY_DAG, "e2e_secret_echo")
 EXTRACT = "extract_and_stage"
-DEADLINE_AFTER = timedelta(seconds=20)  # e2e_alert_deadline.yaml: deadline.after_interval_end
-UNPAUSE_WINDOW = 14  # s after a minute boundary: the run must exist before its deadline (boundary + 20 s)
+DEADLINE_AFTER = timedelta(seconds=90)  # e2e_alert_deadline.yaml: deadline.after_interval_end
+MARGIN = 10  # s: a run created later than its deadline minus this says the stack is too slow to test the deadline
 ALERT_WITHIN = 60  # s from the deadline to the message (issue 6)
-SETTLE = 8  # s to wait after the expected messages for a duplicate that must not come
 CHANNELS = ("slack", "discord")
 STARTED: list[tuple[str, str]] = []  # (dag_id, run_id) of every run started here, for the secrets check
 CAPTURED: dict[str, dict] = {}  # alert kind -> the messages as received, written to PAYLOADS_OUT
@@ -95,19 +94,41 @@ def message_facts(rec: dict) -> dict[str, str]:
     return facts
 
 
+def slack_webhook_url() -> str:
+    """The Slack webhook URL the stack's sluice_slack connection sends to: the README form is the whole URL as the
+    password; the older form is the host plus the token path as the password (both are what the provider accepts)."""
+    conn = json.loads(os.environ.get("AIRFLOW_CONN_SLUICE_SLACK") or "{}")
+    password = conn.get("password") or ""
+    if password.startswith(("http://", "https://")):
+        return password
+    return (conn.get("host") or "").rstrip("/") + "/" + password.lstrip("/") if conn.get("host") else ""
+
+
 @pytest.fixture(scope="module")
 def receivers() -> Receivers:
     """$SLUICE_WEBHOOK_PORT, else the address the alert connections point at (they must point at the receivers)."""
-    slack_host = json.loads(os.environ.get("AIRFLOW_CONN_SLUICE_SLACK") or "{}").get("host", "")
-    port = os.environ.get("SLUICE_WEBHOOK_PORT") or urlsplit(slack_host).port
+    slack_url = slack_webhook_url()
+    port = os.environ.get("SLUICE_WEBHOOK_PORT") or urlsplit(slack_url).port
     if not port:
         pytest.fail(
             "neither SLUICE_WEBHOOK_PORT nor AIRFLOW_CONN_SLUICE_SLACK is set: source $SLUICE_HOME/env", pytrace=False
         )
     rx = Receivers(f"http://127.0.0.1:{port}")
-    assert slack_host.startswith(rx.url), f"sluice_slack points at {slack_host}, not at the receivers {rx.url}"
+    assert slack_url.startswith(rx.url), f"sluice_slack points at {slack_url.split('/slack')[0]}, not at {rx.url}"
     rx.records()  # reachable
     return rx
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="scripts/stack.py still writes sluice_slack as host + token path; README 'Alerts' documents the whole "
+    "webhook URL as the password. Remove this marker when the stack writes the README form.",
+)
+def test_the_stack_slack_connection_is_the_readme_form():
+    """So the e2e alert tests exercise the form users are told to write."""
+    conn = json.loads(os.environ["AIRFLOW_CONN_SLUICE_SLACK"])
+    assert conn["conn_type"] == "slackwebhook"
+    assert conn.get("password", "").startswith("http") and not conn.get("host"), "README: the whole URL as password"
 
 
 @pytest.fixture(scope="module")
@@ -280,90 +301,95 @@ def test_failure_after_retries_alerts_once_per_channel(api, dags, receivers, s3_
     assert f"task {EXTRACT} failed" in slack["text"]
 
 
-def wait_for_fresh_next_run(api, budget: float) -> datetime:
-    """Block until the dag-processor has computed the run of the interval ending at the latest minute boundary,
-    and that boundary is at most UNPAUSE_WINDOW s ago; return the boundary. Then a run created now is created
-    before its deadline (boundary + 20 s), so the measured delay is Airflow's own, not the test's."""
+def scheduled_runs(api) -> list[dict]:
+    return api.request(
+        "GET", f"/dags/{DEADLINE_DAG}/dagRuns", params={"run_type": "scheduled", "order_by": "-id", "limit": 20}
+    )["dag_runs"]
+
+
+def start_one_scheduled_run(api) -> dict:
+    """Unpause at any moment and take the first scheduled run after it. Whichever interval that run gets (the one
+    that just ended, or the next one), it is created at most ~60 s after its interval's end, and its deadline is
+    90 s after that end, so no minute boundary has to be caught."""
     file_token = api.request("GET", f"/dags/{DEADLINE_DAG}")["file_token"]
-    end = time.time() + budget
-    asked_for: datetime | None = None
-    while time.time() < end:
-        now = datetime.now(UTC)
-        boundary = now.replace(second=0, microsecond=0)
-        if (now - boundary).total_seconds() > UNPAUSE_WINDOW:
-            time.sleep(60.2 - (now - boundary).total_seconds())
-            continue
-        if asked_for != boundary:  # parse now rather than at the next refresh
-            api.request("PUT", f"/parseDagFile/{file_token}")
-            asked_for = boundary
-        if ts(api.request("GET", f"/dags/{DEADLINE_DAG}")["next_dagrun_data_interval_end"]) == boundary:
-            return boundary
+    api.request("PUT", f"/parseDagFile/{file_token}")  # next_dagrun from now, not from an old parse
+    end = time.time() + 120
+    while (
+        ts(api.request("GET", f"/dags/{DEADLINE_DAG}")["next_dagrun_data_interval_end"])
+        or datetime.min.replace(tzinfo=UTC)
+    ) < datetime.now(UTC) - timedelta(seconds=60):
+        assert time.time() < end, f"the dag-processor never refreshed {DEADLINE_DAG}'s next run"
         time.sleep(0.5)
-    raise AssertionError(
-        f"the dag-processor never had {DEADLINE_DAG}'s next run ready within {UNPAUSE_WINDOW}s "
-        f"of a minute boundary in {budget:.0f}s (see airflow-dag-processor.log)"
-    )
-
-
-def start_one_scheduled_run(api) -> tuple[dict, datetime]:
-    """Unpause at the right moment and take the first scheduled run. The DAG stays unpaused (a paused DAG's runs
-    do not progress) until `finish_or_stop`, which pauses it before the next run is due."""
-    boundary = wait_for_fresh_next_run(api, budget=150)
+    seen = {r["dag_run_id"] for r in scheduled_runs(api)}
     api.unpause(DEADLINE_DAG)
-    end = time.time() + 30
+    end = time.time() + 150
     while time.time() < end:
-        runs = api.request(
-            "GET", f"/dags/{DEADLINE_DAG}/dagRuns", params={"run_type": "scheduled", "order_by": "-id", "limit": 3}
-        )["dag_runs"]
-        if run := next((r for r in runs if ts(r["data_interval_end"]) == boundary), None):
+        if new := [r for r in scheduled_runs(api) if r["dag_run_id"] not in seen]:
+            run = min(new, key=lambda r: r["data_interval_end"])
             STARTED.append((DEADLINE_DAG, run["dag_run_id"]))
-            return run, boundary
-        time.sleep(0.3)
+            return run
+        time.sleep(0.5)
     api.request("PATCH", f"/dags/{DEADLINE_DAG}", json={"is_paused": True})
-    raise AssertionError(f"the scheduler created no run of {DEADLINE_DAG} for the interval ending {boundary}")
+    raise AssertionError(f"the scheduler created no run of {DEADLINE_DAG} within 150 s of unpausing")
 
 
-def finish_or_stop(api, run_id: str, boundary: datetime) -> str:
-    """Let the run finish until just before the next one is due (boundary + 60 s), then pause; a run still going
-    then would never progress, so it is marked failed rather than left running."""
-    stop_at = (boundary + timedelta(seconds=55)).timestamp()
-    state = api.run_state(DEADLINE_DAG, run_id)
-    while state not in ("success", "failed") and time.time() < stop_at:
-        time.sleep(1)
-        state = api.run_state(DEADLINE_DAG, run_id)
-    api.request("PATCH", f"/dags/{DEADLINE_DAG}", json={"is_paused": True})
-    if state not in ("success", "failed"):
-        api.request("PATCH", f"/dags/{DEADLINE_DAG}/dagRuns/{run_id}", json={"state": "failed"})
-        return f"stopped by the test while {state}"
+def delete_later_runs(api, run: dict) -> list[str]:
+    """The DAG stays unpaused while its run goes on (a paused DAG's runs do not progress), so the scheduler starts
+    one run a minute: delete those (their deadlines go with them, so they never alert)."""
+    later = [r["dag_run_id"] for r in scheduled_runs(api) if r["data_interval_end"] > run["data_interval_end"]]
+    for run_id in later:  # a running run cannot be deleted: stop it first
+        api.request("PATCH", f"/dags/{DEADLINE_DAG}/dagRuns/{quote(run_id)}", json={"state": "failed"})
+        api.request("DELETE", f"/dags/{DEADLINE_DAG}/dagRuns/{quote(run_id)}")
+    return later
+
+
+def finish(api, run: dict, timeout: float = 240) -> str:
+    """Wait for the run to finish, deleting the runs that start meanwhile; then pause and delete any left."""
+    end = time.time() + timeout
+    state = api.run_state(DEADLINE_DAG, run["dag_run_id"])
+    try:
+        while state not in ("success", "failed") and time.time() < end:
+            delete_later_runs(api, run)
+            time.sleep(2)
+            state = api.run_state(DEADLINE_DAG, run["dag_run_id"])
+    finally:
+        api.request("PATCH", f"/dags/{DEADLINE_DAG}", json={"is_paused": True})
+        delete_later_runs(api, run)
+        if state not in ("success", "failed"):
+            api.request("PATCH", f"/dags/{DEADLINE_DAG}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
     return state
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_missed_deadline_alerts_once_per_channel_with_freshness(api, dags, receivers):
-    """A scheduled run still running 20 s after its interval's end (its extract waits until 25 s after it, on a
-    Celery worker): exactly one Slack and one Discord message, within 60 s of the deadline, with freshness fields."""
+    """A scheduled run still running 90 s after its interval's end (its extract waits until 115 s after it, on a
+    Celery worker): exactly one Slack and one Discord message, within 60 s of the deadline, with freshness fields;
+    still exactly one each once the run has finished."""
     from sluice.alerts import read_warehouse
 
     fresh, _ = read_warehouse("sluice_warehouse", DEADLINE_DAG)  # as the callback will read it: no run ends between
-    run, boundary = start_one_scheduled_run(api)
+    run = start_one_scheduled_run(api)
     try:
         check_deadline_alert(api, receivers, run, fresh)
     finally:
-        outcome = finish_or_stop(api, run["dag_run_id"], boundary)
+        outcome = finish(api, run)
         print(f"{run['dag_run_id']}: {outcome}")
+    assert outcome == "success", outcome
+    one_per_channel(receivers.of_run(run["dag_run_id"], "deadline_missed"))  # nothing more came after the run
 
 
 def check_deadline_alert(api, receivers, run: dict, fresh) -> None:
     run_id = run["dag_run_id"]
     deadline = ts(run["data_interval_end"]) + DEADLINE_AFTER
     created = ts(run["queued_at"]) or ts(run["run_after"])
-    print(f"\n{run_id}: created {(deadline - created).total_seconds():.1f}s before its deadline {deadline:%H:%M:%S}")
+    margin = (deadline - created).total_seconds()
+    print(f"\n{run_id}: created {margin:.1f}s before its deadline {deadline:%H:%M:%S}")
+    assert margin > MARGIN, f"{run_id} was created {margin:.1f}s before its deadline (scheduler overloaded?)"
 
     messages = receivers.wait_for(
         run_id, "deadline_missed", timeout=max(5.0, (deadline - datetime.now(UTC)).total_seconds()) + ALERT_WITHIN + 5
     )
     assert messages, f"no deadline alert for {run_id} (see airflow-triggerer.log)"
-    time.sleep(SETTLE)
     got = one_per_channel(receivers.of_run(run_id, "deadline_missed"))
 
     delays = {s: m["received_at"] - deadline.timestamp() for s, m in got.items()}
@@ -387,7 +413,7 @@ def check_deadline_alert(api, receivers, run: dict, fresh) -> None:
             f["Data interval"] == f"{run['data_interval_start'][:16].replace('T', ' ')} UTC → "
             f"{run['data_interval_end'][:16].replace('T', ' ')} UTC"
         ), f
-        assert f["Deadline"] == f"20s after the interval end ({deadline:%Y-%m-%d %H:%M:%S} UTC)", f
+        assert f["Deadline"] == f"1m 30s after the interval end ({deadline:%Y-%m-%d %H:%M:%S} UTC)", f
         assert f["Run state"] in ("queued", "running"), f
         assert "Freshness" not in f, f"freshness unavailable in the alert: {f['Freshness']}"
         assert "This run so far" in f, f
@@ -414,39 +440,52 @@ def secret_values() -> dict[str, str]:
     return values
 
 
-@pytest.mark.timeout(150)
-def test_no_token_or_password_in_any_message_or_task_log(api, receivers):
-    """Grep every message the receivers recorded (webhooks.jsonl; the request path is the webhook URL itself, so
-    only the bodies count) and every task log of these pipelines, once the runs started here have finished."""
-    assert STARTED, "run the whole module: this test checks the runs the other tests start"
-    end = time.time() + 120
-    for dag_id, run_id in STARTED:
-        while api.run_state(dag_id, run_id) not in ("success", "failed") and time.time() < end:
-            time.sleep(2)
+SECRET_DAG = "e2e_secret_echo"  # its error text holds the sluice_demo_api password, before masking
+
+
+def webhook_path_token(line: str) -> str:
+    """A webhooks.jsonl record without its request path: the path IS the webhook URL (token included)."""
+    rec = json.loads(line)
+    rec.pop("path", None)
+    return json.dumps(rec, ensure_ascii=False)
+
+
+@pytest.mark.timeout(240)
+def test_no_secret_in_any_log_under_the_stack_home_after_an_error_that_held_one(api, dags, receivers):
+    """A run fails with an error whose raw text names a URL carrying the sluice_demo_api password (api_key_query),
+    and alerts. Then, once every run started here has finished, no value of secrets.json appears in any file under
+    $SLUICE_HOME/logs (task logs, every component's log, the receivers' records)."""
+    password = json.loads(os.environ["AIRFLOW_CONN_SLUICE_DEMO_API"])["password"]
     secrets = secret_values()
-    bodies = [
-        json.loads(line).get("raw", "")
-        for line in (HOME / "logs" / "webhooks.jsonl").read_text(errors="replace").splitlines()
-        if line.strip()
-    ]
-    assert bodies, "webhooks.jsonl is empty"
-    logs = {
-        p: p.read_text(errors="replace") for dag_id in OURS for p in (TASK_LOGS / f"dag_id={dag_id}").rglob("*.log")
-    }
-    for dag_id, run_id in STARTED:
-        assert any(f"run_id={run_id}" in str(p) for p in logs), f"no task log of {dag_id} {run_id}"
-    triggerer = (HOME / "logs" / "airflow-triggerer.log").read_text(errors="replace")  # the deadline callback's log
-    leaks = [
-        f"{name} in {where}"
-        for name, value in secrets.items()
-        for where, texts in (("webhooks.jsonl", bodies), ("the triggerer log", [triggerer]))
-        if any(value in t for t in texts)
-    ]
-    leaks += [
-        f"{name} in {path.relative_to(TASK_LOGS)}"
-        for name, value in secrets.items()
-        for path, text in logs.items()
-        if value in text
-    ]
+    assert password in secrets.values(), "the demo API connection's password is not a generated secret"
+    api.wait_for_dag(SECRET_DAG, timeout=180)
+    api.unpause(SECRET_DAG)  # end_date is in the past: no scheduled run
+    try:
+        run_id = trigger_interval(api, SECRET_DAG, unique_day())
+        assert api.wait_for_run(SECRET_DAG, run_id, timeout=120) == "failed"
+    finally:
+        api.request("PATCH", f"/dags/{SECRET_DAG}", json={"is_paused": True})
+    wait_log_lines(
+        task_log(SECRET_DAG, run_id, EXTRACT, 1),
+        ["Alert (failure) sent to 'sluice_slack'", "Alert (failure) sent to 'sluice_discord'"],
+        30,
+    )
+    got = one_per_channel(receivers.of_run(run_id, "failure"))
+    for service, msg in got.items():
+        error = msg["facts"]["_error"]
+        assert "api_key=" in error and password not in error, f"{service}: {error[:400]}"  # there, and masked
+
+    end = time.time() + 120
+    for dag_id, started_run in STARTED:
+        while api.run_state(dag_id, started_run) not in ("success", "failed") and time.time() < end:
+            time.sleep(2)
+    files = [p for p in (HOME / "logs").rglob("*") if p.is_file()]
+    assert any(f"run_id={run_id}" in str(p) for p in files), f"no task log of {run_id}"
+    leaks = []
+    for path in files:
+        text = path.read_text(errors="replace")
+        if path.name == "webhooks.jsonl":
+            text = "\n".join(webhook_path_token(line) for line in text.splitlines() if line.strip())
+        leaks += [f"{name} in {path.relative_to(HOME)}" for name, value in secrets.items() if value in text]
     assert not leaks, leaks
-    print(f"\nno secret in {len(bodies)} messages, {len(logs)} task logs, the triggerer log")
+    print(f"\nno secret in {len(files)} files under {HOME / 'logs'}")

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -24,24 +25,33 @@ def _pid(program: str) -> int:
     return int(out) if out.isdigit() else 0
 
 
-def _healthy(api) -> bool:
+def _triggerer_health(api) -> dict:
     try:
-        health = requests.get(f"{api.base_url}/api/v2/monitor/health", timeout=5).json()
+        return requests.get(f"{api.base_url}/api/v2/monitor/health", timeout=5).json().get("triggerer", {})
     except (requests.RequestException, ValueError):
-        return False
-    return health.get("triggerer", {}).get("status") == "healthy"
+        return {}
+
+
+def _heartbeat(health: dict) -> datetime | None:
+    value = health.get("latest_triggerer_heartbeat")
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def test_killed_triggerer_is_restarted_and_healthy_again(api):
+    """Healthy again means a heartbeat written after the kill (the old one stays "healthy" for a while)."""
     old = _pid("airflow-triggerer")
     assert old > 0
     os.killpg(os.getpgid(old), signal.SIGKILL)
+    killed_at = datetime.now(UTC)
     deadline = time.time() + 180
-    new = 0
+    new, health = 0, {}
     while time.time() < deadline:
-        new = _pid("airflow-triggerer")
-        if new and new != old and _healthy(api):
+        new, health = _pid("airflow-triggerer"), _triggerer_health(api)
+        beat = _heartbeat(health)
+        if new and new != old and health.get("status") == "healthy" and beat and beat > killed_at:
             break
-        time.sleep(2)
+        time.sleep(1)
     assert new and new != old, "supervisord did not restart the triggerer"
-    assert _healthy(api), "the restarted triggerer never reported healthy"
+    beat = _heartbeat(health)
+    assert beat and beat > killed_at, f"no triggerer heartbeat after the kill at {killed_at}: {health}"
+    assert health.get("status") == "healthy", health

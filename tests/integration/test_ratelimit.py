@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from limits.strategies import MovingWindowRateLimiter
 from sluice.sources import ratelimit
 from werkzeug import Response
 
@@ -22,13 +23,41 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_limiter_blocks_until_the_window_has_room(redis_url):
+def record_grants(grants: list, monkeypatch) -> None:
+    """Wrap the limiter's hit (which stamps the window entry with time.time() inside it): every granted permit as
+    (time before, time after), so the stamp the window counts lies between them, however slow the machine is."""
+    _hit = MovingWindowRateLimiter.hit
+
+    def hit(self, *args, **kwargs):
+        before = time.time()
+        ok = _hit(self, *args, **kwargs)
+        if ok:
+            grants.append((before, time.time()))
+        return ok
+
+    monkeypatch.setattr(MovingWindowRateLimiter, "hit", hit)
+
+
+def crowded(grants: list[tuple[float, float]], limit: int, window: float = 1.0) -> list[tuple[float, float]]:
+    """limit + 1 grants that certainly fell inside one window (latest 'after' - earliest 'before' < window), or []."""
+    for start, _ in grants:
+        later = sorted((g for g in grants if g[0] >= start), key=lambda g: g[1])[: limit + 1]
+        if len(later) == limit + 1 and later[-1][1] - start < window:
+            return later
+    return []
+
+
+def test_limiter_blocks_until_the_window_has_room(redis_url, monkeypatch):
+    grants: list[tuple[float, float]] = []
+    record_grants(grants, monkeypatch)
     limiter = ratelimit.RateLimiter(f"test:{uuid.uuid4().hex}", 5, uri=redis_url)
-    started = time.monotonic()
-    waits = [limiter.acquire() for _ in range(11)]
-    elapsed = time.monotonic() - started
-    assert 1.9 <= elapsed < 4.0  # 5 at once, 5 one second later, the 11th after two seconds
-    assert max(waits[:5]) < 0.2 and limiter.waited_seconds >= 1.9
+    for _ in range(11):
+        limiter.acquire()
+    assert len(grants) == 11
+    assert not crowded(grants, 5), crowded(grants, 5)  # never 6 permits within a second
+    grants.sort()
+    assert grants[-1][1] - grants[0][0] >= 2.0  # 5, 5 a second later, the 11th two seconds after the first
+    assert limiter.waited_seconds > 0
 
 
 def test_fractional_rates_and_timeout(redis_url):
@@ -47,8 +76,9 @@ def test_without_redis_the_limit_is_per_process_with_a_warning(monkeypatch, capl
 
 
 WORKER = textwrap.dedent("""
-    import json, sys
+    import json, sys, time
     from datetime import UTC, datetime
+    from limits.strategies import MovingWindowRateLimiter
     from sluice.config import PipelineConfig
     from sluice.interval import Interval
     from sluice.sources import iter_source
@@ -64,24 +94,34 @@ WORKER = textwrap.dedent("""
         "staging": {"url": "file:///tmp/unused", "conn_id": None},
         "target": {"table": "t", "primary_key": ["id"], "columns": [{"name": "id", "type": "text", "nullable": False}]},
     })
+    GRANTS = []
+    _hit = MovingWindowRateLimiter.hit
+    def hit(self, *args, **kwargs):  # the permit's window stamp is time.time() inside hit: record around it
+        before = time.time()
+        ok = _hit(self, *args, **kwargs)
+        if ok:
+            GRANTS.append((before, time.time()))
+        return ok
+    MovingWindowRateLimiter.hit = hit
     print("ready", flush=True)
     sys.stdin.readline()  # go
     batches = list(iter_source(cfg, Interval(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)),
                                print))
-    print(json.dumps(sum(b.num_rows for b in batches)), flush=True)
+    print(json.dumps({"rows": sum(b.num_rows for b in batches), "grants": GRANTS}), flush=True)
 """)
 
 
 def test_two_worker_processes_share_one_limit(httpserver, monkeypatch, redis_url):
-    """Two processes page through 20 pages each (21 requests with the empty last page) under one 10 req/s limit:
-    the requests the server sees never exceed 10 in any window shorter than a second, and the pair finishes in
-    about (42 - 10) / 10 s, so neither process got a private allowance."""
-    stamps: list[float] = []
+    """Two processes page through 20 pages each (21 requests with the empty last page) under one 10 req/s limit.
+    Time is taken where each permit is granted (around the limiter's hit, which stamps the window), so the checks
+    hold however late a request reaches the server: no 11 permits of the two processes within one second, so
+    neither got a private allowance; the server saw every request."""
+    served: list[str] = []
     lock = threading.Lock()
 
     def handler(request):
         with lock:
-            stamps.append(time.time())
+            served.append(request.args.get("page", "1"))
         page = int(request.args.get("page", 1))
         body = [{"id": f"{uuid.uuid4().hex}"}] if page <= 20 else []
         return Response(json.dumps(body), content_type="application/json")
@@ -110,7 +150,6 @@ def test_two_worker_processes_share_one_limit(httpserver, monkeypatch, redis_url
         for w in workers:
             line = w.stdout.readline()
             assert line.strip() == "ready", w.stderr.read()
-        started = time.time()
         for w in workers:
             w.stdin.write("go\n")
             w.stdin.flush()
@@ -119,12 +158,12 @@ def test_two_worker_processes_share_one_limit(httpserver, monkeypatch, redis_url
         for w in workers:
             if w.poll() is None:
                 w.kill()
-    elapsed = time.time() - started
     assert [w.returncode for w in workers] == [0, 0], [o[1][-2000:] for o in outputs]
-    assert [o[0].strip().splitlines()[-1] for o in outputs] == ["20", "20"]
-    assert len(stamps) == 42
-    busiest = max(sum(1 for t in stamps if s <= t < s + 0.9) for s in stamps)
-    assert busiest <= 10, f"{busiest} requests within 0.9 s under a 10/s limit"
-    span = max(stamps) - min(stamps)
-    assert 3.0 <= span <= elapsed < 30, (span, elapsed)
-    assert (len(stamps) - 10) / span <= 10.5  # beyond the first full window, at most the limit per second
+    results = [json.loads(o[0].strip().splitlines()[-1]) for o in outputs]
+    assert [r["rows"] for r in results] == [20, 20]
+    assert len(served) == 42
+    grants = [tuple(g) for r in results for g in r["grants"]]
+    assert [len(r["grants"]) for r in results] == [21, 21]
+    assert not crowded(grants, 10), f"11 permits within a second under a 10/s limit: {crowded(grants, 10)}"
+    # 42 permits at 10/s: the 41st is at least 4 s after the first
+    assert max(a for _, a in grants) - min(b for b, _ in grants) >= 4.0
