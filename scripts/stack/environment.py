@@ -126,7 +126,7 @@ def connections(settings: Settings, s: dict[str, str]) -> dict[str, str]:
         ),
         # Local webhook receivers stand in for Slack and Discord; point these at real webhooks in production.
         "AIRFLOW_CONN_SLUICE_SLACK": json.dumps(
-            {"conn_type": "slackwebhook", "host": f"http://{hooks}/slack", "password": s["slack_token"]}
+            {"conn_type": "slackwebhook", "password": f"http://{hooks}/slack/{s['slack_token']}"}
         ),
         "AIRFLOW_CONN_SLUICE_DISCORD": json.dumps(
             {

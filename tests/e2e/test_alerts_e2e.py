@@ -119,11 +119,6 @@ def receivers() -> Receivers:
     return rx
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scripts/stack.py still writes sluice_slack as host + token path; README 'Alerts' documents the whole "
-    "webhook URL as the password. Remove this marker when the stack writes the README form.",
-)
 def test_the_stack_slack_connection_is_the_readme_form():
     """So the e2e alert tests exercise the form users are told to write."""
     conn = json.loads(os.environ["AIRFLOW_CONN_SLUICE_SLACK"])

@@ -63,7 +63,7 @@ def test_every_connection_points_at_loopback_and_every_port_has_its_variable(sta
     for key, value in conns.items():
         if value.startswith("{"):
             conn = json.loads(value)
-            target = conn.get("extra", {}).get("endpoint_url") or conn["host"]
+            target = conn.get("extra", {}).get("endpoint_url") or conn.get("host") or conn["password"]
             host = urlsplit(target).hostname or target
         else:
             host = urlsplit(value).hostname
