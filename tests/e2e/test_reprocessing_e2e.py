@@ -128,7 +128,8 @@ def test_backfill_with_reprocessing_loads_the_corrected_data(api, fresh):
         put_csv(s3, "dups", d, "part-0.csv", "id,name,amount", [(int(d[-1]) * 100 + i, f"v1-{i}", 1) for i in range(7)])
 
     def backfill(behavior: str) -> list[dict]:
-        started = time.time()
+        """Create a backfill and wait until Airflow marks it completed (only one backfill per DAG may run)."""
+        before = {b["id"] for b in api.request("GET", "/backfills", params={"dag_id": dag})["backfills"]}
         out = subprocess.run(
             [str(REPO / ".venv" / "bin" / "airflow"), "backfill", "create", "--dag-id", dag, "--from-date", days[0],
              "--to-date", days[-1], "--reprocess-behavior", behavior],
@@ -137,17 +138,16 @@ def test_backfill_with_reprocessing_loads_the_corrected_data(api, fresh):
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         deadline = time.time() + 420
         while time.time() < deadline:
-            runs = [
-                r
-                for r in api.request("GET", f"/dags/{dag}/dagRuns?limit=100")["dag_runs"]
-                if r["run_type"] == "backfill" and r["data_interval_start"][:10] in days
+            new = [
+                b
+                for b in api.request("GET", "/backfills", params={"dag_id": dag})["backfills"]
+                if b["id"] not in before
             ]
-            done = [r for r in runs if r["state"] in ("success", "failed") and r["end_date"] and
-                    datetime.fromisoformat(r["end_date"]).timestamp() >= started]  # fmt: skip
-            if len(done) == len(days):
-                return runs
+            if new and new[0]["completed_at"]:
+                runs = api.request("GET", f"/dags/{dag}/dagRuns?limit=100")["dag_runs"]
+                return [r for r in runs if r["run_type"] == "backfill" and r["data_interval_start"][:10] in days]
             time.sleep(2)
-        raise AssertionError(f"backfill did not finish: {runs}")
+        raise AssertionError(f"backfill of {dag} did not complete within 420 s")
 
     runs = backfill("completed")  # creates the runs (or, on a re-used stack, re-runs them)
     assert all(r["state"] == "success" for r in runs), runs
