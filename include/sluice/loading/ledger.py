@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from sluice.interval import Interval
 
 COUNTS = ("rows_in", "rows_loaded", "rows_quarantined", "inserted", "updated", "unchanged", "superseded", "deleted")
+TIMINGS = ("copy_seconds", "merge_seconds")
 
 
 def conservation_problems(
@@ -54,25 +55,13 @@ def conservation_problems(
 
 def format_table(rows: list[dict]) -> str:
     """The per-chunk counts and timings as an aligned text table with a total line, for the task log."""
-    cols = (
-        "chunk",
-        "rows_in",
-        "rows_loaded",
-        "rows_quarantined",
-        "inserted",
-        "updated",
-        "unchanged",
-        "superseded",
-        "deleted",
-        "copy_seconds",
-        "merge_seconds",
-    )
+    cols = ("chunk", *COUNTS, *TIMINGS)
     body = [[str(r[c]) for c in cols] for r in rows]
     body.append(
         [
             "total",
-            *(str(sum(r[c] for r in rows)) for c in cols[1:9]),
-            *(f"{sum(r[c] for r in rows):.2f}" for c in cols[9:]),
+            *(str(sum(r[c] for r in rows)) for c in COUNTS),
+            *(f"{sum(r[c] for r in rows):.2f}" for c in TIMINGS),
         ]
     )
     widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]

@@ -39,7 +39,7 @@ from sluice import failpoints
 from sluice.config import WriteMode
 from sluice.loading import arrow_copy
 from sluice.loading import sql as q
-from sluice.loading.ledger import ensure_metadata
+from sluice.loading.ledger import COUNTS, TIMINGS, ensure_metadata
 from sluice.loading.target import (
     ConservationError,
     LoadError,
@@ -95,20 +95,8 @@ STRATEGY = UpsertStrategy.auto
 SAMPLE_KEYS = 1000
 MERGE_WORK_MEM = "256MB"
 TEMP_BUFFERS = "512MB"  # a chunk's temp table stays in memory (default 8MB); set before the session's first temp use
-RESULT_FIELDS = (
-    "rows_in",
-    "rows_loaded",
-    "rows_quarantined",
-    "inserted",
-    "updated",
-    "unchanged",
-    "superseded",
-    "deleted",
-    "duplicates",
-    "checksum",
-    "copy_seconds",
-    "merge_seconds",
-)
+# what a chunk records in the ledger besides its key (the ledger's counts, in one place: ledger.COUNTS)
+RESULT_FIELDS = (*COUNTS, "duplicates", "checksum", *TIMINGS)
 
 
 def load_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, report: dict) -> dict:
