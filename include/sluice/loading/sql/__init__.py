@@ -1,0 +1,16 @@
+"""Every SQL statement Sluice sends to the warehouse, one small function each, so a unit test can read it as a string.
+
+Identifiers (schemas, tables, columns, types) are validated in `identifiers` and quoted with psycopg's
+`sql.Identifier`; values never enter the text: they travel as named placeholders (`%(name)s`) or as COPY data.
+This package is a leaf: it imports only psycopg, so every stage (validate, loading, alerts) may use it.
+
+`from sluice.loading import sql as q` gives every statement; the submodules group them:
+`identifiers`, `ddl`, `dml` (the load), `catalog`, `bookkeeping` (ledger, run summary, schema changes).
+"""
+
+from sluice.loading.sql.bookkeeping import *  # noqa: F403
+from sluice.loading.sql.catalog import *  # noqa: F403
+from sluice.loading.sql.ddl import *  # noqa: F403
+from sluice.loading.sql.dml import *  # noqa: F403
+from sluice.loading.sql.identifiers import *  # noqa: F403
+from sluice.loading.sql.identifiers import _coldef, _cols  # noqa: F401
