@@ -52,6 +52,7 @@ def _configure_lint(p: argparse.ArgumentParser) -> None:
 def _run_lint(args: argparse.Namespace) -> int:
     from sluice.config import (
         ConfigError,
+        Defaults,
         LoadResult,
         default_config_dir,
         load_defaults,
@@ -64,7 +65,7 @@ def _run_lint(args: argparse.Namespace) -> int:
     try:
         defaults = load_defaults(config_dir)
     except ConfigError as exc:
-        errors[exc.path], defaults = exc, {}
+        errors[exc.path], defaults = exc, Defaults({})
     files: list[Path] = []
     for path in args.paths or [config_dir / "pipelines"]:
         if path.is_dir():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def load_configs(only: str | None = None) -> sluice_config.LoadResult:
     try:
         defaults, defaults_errors = sluice_config.load_defaults(dirs[0].parent), {}
     except sluice_config.ConfigError as exc:  # reported like a bad pipeline file; the pipelines load without it
-        defaults, defaults_errors = {}, {exc.path: exc}
+        defaults, defaults_errors = sluice_config.Defaults({}), {exc.path: exc}
     if only:
         for d in dirs:
             path = sluice_config.find_pipeline_file(only, d) if d.is_dir() else None
@@ -58,7 +59,7 @@ def load_configs(only: str | None = None) -> sluice_config.LoadResult:
 class PipelineFilesInvalid(Exception):
     """Raised by dags/sluice_config_errors.py so that Airflow shows it as that file's import error."""
 
-    def __init__(self, errors: dict[str, Exception]):
+    def __init__(self, errors: Mapping[str, Exception]):
         self.errors = errors
         body = "\n\n".join(str(e) for e in errors.values())
         super().__init__(
@@ -155,7 +156,8 @@ def deadline_alert(cfg: PipelineConfig):
     of old intervals does not page anybody."""
     if cfg.deadline is None:
         return None
-    from airflow.sdk import AsyncCallback, DeadlineAlert
+    # airflow/sdk/__init__.pyi of 3.3.2 does not list them (the module exports them lazily)
+    from airflow.sdk import AsyncCallback, DeadlineAlert  # type: ignore[attr-defined]
 
     from sluice.alerts import IntervalEndDeadline, deadline_callback_kwargs
 

@@ -20,6 +20,7 @@ def check_warehouse(run_id: str) -> dict:
     import psycopg
 
     from sluice.connections import pg_dsn
+    from sluice.loading import sql as q
 
     token = hashlib.sha256(run_id.encode()).hexdigest()[:16]
     with psycopg.connect(pg_dsn(WAREHOUSE_CONN)) as conn:
@@ -35,7 +36,7 @@ def check_warehouse(run_id: str) -> dict:
         )
         conn.commit()
         got = conn.execute("SELECT token FROM sluice.platform_check WHERE run_id = %s", (run_id,)).fetchone()
-        version = conn.execute("SHOW server_version").fetchone()[0]
+        version = q.scalar(conn.execute("SHOW server_version"))
     if not got or got[0] != token:
         raise RuntimeError(f"warehouse ({WAREHOUSE_CONN}): wrote {token!r}, read back {got!r}")
     log.info("warehouse %s OK: PostgreSQL %s, wrote and read back run %s", WAREHOUSE_CONN, version, run_id)
@@ -73,7 +74,7 @@ def check_alert_connections() -> dict:
         if not (conn.host or conn.password or (conn.extra_dejson or {}).get("webhook_endpoint")):
             problems.append(f"{conn_id}: defined but has no webhook host/token")
             continue
-        result[conn_id] = conn.conn_type
+        result[conn_id] = conn.conn_type or "unknown"
         log.info("alert connection %s OK (type %s)", conn_id, conn.conn_type)
     if problems:
         raise RuntimeError("alert connections not usable: " + "; ".join(problems))

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from airflow.sdk import BaseDeadlineReference
+# airflow/sdk/__init__.pyi of 3.3.2 does not list it (the module exports it lazily)
+from airflow.sdk import BaseDeadlineReference  # type: ignore[attr-defined]
 
 from sluice.alerts.delivery import SEND_BUDGET, send_alert
 from sluice.alerts.formats import cut
@@ -32,6 +33,14 @@ def _dt(value: Any) -> datetime | None:
     return None
 
 
+def _task_instance(context: Mapping[str, Any]) -> Any:
+    """The callback context's task instance (Airflow passes it as `ti` and as `task_instance`)."""
+    ti = context.get("ti") or context.get("task_instance")
+    if ti is None:
+        raise ValueError("the callback context holds no task instance")
+    return ti
+
+
 def run_url(dag_id: str, run_id: str | None) -> str | None:
     """Airflow 3 UI link to a DAG run (the task log link comes from `ti.log_url`, same base)."""
     if not run_id:
@@ -48,7 +57,7 @@ def task_alert_context(
     context: Mapping[str, Any], kind: AlertKind, *, rows: Rows | None = None, secrets: Iterable[str] = ()
 ) -> AlertContext:
     """AlertContext from an Airflow task callback context (the interval comes from the trigger params if set)."""
-    ti = context.get("ti") or context.get("task_instance")
+    ti = _task_instance(context)
     params = context.get("params") or {}
     task = context.get("task")
     exc = context.get("exception")
@@ -103,7 +112,7 @@ def make_failure_callback(
     def notify(context: Mapping[str, Any], kind: AlertKind) -> None:
         try:
             secrets = connection_secrets([*channels, warehouse_conn_id or "", *mask_conn_ids])
-            ti = context.get("ti") or context.get("task_instance")
+            ti = _task_instance(context)
             rows = None
             if warehouse_conn_id:
                 _, rows = read_warehouse(warehouse_conn_id, ti.dag_id, ti.run_id, schema=ledger_schema, freshness=False)

@@ -92,8 +92,11 @@ def _deliver(conn_id: str, ctx: AlertContext, deadline: float, secrets: Iterable
     subject = ctx.pipeline + (f" run {ctx.run_id}" if ctx.run_id else "")
     about = f"{ctx.kind.value} alert for {subject}"
 
-    def no_time_left(state: Any) -> bool:
-        return deadline - time.monotonic() < REQUEST_TIMEOUT + 0.5
+    enough_attempts = stop_after_attempt(ATTEMPTS)
+
+    def stop(state: Any) -> bool:
+        """After ATTEMPTS attempts, or when the budget leaves no time for another request."""
+        return enough_attempts(state) or deadline - time.monotonic() < REQUEST_TIMEOUT + 0.5
 
     def log_retry(state: Any) -> None:
         log.warning(
@@ -107,7 +110,7 @@ def _deliver(conn_id: str, ctx: AlertContext, deadline: float, secrets: Iterable
 
     try:
         for attempt in Retrying(
-            stop=stop_after_attempt(ATTEMPTS) | no_time_left,
+            stop=stop,
             reraise=False,
             wait=wait_exponential(multiplier=0.5, max=4),
             before_sleep=log_retry,

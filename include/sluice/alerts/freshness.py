@@ -65,7 +65,7 @@ def read_warehouse(
                     fresh = Freshness(unavailable=f"run summary not readable ({type(exc).__name__})")
             if run_id:
                 try:
-                    n, rin, loaded, quar = conn.execute(run_progress_sql(schema), args).fetchone()
+                    n, rin, loaded, quar = conn.execute(run_progress_sql(schema), args).fetchone() or (0,) * 4
                     rows = Rows(rin, loaded, quar, n) if n else None
                 except psycopg.errors.UndefinedTable:
                     pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,9 +123,11 @@ def read_yaml(path: str | Path, *, what: str = "pipeline file") -> tuple[Any, Li
         raw = Path(path).read_bytes()
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError.single(
-            path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", line=line, hint="save the file as UTF-8"
+            path,
+            f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+            line=raw.count(b"\n", 0, exc.start) + 1,
+            hint="save the file as UTF-8",
         ) from None
     except OSError as exc:
         raise ConfigError.single(path, f"cannot read {what}: {exc.strerror or exc}") from None
@@ -262,7 +264,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _issue(err: dict, data: Any, schema: dict) -> tuple[Loc, str, str | None, str | None]:
+def _issue(err: Mapping[str, Any], data: Any, schema: dict) -> tuple[Loc, str, str | None, str | None]:
     """(loc, message, expected, hint) for one pydantic error. `loc` is the data path (tags removed); the schema is
     walked with pydantic's own path, whose tags pick the member of a tagged union."""
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
@@ -325,7 +327,7 @@ def from_validation_error(
             continue
         own = loc in lines or not defaults_lines or loc not in defaults_lines
         line = _line_for(loc, lines) if own else _line_for(loc[:-1], lines)
-        inherited = None if own else f"{defaults_path}:{defaults_lines[loc]}"
+        inherited = f"{defaults_path}:{defaults_lines[loc]}" if not own and defaults_lines else None
         issues.append(ConfigIssue(path, line, format_loc(loc) or None, msg, expected, hint, inherited))
     issues.sort(key=lambda i: i.line or 0)
     return ConfigError(issues)

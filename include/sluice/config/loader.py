@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,9 +158,9 @@ def pipeline_files(directory: str | Path) -> list[Path]:
     )
 
 
-def load_paths(paths: list[str | Path], defaults: dict | None = None) -> LoadResult:
+def load_paths(paths: Sequence[str | Path], defaults: dict | None = None) -> LoadResult:
     """Load several files independently: a bad file only costs itself. A name used twice fails every file using it."""
-    result, by_name = LoadResult(), {}
+    result, by_name = LoadResult(), dict[str, list[PipelineConfig]]()
     for path in paths:
         try:
             cfg = load_pipeline(path, defaults)

@@ -192,12 +192,13 @@ class SqlSourceConfig(StrictModel):
 SourceConfig = Annotated[S3SourceConfig | HttpSourceConfig | SqlSourceConfig, Field(discriminator="kind")]
 
 
-def _members(union: Any) -> tuple[type, ...]:
+def _members(union: Any) -> tuple[type[Any], ...]:
+    """The models of an Annotated union; type[Any]: each declares its own ClassVar (module, paginator)."""
     return get_args(get_args(union)[0])
 
 
-SOURCE_MODELS: tuple[type, ...] = _members(SourceConfig)
-PAGINATION_MODELS: tuple[type, ...] = _members(Pagination)
+SOURCE_MODELS: tuple[type[Any], ...] = _members(SourceConfig)
+PAGINATION_MODELS: tuple[type[Any], ...] = _members(Pagination)
 # kind -> module and style -> paginator class name: derived from the models, so a new kind is one model (and module).
 SOURCE_MODULES: dict[str, str] = {get_args(m.model_fields["kind"].annotation)[0]: m.module for m in SOURCE_MODELS}
 PAGINATOR_CLASSES: dict[str, str] = {

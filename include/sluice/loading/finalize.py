@@ -32,11 +32,11 @@ def refuse_emptying(cfg: PipelineConfig, interval: Interval, reports: list[dict]
     if sum(int(r.get("rows_good", 0)) for r in reports):
         return
     with psycopg.connect(pg_dsn(tgt.conn_id), autocommit=True) as conn:
-        if not conn.execute(q.table_exists(), tgt.where()).fetchone()[0]:
+        if not q.scalar(conn.execute(q.table_exists(), tgt.where())):
             return
         conn.execute(q.set_local("timezone", "UTC", local=False))
         params = {"start": interval.start, "end": interval.end}
-        if conn.execute(q.interval_has_rows(tgt.schema, tgt.table, tgt.interval_column), params).fetchone()[0]:
+        if q.scalar(conn.execute(q.interval_has_rows(tgt.schema, tgt.table, tgt.interval_column), params)):
             raise EmptyingRefused(
                 f"pipeline {cfg.name}: the source returned no rows for {interval.key}, but {tgt.name} holds rows of "
                 f"that interval; replace_interval would delete them. Nothing was deleted. If the interval really is "
@@ -70,8 +70,8 @@ def finalize(cfg: PipelineConfig, interval: Interval, run_id: str, results: list
             for r in conn.execute(q.schema_changes_select(), key)
         ]
         quarantined = None
-        if conn.execute("SELECT to_regclass('sluice.quarantine') IS NOT NULL").fetchone()[0]:
-            quarantined = conn.execute(quarantine_count_sql(), (cfg.name, run_id, generation)).fetchone()[0]
+        if q.scalar(conn.execute("SELECT to_regclass('sluice.quarantine') IS NOT NULL")):
+            quarantined = q.scalar(conn.execute(quarantine_count_sql(), (cfg.name, run_id, generation)))
         problems = conservation_problems(rows, results, interval, quarantined)
         total = {f: sum(int(r[f]) for r in rows) for f in COUNTS}
         total["deleted"] += deleted
@@ -113,7 +113,7 @@ def _delete_empty_interval(conn, tgt: Target, interval: Interval) -> int:
     """replace_interval with allow_empty and an empty source interval: its rows go, as with any other content."""
     conn.execute(q.set_local("timezone", "UTC"))
     lock(conn, tgt)
-    if not conn.execute(q.table_exists(), tgt.where()).fetchone()[0]:
+    if not q.scalar(conn.execute(q.table_exists(), tgt.where())):
         return 0
     cur = conn.execute(
         q.delete_interval(tgt.schema, tgt.table, tgt.interval_column), {"start": interval.start, "end": interval.end}

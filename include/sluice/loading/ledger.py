@@ -78,7 +78,7 @@ def new_generation(dsn: str) -> int:
 
     ensure_metadata(dsn, q.META)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return int(conn.execute(q.next_run_no()).fetchone()[0])
+        return int(q.scalar(conn.execute(q.next_run_no())))
 
 
 def ensure_metadata(dsn: str, schema: str) -> None:
@@ -91,7 +91,7 @@ def ensure_metadata(dsn: str, schema: str) -> None:
     for attempt in range(3):
         try:
             with psycopg.connect(dsn, autocommit=True) as conn:
-                if not conn.execute(q.metadata_present(), {"schema": schema}).fetchone()[0]:
+                if not q.scalar(conn.execute(q.metadata_present(), {"schema": schema})):
                     with conn.transaction():
                         conn.execute(q.advisory_lock(), {"key": "sluice.ddl"})
                         for stmt in (

@@ -185,7 +185,7 @@ def load_arrow(
                     return done
                 t1 = time.perf_counter()
                 before = _counts(conn, tgt)
-                if not conn.execute(q.generation_started(), key).fetchone()[0]:
+                if not q.scalar(conn.execute(q.generation_started(), key)):
                     _replace_earlier(conn, tgt, cfg.name, interval, generation)
                 if direct and (not tgt.keyed or not _overlaps(conn, tgt, bounds)):  # sure now, under the lock
                     conn.execute(q.set_run_no(), {"run_no": str(generation)})
@@ -323,11 +323,11 @@ def _overlaps(conn: psycopg.Connection, tgt: Target, bounds: tuple[tuple, tuple]
     """Does the target hold a key between the chunk's first and last key? (A missing table holds none.)"""
     if bounds is None:
         return True
-    if not conn.execute(q.table_exists(), tgt.where()).fetchone()[0]:
+    if not q.scalar(conn.execute(q.table_exists(), tgt.where())):
         return False
     lo, hi = bounds
     params = {**{f"lo{i}": v for i, v in enumerate(lo)}, **{f"hi{i}": v for i, v in enumerate(hi)}}
-    return conn.execute(q.keys_in_range(tgt.schema, tgt.table, tgt.pk), params).fetchone()[0]
+    return q.scalar(conn.execute(q.keys_in_range(tgt.schema, tgt.table, tgt.pk), params))
 
 
 def _recorded(conn: psycopg.Connection, key: dict, table: pa.Table, checksum: str | None = None) -> dict | None:

@@ -137,10 +137,10 @@ def _ensure(conn: psycopg.Connection, tgt: Target, extra: list[q.Col], pipeline:
         if name not in wanted and name not in q.HIDDEN and (notnull or not tgt.evolve):
             problems.append(f"{name} ({type_}) is in the table but not declared")
     if tgt.keyed:
-        pk = [r[0] for r in conn.execute(q.primary_key_columns(), tgt.where())]
-        if sorted(pk) != sorted(tgt.pk):
+        table_pk = [r[0] for r in conn.execute(q.primary_key_columns(), tgt.where())]
+        if sorted(table_pk) != sorted(tgt.pk):
             problems.append(
-                f"primary key is ({', '.join(pk) or 'none'}) in the table but ({', '.join(tgt.pk)}) in the config"
+                f"primary key is ({', '.join(table_pk) or 'none'}) in the table but ({', '.join(tgt.pk)}) in the config"
             )
     if problems:
         raise SchemaMismatch(

@@ -40,7 +40,10 @@ def rate_item(per_second: float) -> RateLimitItem:
 def _storage(uri: str) -> Storage:
     """One storage (one Redis connection pool) per URI and process."""
     if uri not in _STORAGES:
-        _STORAGES[uri] = storage_from_string(uri)
+        storage = storage_from_string(uri)
+        if not isinstance(storage, Storage):  # an async:// URI: the limiter is synchronous
+            raise ValueError(f"rate-limit storage {uri!r} is asynchronous; use a synchronous one (redis://, memory://)")
+        _STORAGES[uri] = storage
     return _STORAGES[uri]
 
 

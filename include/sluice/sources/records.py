@@ -22,7 +22,7 @@ from sluice.sources.base import OnReject, Reject
 try:  # optional speed-up (see loads); the results are the same without it
     import orjson
 except ImportError:  # pragma: no cover
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # the optional module's name is None when it is absent
 
 
 def _no_default(value: Any) -> Any:
@@ -31,7 +31,8 @@ def _no_default(value: Any) -> Any:
 
 # Re-encoding nested values is, after parsing, the source's largest cost. orjson does both 3-10x faster than the
 # stdlib; without it, the stdlib's C encoder made once is still 4x faster than json.dumps (which builds one per call).
-_C_ENCODER = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
+_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)  # CPython's C encoder (typeshed does not list it)
+_C_ENCODER = _MAKE_ENCODER and _MAKE_ENCODER(
     None, _no_default, json.encoder.encode_basestring, None, ":", ",", False, False, True
 )
 _DIGITS = bytes(0x31 if 0x30 <= i <= 0x39 else 0x30 for i in range(256))
@@ -114,7 +115,7 @@ class Columnizer:
         return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
-def _uniform_columns(rows: list[dict]) -> tuple[list[str], list[tuple] | None]:
+def _uniform_columns(rows: list[dict]) -> tuple[list[str], list[Sequence[Any]] | None]:
     """Columns transposed in C (itemgetter + zip) when every record has exactly the first record's keys: the
     common case, and 3x cheaper than one Python comprehension per column. None when the keys differ."""
     names = list(rows[0])

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import codecs
 import fnmatch
-import json
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -36,18 +35,18 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from sluice.sources.base import OnReject, Reject
+from sluice.sources.jsonlines import read_jsonl
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
-    from sluice.config import PipelineConfig
+    from sluice.config import PipelineConfig, S3SourceConfig
     from sluice.interval import Interval
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_ROWS = 65_536
 CSV_BLOCK_BYTES = 1 << 20
-JSON_READ_BYTES = 1 << 20
 
 
 class SourceReadError(Exception):
@@ -55,6 +54,15 @@ class SourceReadError(Exception):
 
 
 READ_ERRORS = (pa.ArrowException, OSError, UnicodeError, EOFError, ValueError)
+
+
+def source_of(cfg: PipelineConfig) -> S3SourceConfig:
+    """The pipeline's source, which this module is only ever given when it is an S3 source."""
+    from sluice.config import S3SourceConfig
+
+    if not isinstance(cfg.source, S3SourceConfig):
+        raise TypeError(f"pipeline {cfg.name}: the S3 reader got a {cfg.source.kind} source")
+    return cfg.source
 
 
 def batch_rows(cfg: PipelineConfig) -> int:
@@ -94,7 +102,7 @@ def list_source_keys(cfg: PipelineConfig, interval: Interval) -> list[str]:
 
     from sluice.config import render
 
-    src = cfg.source
+    src = source_of(cfg)
     prefix = render(src.prefix, interval).lstrip("/")
     keys = S3Hook(aws_conn_id=src.conn_id).list_keys(bucket_name=src.bucket, prefix=prefix) or []
     return sorted(k for k in keys if not k.endswith("/") and matches(k[len(prefix) :].lstrip("/"), src.pattern))
@@ -108,7 +116,7 @@ def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -
     """Stream every matching file of the interval, in key order, as record batches of at most batch_rows(cfg)."""
     from sluice.config import render
 
-    src = cfg.source
+    src = source_of(cfg)
     fs = arrow_s3_filesystem(src.conn_id)
     keys = list_source_keys(cfg, interval)
     log.info("s3://%s/%s: %d file(s) for %s", src.bucket, render(src.prefix, interval), len(keys), interval.key)
@@ -146,7 +154,7 @@ def read_object(
 def _read_file(
     cfg: PipelineConfig, fs: pafs.FileSystem, path: str, url: str, on_reject: OnReject
 ) -> Iterator[pa.RecordBatch]:
-    src = cfg.source
+    src = source_of(cfg)
     gz = is_gzip(path, str(src.compression))
     fmt = str(src.format)
     if fs.get_file_info(path).size == 0:
@@ -160,7 +168,7 @@ def _read_file(
         if fmt == "csv":
             yield from _read_csv(cfg, fs, path, gz, url, stream, on_reject)
         elif fmt == "jsonl":
-            yield from _read_jsonl(stream, url, batch_rows(cfg), on_reject)
+            yield from read_jsonl(stream, url, batch_rows(cfg), on_reject)
         else:  # pragma: no cover - the config model only admits the formats above
             raise SourceReadError(f"{url}: unsupported format {fmt!r}")
 
@@ -195,7 +203,7 @@ def _is_utf8(encoding: str) -> bool:
 def _csv_options(cfg: PipelineConfig, on_invalid, column_names: list[str] | None):
     import pyarrow.csv as pcsv
 
-    opts = cfg.source.csv
+    opts = source_of(cfg).csv
     utf8 = _is_utf8(opts.encoding)
     read = pcsv.ReadOptions(
         use_threads=False,  # gives the record number of each invalid row
@@ -214,7 +222,7 @@ def _read_csv(
 ) -> Iterator[pa.RecordBatch]:
     import pyarrow.csv as pcsv
 
-    opts = cfg.source.csv
+    opts = source_of(cfg).csv
     names = None if opts.header else [c.source_column for c in cfg.target.columns]
     header_rows = 1 if opts.header else 0
     if names is None:
@@ -318,79 +326,6 @@ def _record_number(ordinal: int, header_rows: int, rejected: list[int]) -> int:
         else:
             break
     return number
-
-
-# ---------------------------------------------------------------- json lines
-
-
-def _lines(stream) -> Iterator[bytes]:
-    """Lines of a byte stream, read in bounded blocks (no line-ending characters)."""
-    tail = b""
-    while block := stream.read(JSON_READ_BYTES):
-        parts = (tail + block).split(b"\n")
-        tail = parts.pop()
-        yield from parts
-    if tail:
-        yield tail
-
-
-def _as_text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return str(value)
-
-
-def _to_batch(records: list[dict[str, object]]) -> pa.RecordBatch:
-    names: dict[str, None] = {}
-    for rec in records:
-        names.update(dict.fromkeys(rec))
-    arrays = [pa.array([_as_text(rec.get(n)) for rec in records], type=pa.string()) for n in names]
-    return pa.RecordBatch.from_arrays(arrays, names=list(names))
-
-
-def _read_jsonl(stream, url: str, rows: int, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
-    records: list[dict[str, object]] = []
-    for number, raw in enumerate(_lines(stream), start=1):
-        raw = raw.rstrip(b"\r")
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            on_reject(
-                Reject(
-                    file=url,
-                    line=number,
-                    raw=raw.decode("utf-8", "backslashreplace"),
-                    reason=f"invalid UTF-8 at byte {exc.start}: JSON Lines must be UTF-8",
-                )
-            )
-            continue
-        except json.JSONDecodeError as exc:
-            on_reject(Reject(file=url, line=number, raw=raw.decode("utf-8"), reason=f"invalid JSON: {exc}"))
-            continue
-        if not isinstance(record, dict):
-            on_reject(
-                Reject(
-                    file=url,
-                    line=number,
-                    raw=raw.decode("utf-8"),
-                    reason=f"not a JSON object but {type(record).__name__}",
-                )
-            )
-            continue
-        records.append(record)
-        if len(records) >= rows:
-            yield _to_batch(records)
-            records = []
-    if records:
-        yield _to_batch(records)
 
 
 __all__ = [

@@ -23,7 +23,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -238,7 +238,7 @@ class RowBatcher:
         self.converters: list[Callable[[tuple[Any, ...]], pa.Array]] = []
         self.position = 0  # rows fetched so far, rejected ones included (for Reject.line)
 
-    def batch(self, rows: list[Any], on_reject: OnReject) -> pa.RecordBatch:
+    def batch(self, rows: Sequence[Any], on_reject: OnReject) -> pa.RecordBatch:
         fetched = len(rows)
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in self.names]
         if not self.converters:
@@ -254,7 +254,7 @@ class RowBatcher:
         schema = pa.schema([pa.field(n, t) for n, t in zip(self.names, self.types, strict=True)])
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-    def _reject_misfits(self, rows: list[Any], on_reject: OnReject) -> list[Any]:
+    def _reject_misfits(self, rows: Sequence[Any], on_reject: OnReject) -> list[Any]:
         """Slow path, only for a batch that failed: keep the rows whose every value fits, reject the others."""
         kept = []
         for i, row in enumerate(rows):

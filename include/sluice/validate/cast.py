@@ -72,6 +72,7 @@ def cast_column(arr: pa.Array | pa.ChunkedArray, spec: ColumnSpec) -> tuple[pa.A
     early = out_of_range(arr, ct)  # typed dates and timestamps: before a cast to another unit can overflow
     if early:
         arr = pc.if_else(early[0][0], pa.scalar(None, arr.type), arr)
+    failures: Failures
     if pa.types.is_null(arr.type):
         values, failures = pa.nulls(len(arr), target), []
     elif (fast := optimistic_cast(arr, ct, target)) is not None:

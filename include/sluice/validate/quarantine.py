@@ -102,10 +102,11 @@ def ensure_quarantine_table(conn: psycopg.Connection) -> None:
     (and the loader creating sluice.load_ledger) never race on CREATE ... IF NOT EXISTS."""
     import psycopg
 
-    exists = conn.execute(
+    row = conn.execute(
         "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'generation')",
         (f"{QUARANTINE_SCHEMA}.quarantine",),
-    ).fetchone()[0]
+    ).fetchone()
+    exists = bool(row and row[0])
     for attempt in range(3):
         if exists:
             return

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from sluice.config import ExpectationSpec, PipelineConfig
+    from sluice.config import Defaults, ExpectationSpec, PipelineConfig
 
 __all__ = [
     "ExpectationError",
@@ -166,7 +166,8 @@ def _kwargs_problems(cls: type, kwargs: Mapping[str, Any], exc: Exception) -> li
     """GX's pydantic errors, one problem per kwarg, with the accepted kwargs and a did-you-mean for unknown ones."""
     accepted = [k for k in getattr(cls, "__fields__", {}) if k not in _INTERNAL_FIELDS]
     expected = "one of: " + ", ".join(accepted)
-    errors = exc.errors() if callable(getattr(exc, "errors", None)) else []
+    errors_of = getattr(exc, "errors", None)  # GX's pydantic ValidationError has errors(); other errors do not
+    errors = errors_of() if callable(errors_of) else []
     if not errors:
         return [ExpectationProblem(("kwargs",), str(exc), expected)]
     unknown = [str(e["loc"][0]) for e in errors if e.get("type") in _EXTRA and e.get("loc")]
@@ -226,14 +227,14 @@ def _line(loc: tuple, lines: Mapping[tuple, int]) -> int | None:
     return None
 
 
-def expectation_issues(cfg: PipelineConfig, defaults: Mapping | None = None) -> list[ConfigIssue]:
+def expectation_issues(cfg: PipelineConfig, defaults: Defaults | None = None) -> list[ConfigIssue]:
     """Check a loaded pipeline's expectations as validate_chunk will (GX builds each one with its kwargs, a
     batch-level one must be supported) and point each problem at its line; for `sluice lint`. (That named columns
     are declared, config.py already checks.)"""
     if not cfg.expectations:
         return []
     _, lines = read_yaml(cfg.source_file)
-    defaults_lines = getattr(defaults, "lines", None) or {}
+    defaults_lines = defaults.lines if defaults is not None else {}
     inherited = ("expectations",) not in lines and ("expectations",) in defaults_lines
     issues = []
     for i, spec in enumerate(cfg.expectations):
@@ -242,7 +243,7 @@ def expectation_issues(cfg: PipelineConfig, defaults: Mapping | None = None) -> 
         except ExpectationError as exc:
             for p in exc.problems:
                 loc = ("expectations", i, *p.loc)
-                origin = f"{defaults.path}:{_line(loc, defaults_lines)}" if inherited else None
+                origin = f"{defaults.path}:{_line(loc, defaults_lines)}" if inherited and defaults else None
                 issues.append(
                     ConfigIssue(
                         cfg.source_file,

@@ -57,7 +57,7 @@ def merge_upsert(
     """MERGE with a guard: an unchanged row matches no WHEN clause, so it is neither locked nor rewritten."""
     rest = [n for n in names if n not in primary_key]
     on = sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in primary_key)
-    matched = sql.SQL("")
+    matched: sql.Composable = sql.SQL("")
     if rest:
         sets = sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=ident(c)) for c in rest)
         matched = sql.SQL(
@@ -137,7 +137,7 @@ def on_conflict_upsert(
 ) -> sql.Composed:
     """INSERT .. ON CONFLICT with the same guard; the alternative the benchmark measures (UpsertStrategy)."""
     rest = [n for n in names if n not in primary_key]
-    action = sql.SQL("DO NOTHING")
+    action: sql.Composable = sql.SQL("DO NOTHING")
     if rest:
         sets = sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in (*rest, *HIDDEN))
         action = sql.SQL("DO UPDATE SET {sets} WHERE {chg} AND {guard}").format(
@@ -181,7 +181,7 @@ def interval_has_rows(schema: str, table: str, interval_column: str) -> sql.Comp
     )
 
 
-def advisory_lock() -> sql.SQL:
+def advisory_lock() -> sql.Composed:
     """Per target table, held to the end of the transaction; the key is '<schema>.<table>' (see lock_key)."""
     return sql.SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(sql.Placeholder("key"))
 

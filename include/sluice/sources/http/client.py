@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_INITIAL_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
-MAX_RETRY_AFTER_SECONDS = 300.0
+MAX_RETRY_AFTER_SECONDS = 300
 DEFAULT_HEADERS = {"Accept": "application/json", "User-Agent": "sluice-http-source/1"}
 
 
