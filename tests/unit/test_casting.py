@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from sluice.config import ColumnSpec
 from sluice.validate import cast as casting
-from sluice.validate import casters as casting_types
+from sluice.validate import casters_numeric, vectors
 from sluice.validate.cast import BAD_REASONS, BAD_ROW, CastSchemaError, cast_table
 
 
@@ -373,8 +373,8 @@ def test_view_large_chunked_and_dictionary_inputs(arrow_type):
 
 def test_clean_columns_take_one_cast_and_refusals_are_found_by_bisection(monkeypatch):
     calls = []
-    real = casting_types._cast_or_null
-    monkeypatch.setattr(casting_types, "_cast_or_null", lambda *a: calls.append(a) or real(*a))
+    real = vectors.cast_or_null
+    monkeypatch.setattr(casters_numeric, "cast_or_null", lambda *a: calls.append(a) or real(*a))
     res = cast_table(pa.table({"v": [str(i) for i in range(10_000)]}), [col("v", "bigint")], "ignore")
     assert res.good.num_rows == 10_000 and not calls  # the optimistic path: no careful work at all
     values, failed = real(pa.array(["1", "x", "3", "y"] * 1000), pa.int64())
