@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import DAG, Asset, Param, get_parsing_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -21,7 +21,16 @@ from sluice import config as sluice_config
 from sluice.config import PipelineConfig
 from sluice.interval import Interval
 
+if TYPE_CHECKING:  # the values tasks pass through XCom (plain JSON dicts at run time; docs/architecture.md)
+    from sluice.loading.duplicates import GatedReport
+    from sluice.loading.finalize import RunSummary
+    from sluice.loading.postgres import ChunkLoadResult
+    from sluice.staging import ChunkRef
+    from sluice.validate.chunk import ChunkReport
+
 log = logging.getLogger(__name__)
+
+Result = TypeVar("Result", bound=Mapping[str, Any])
 
 DEADLINE_CALLBACK = "sluice_deadline.on_deadline_missed"
 
@@ -177,7 +186,7 @@ def this_generation(context: dict[str, Any]) -> int:
     return int(context["ti"].xcom_pull(task_ids="extract_and_stage", key="generation") or 0)
 
 
-def current(values: Any, context: dict[str, Any]) -> list[dict]:
+def current(values: Iterable[Result] | None, context: dict[str, Any]) -> list[Result]:
     """The mapped results of this generation only. When a cleared run's extraction yields no chunk, Airflow keeps
     the earlier expansion's task instances, and their results (of an earlier generation) would reach the gate."""
     generation = this_generation(context)
@@ -227,9 +236,9 @@ def build_dag(cfg: PipelineConfig) -> DAG:
     asset = target_asset(cfg)
 
     with dag:
-
-        @task
-        def extract_and_stage(**context) -> list[dict]:
+        # multiple_outputs=False: each task's result is one XCom (return_value), not also one XCom per key
+        @task(multiple_outputs=False)
+        def extract_and_stage(**context) -> list[ChunkRef]:
             from sluice.connections import pg_dsn
             from sluice.loading.ledger import new_generation
             from sluice.staging import extract_and_stage as run
@@ -242,14 +251,14 @@ def build_dag(cfg: PipelineConfig) -> DAG:
             )
             return run(cfg, interval, context["run_id"], generation)
 
-        @task(map_index_template="chunk {{ task.op_kwargs['chunk']['index'] }}")
-        def validate_chunk(chunk: dict, **context) -> dict:
+        @task(multiple_outputs=False, map_index_template="chunk {{ task.op_kwargs['chunk']['index'] }}")
+        def validate_chunk(chunk: ChunkRef, **context) -> ChunkReport:
             from sluice.validate.chunk import validate_chunk as run
 
             return run(cfg, resolve_interval(context, timetable), context["run_id"], chunk)
 
-        @task(trigger_rule="none_failed")
-        def quality_gate(reports, **context) -> list[dict]:
+        @task(multiple_outputs=False, trigger_rule="none_failed")
+        def quality_gate(reports: Iterable[ChunkReport], **context) -> list[GatedReport]:
             from sluice.loading.duplicates import mark_superseded
             from sluice.loading.finalize import refuse_emptying
             from sluice.staging import StagingStore
@@ -259,37 +268,38 @@ def build_dag(cfg: PipelineConfig) -> DAG:
             gated = run(cfg, current(reports, context))
             unretryable(refuse_emptying, cfg, interval, gated)
 
-            def store_for(report: dict) -> StagingStore:
+            def store_for(report: ChunkReport) -> StagingStore:
                 return StagingStore(cfg.staging, cfg.name, interval, context["run_id"], report.get("generation"))
 
             keys = cfg.target.primary_key if cfg.target.write_mode.value != "append" else []
             return mark_superseded(store_for, gated, keys)
 
-        @task(map_index_template="chunk {{ task.op_kwargs['report']['index'] }}")
-        def load_chunk(report: dict, **context) -> dict:
+        @task(multiple_outputs=False, map_index_template="chunk {{ task.op_kwargs['report']['index'] }}")
+        def load_chunk(report: GatedReport, **context) -> ChunkLoadResult:
             from sluice.loading.postgres import load_chunk as run
 
             return unretryable(run, cfg, resolve_interval(context, timetable), context["run_id"], report)
 
-        @task(trigger_rule="none_failed", outlets=[asset])
-        def finalize(results, gated, **context) -> dict:
+        @task(multiple_outputs=False, trigger_rule="none_failed", outlets=[asset])
+        def finalize(results: Iterable[ChunkLoadResult], gated: list[GatedReport], **context) -> RunSummary:
             from sluice.loading.finalize import finalize as run
 
             generation = this_generation(context)
-            results = current(results, context)
-            summary = run(cfg, resolve_interval(context, timetable), context["run_id"], results, int(generation))
+            summary = run(
+                cfg, resolve_interval(context, timetable), context["run_id"], current(results, context), generation
+            )
+            summary.pop("table", None)  # finalize logged it; the XCom and the Asset event keep the figures
             context["outlet_events"][asset].extra = {
-                k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) and k != "table"
+                k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))
             }
-            if summary.get("table"):
-                log.info("run summary\n%s", summary["table"])
-            return {k: v for k, v in summary.items() if k != "table"}
+            return summary
 
+        # Airflow types a @task call with the function's parameters, but at DAG-build time it takes XComArgs
         chunks = extract_and_stage()
         reports = validate_chunk.expand(chunk=chunks)
-        gated = quality_gate(reports)
+        gated = quality_gate(reports)  # type: ignore[arg-type]
         results = load_chunk.expand(report=gated)
-        finalize(results, gated)
+        finalize(results, gated)  # type: ignore[arg-type]
     return dag
 
 

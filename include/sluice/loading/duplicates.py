@@ -17,15 +17,27 @@ files and tables) overlap nowhere, and the pass reads nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from sluice.staging import StagingStore
+    from sluice.validate.chunk import ChunkReport
+
 log = logging.getLogger(__name__)
 
 ROW = "row"  # the one column of a superseded file: row numbers in the chunk's good rows
+
+if TYPE_CHECKING:  # static only: ChunkReport's module imports this one (key_bounds); a TypedDict has no runtime use
+
+    class GatedReport(ChunkReport):
+        """A chunk report the quality gate let through, with the rows a later row of their key supersedes run-wide
+        (the quality_gate task's XCom, one per chunk, and load_chunk's input)."""
+
+        superseded: int
+        superseded_key: str | None  # staged file of their row numbers in the chunk's good rows; None when none
 
 
 def key_bounds(table: pa.Table, primary_key: Sequence[str]) -> list[list[Any]] | None:
@@ -99,7 +111,9 @@ def losers(tables: dict[int, pa.Table], primary_key: Sequence[str]) -> dict[int,
     return out
 
 
-def mark_superseded(store_for: Any, reports: list[dict], primary_key: Sequence[str]) -> list[dict]:
+def mark_superseded(
+    store_for: Callable[[ChunkReport], StagingStore], reports: list[ChunkReport], primary_key: Sequence[str]
+) -> list[GatedReport]:
     """Write each chunk's superseded rows next to its good rows and return the reports with `superseded_key` and
     `superseded` set. `store_for(report)` gives the chunk's StagingStore."""
     import pyarrow as pa
@@ -107,23 +121,23 @@ def mark_superseded(store_for: Any, reports: list[dict], primary_key: Sequence[s
     bounds = {int(r["index"]): r.get("key_bounds") for r in reports if r.get("rows_good")}
     suspects = overlapping(bounds) if primary_key else set()
     if not suspects:
-        return [{**r, "superseded": 0, "superseded_key": None} for r in reports]
+        return [_gated(r, 0, None) for r in reports]
     by_index = {int(r["index"]): r for r in reports}
     tables = {
         i: store_for(by_index[i]).read_table(by_index[i]["good_key"], columns=list(primary_key)) for i in suspects
     }
     lost = losers(tables, primary_key)
-    out = []
+    out: list[GatedReport] = []
     for r in reports:
         i = int(r["index"])
         rows = lost.get(i)
         if rows is None or not len(rows):
-            out.append({**r, "superseded": 0, "superseded_key": None})
+            out.append(_gated(r, 0, None))
             continue
         store = store_for(r)
         key = store.derived_key(i, "superseded")
         store.write_table(key, pa.table({ROW: rows}))
-        out.append({**r, "superseded": len(rows), "superseded_key": key})
+        out.append(_gated(r, len(rows), key))
     total = sum(len(v) for v in lost.values())
     log.info(
         "run-wide duplicates: %d chunk(s) with overlapping keys read back; %d row(s) superseded by a later row of "
@@ -132,6 +146,10 @@ def mark_superseded(store_for: Any, reports: list[dict], primary_key: Sequence[s
         total,
     )
     return out
+
+
+def _gated(report: ChunkReport, superseded: int, key: str | None) -> GatedReport:
+    return {**report, "superseded": superseded, "superseded_key": key}
 
 
 def drop_superseded(table: pa.Table, rows: pa.Array | None) -> pa.Table:

@@ -4,22 +4,50 @@ that keeps an empty source from emptying a replace_interval interval."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from sluice.config import WriteMode
 from sluice.loading import sql as q
-from sluice.loading.ledger import COUNTS, conservation_problems, ensure_metadata, format_table
-from sluice.loading.target import ConservationError, EmptyingRefused, Target, lock
+from sluice.loading.ledger import COUNTS, Counts, conservation_problems, ensure_metadata, format_table
+from sluice.loading.target import ConservationError, EmptyingRefused, SchemaChange, Target, lock
 
 if TYPE_CHECKING:
     from sluice.config import PipelineConfig
     from sluice.interval import Interval
+    from sluice.loading.postgres import ChunkLoadResult
+    from sluice.validate.chunk import ChunkReport
 
 log = logging.getLogger(__name__)
 
 
-def refuse_emptying(cfg: PipelineConfig, interval: Interval, reports: list[dict]) -> None:
+class IntervalBounds(TypedDict):
+    start: str  # ISO 8601, UTC
+    end: str
+
+
+class _LogTable(TypedDict, total=False):  # a base of its own: total=False also holds at run time (__optional_keys__)
+    table: str  # per-chunk counts as an aligned text table, for the task log
+
+
+class RunSummary(Counts, _LogTable):
+    """A generation's totals, as recorded in sluice.run_summary; the finalize task's XCom (without `table`) and the
+    target Asset event's extra (its scalar values)."""
+
+    pipeline: str
+    run_id: str
+    generation: int
+    target: str
+    interval: IntervalBounds
+    chunks: int
+    schema_changes: list[SchemaChange]
+    status: str  # success or failed
+    problems: list[str]
+    finished_at: str  # ISO 8601
+
+
+def refuse_emptying(cfg: PipelineConfig, interval: Interval, reports: Sequence[ChunkReport]) -> None:
     """replace_interval whose source returned no row for an interval that holds rows: fail before anything is deleted
     (files expired, an API serving only recent days), unless target.allow_empty is set."""
     import psycopg
@@ -36,7 +64,7 @@ def refuse_emptying(cfg: PipelineConfig, interval: Interval, reports: list[dict]
             return
         conn.execute(q.set_local("timezone", "UTC", local=False))
         params = {"start": interval.start, "end": interval.end}
-        if q.scalar(conn.execute(q.interval_has_rows(tgt.schema, tgt.table, tgt.interval_column), params)):
+        if q.scalar(conn.execute(q.interval_has_rows(tgt.schema, tgt.table, tgt.replaced_column), params)):
             raise EmptyingRefused(
                 f"pipeline {cfg.name}: the source returned no rows for {interval.key}, but {tgt.name} holds rows of "
                 f"that interval; replace_interval would delete them. Nothing was deleted. If the interval really is "
@@ -44,7 +72,9 @@ def refuse_emptying(cfg: PipelineConfig, interval: Interval, reports: list[dict]
             )
 
 
-def finalize(cfg: PipelineConfig, interval: Interval, run_id: str, results: list[dict], generation: int = 0) -> dict:
+def finalize(
+    cfg: PipelineConfig, interval: Interval, run_id: str, results: Sequence[ChunkLoadResult], generation: int = 0
+) -> RunSummary:
     """Check conservation of the generation from the ledger (per chunk: rows_in = loaded + quarantined, loaded =
     inserted + updated + unchanged + superseded) and against the rows in sluice.quarantine; record the run summary
     (also when the check fails) and return it; raises ConservationError when anything does not add up."""
@@ -66,16 +96,17 @@ def finalize(cfg: PipelineConfig, interval: Interval, run_id: str, results: list
             deleted = _delete_empty_interval(conn, tgt, interval)
         rows = conn.cursor(row_factory=dict_row).execute(q.ledger_select(one_chunk=False), key).fetchall()
         changes = [
-            dict(zip(("change", "column", "type"), r, strict=True))
-            for r in conn.execute(q.schema_changes_select(), key)
+            SchemaChange(change=change, column=column, type=type_)
+            for change, column, type_ in conn.execute(q.schema_changes_select(), key)
         ]
         quarantined = None
         if q.scalar(conn.execute("SELECT to_regclass('sluice.quarantine') IS NOT NULL")):
             quarantined = q.scalar(conn.execute(quarantine_count_sql(), (cfg.name, run_id, generation)))
         problems = conservation_problems(rows, results, interval, quarantined)
-        total = {f: sum(int(r[f]) for r in rows) for f in COUNTS}
+        total = cast("Counts", {f: sum(int(r[f]) for r in rows) for f in COUNTS})  # every key of Counts
         total["deleted"] += deleted
-        summary = {
+        finished_at = datetime.now(UTC)
+        record = {
             "pipeline": cfg.name,
             "run_id": run_id,
             "generation": generation,
@@ -84,22 +115,26 @@ def finalize(cfg: PipelineConfig, interval: Interval, run_id: str, results: list
             "interval_end": interval.end,
             "chunks": len(rows),
             **total,
-            "schema_changes": changes,
+            "schema_changes": Jsonb(changes),
             "status": "failed" if problems else "success",
-            "problems": problems,
-            "finished_at": datetime.now(UTC),
+            "problems": Jsonb(problems),
+            "finished_at": finished_at,
         }
-        conn.execute(
-            q.run_summary_upsert(),
-            {k: summary[k] for k in q.SUMMARY_FIELDS} | {"schema_changes": Jsonb(changes), "problems": Jsonb(problems)},
-        )
-    summary = {
-        **summary,
-        "interval": interval.to_dict(),
+        conn.execute(q.run_summary_upsert(), {k: record[k] for k in q.SUMMARY_FIELDS})
+    summary: RunSummary = {
+        **total,
+        "pipeline": cfg.name,
+        "run_id": run_id,
+        "generation": generation,
+        "target": tgt.name,
+        "interval": {"start": interval.start.isoformat(), "end": interval.end.isoformat()},
+        "chunks": len(rows),
+        "schema_changes": changes,
+        "status": "failed" if problems else "success",
+        "problems": problems,
+        "finished_at": finished_at.isoformat(),
         "table": format_table(rows),
-        "finished_at": summary["finished_at"].isoformat(),
     }
-    del summary["interval_start"], summary["interval_end"]
     if problems:
         log.error("run %s of %s does not add up:\n%s\n%s", run_id, cfg.name, "\n".join(problems), summary["table"])
         raise ConservationError(f"run {run_id} of pipeline {cfg.name} does not add up: " + "; ".join(problems))
@@ -116,7 +151,7 @@ def _delete_empty_interval(conn, tgt: Target, interval: Interval) -> int:
     if not q.scalar(conn.execute(q.table_exists(), tgt.where())):
         return 0
     cur = conn.execute(
-        q.delete_interval(tgt.schema, tgt.table, tgt.interval_column), {"start": interval.start, "end": interval.end}
+        q.delete_interval(tgt.schema, tgt.table, tgt.replaced_column), {"start": interval.start, "end": interval.end}
     )
     log.warning(
         "replace_interval: the source had no rows for %s (allow_empty); deleted %d rows of %s",

@@ -3,19 +3,43 @@ conservation check and the count table of a run."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sluice.loading import sql as q
 
 if TYPE_CHECKING:
     from sluice.interval import Interval
 
-COUNTS = ("rows_in", "rows_loaded", "rows_quarantined", "inserted", "updated", "unchanged", "superseded", "deleted")
-TIMINGS = ("copy_seconds", "merge_seconds")
+
+class Counts(TypedDict):
+    """A chunk's (or a run's) row counts: ledger columns, load result and run summary keys alike."""
+
+    rows_in: int
+    rows_loaded: int
+    rows_quarantined: int
+    inserted: int
+    updated: int
+    unchanged: int
+    superseded: int
+    deleted: int
+
+
+class Timings(TypedDict):
+    copy_seconds: float
+    merge_seconds: float
+
+
+# the names, in order, derived from the structures (one place: add a count to Counts and the ledger's DDL)
+COUNTS: tuple[str, ...] = tuple(Counts.__annotations__)
+TIMINGS: tuple[str, ...] = tuple(Timings.__annotations__)
 
 
 def conservation_problems(
-    rows: list[dict], results: list[dict], interval: Interval, quarantined_rows: int | None = None
+    rows: list[dict[str, Any]],
+    results: Sequence[Mapping[str, Any]],
+    interval: Interval,
+    quarantined_rows: int | None = None,
 ) -> list[str]:
     """Every way the ledger rows of a generation can disagree with conservation, with the tasks' results, or with the
     rows that sit in sluice.quarantine for it. Per chunk: rows_in = loaded + quarantined, and loaded = inserted +

@@ -33,16 +33,17 @@ import logging
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sluice import failpoints
 from sluice.config import WriteMode
 from sluice.loading import arrow_copy
 from sluice.loading import sql as q
-from sluice.loading.ledger import COUNTS, TIMINGS, ensure_metadata
+from sluice.loading.ledger import COUNTS, TIMINGS, Counts, Timings, ensure_metadata
 from sluice.loading.target import (
     ConservationError,
     LoadError,
+    SchemaChange,
     SchemaMismatch,
     StagedChunkChanged,
     Target,
@@ -57,10 +58,12 @@ if TYPE_CHECKING:
 
     from sluice.config import PipelineConfig
     from sluice.interval import Interval
+    from sluice.loading.duplicates import GatedReport
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ChunkLoadResult",
     "ConservationError",
     "LoadError",
     "SchemaMismatch",
@@ -91,6 +94,18 @@ class WritePath(StrEnum):
     ledger = "ledger"  # a retry: the chunk had committed, the recorded result is returned
 
 
+class ChunkLoadResult(Counts, Timings):
+    """What load_chunk returns (the load_chunk task's XCom, finalize's input): the ledger row of the chunk."""
+
+    index: int
+    generation: int
+    duplicates: int  # rows of the chunk that a later row of the same key within it superseded (arrow_copy.prepare)
+    checksum: str  # of the CSV bytes sent to COPY
+    replayed: bool  # a retry: the chunk had committed, this is what the ledger recorded
+    schema_changes: list[SchemaChange]
+    write_path: str  # a WritePath value
+
+
 STRATEGY = UpsertStrategy.auto
 SAMPLE_KEYS = 1000
 MERGE_WORK_MEM = "256MB"
@@ -99,7 +114,7 @@ TEMP_BUFFERS = "512MB"  # a chunk's temp table stays in memory (default 8MB); se
 RESULT_FIELDS = (*COUNTS, "duplicates", "checksum", *TIMINGS)
 
 
-def load_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, report: dict) -> dict:
+def load_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, report: GatedReport) -> ChunkLoadResult:
     """Load a validated chunk's good rows, minus those a later row of their key supersedes (duplicates.py);
     idempotent per (pipeline, run_id, generation, chunk)."""
     from sluice.loading.duplicates import ROW, drop_superseded
@@ -110,8 +125,8 @@ def load_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, report: dic
     table, superseded = None, 0
     if report.get("good_key") and report.get("rows_good", 1):
         table = store.read_table(report["good_key"])
-        if report.get("superseded_key"):
-            rows = store.read_table(report["superseded_key"])[ROW].combine_chunks()
+        if superseded_key := report.get("superseded_key"):
+            rows = store.read_table(superseded_key)[ROW].combine_chunks()
             table, superseded = drop_superseded(table, rows), len(rows)
     return load_arrow(
         cfg,
@@ -139,7 +154,7 @@ def load_arrow(
     superseded: int = 0,
     strategy: UpsertStrategy | None = None,
     dsn: str | None = None,
-) -> dict:
+) -> ChunkLoadResult:
     """load_chunk on an Arrow table: the good rows of chunk `index` that are loaded (declared columns and types);
     `superseded` more good rows were dropped run-wide before."""
     import psycopg
@@ -208,7 +223,7 @@ def load_arrow(
                         f"chunk {index}: {sent} rows sent, PostgreSQL copied {copied}, inserted {inserted} and "
                         f"updated {updated}; rolled back"
                     )
-                result = {
+                result: ChunkLoadResult = {
                     "index": index,
                     "generation": generation,
                     "rows_in": rows_in,
@@ -230,7 +245,7 @@ def load_arrow(
                 conn.execute(
                     q.ledger_insert(),
                     {
-                        **{k: result[k] for k in RESULT_FIELDS},
+                        **{k: v for k, v in result.items() if k in RESULT_FIELDS},
                         **key,
                         "target": tgt.name,
                         "interval_start": interval.start,
@@ -270,7 +285,7 @@ def _replace_earlier(conn: psycopg.Connection, tgt: Target, pipeline: str, inter
     """The first chunk of a generation removes what the generation replaces (replace_interval, append)."""
     params = {"pipeline": pipeline, "start": interval.start, "end": interval.end, "run_no": generation}
     if tgt.mode is WriteMode.replace_interval:
-        conn.execute(q.delete_interval(tgt.schema, tgt.table, tgt.interval_column), params)
+        conn.execute(q.delete_interval(tgt.schema, tgt.table, tgt.replaced_column), params)
     elif tgt.mode is WriteMode.append:
         conn.execute(q.delete_generations(tgt.schema, tgt.table), params)
 
@@ -330,7 +345,9 @@ def _overlaps(conn: psycopg.Connection, tgt: Target, bounds: tuple[tuple, tuple]
     return q.scalar(conn.execute(q.keys_in_range(tgt.schema, tgt.table, tgt.pk), params))
 
 
-def _recorded(conn: psycopg.Connection, key: dict, table: pa.Table, checksum: str | None = None) -> dict | None:
+def _recorded(
+    conn: psycopg.Connection, key: dict, table: pa.Table, checksum: str | None = None
+) -> ChunkLoadResult | None:
     """The ledger's result for this chunk of this generation, if it committed before (a retry)."""
     from psycopg.rows import dict_row
 
@@ -347,7 +364,7 @@ def _recorded(conn: psycopg.Connection, key: dict, table: pa.Table, checksum: st
     log.info(
         "chunk %d of generation %d is already in the ledger: returning the recorded result", key["chunk"], key["run_no"]
     )
-    return {
+    recorded = {
         "index": row["chunk"],
         "generation": row["run_no"],
         **{k: row[k] for k in RESULT_FIELDS},
@@ -355,6 +372,7 @@ def _recorded(conn: psycopg.Connection, key: dict, table: pa.Table, checksum: st
         "schema_changes": [],
         "write_path": WritePath.ledger.value,
     }
+    return cast("ChunkLoadResult", recorded)  # RESULT_FIELDS are ChunkLoadResult's (tests/unit/test_handoffs.py)
 
 
 def _write(
@@ -370,13 +388,13 @@ def _write(
         lo = conn.execute(q.key_bound(tgt.pk, last=False)).fetchone()
         if lo is None:
             return WritePath.empty
-        bounds = (lo, conn.execute(q.key_bound(tgt.pk, last=True)).fetchone())
+        bounds = (lo, q.one_row(conn.execute(q.key_bound(tgt.pk, last=True))))
     if not _overlaps(conn, tgt, bounds):
         conn.execute(q.insert_new(tgt.schema, tgt.table, names), {"run_no": generation})
         return WritePath.insert_new
     params = {"run_no": generation}
     if strategy is UpsertStrategy.auto:
-        sampled, matched = conn.execute(q.matched_sample(tgt.schema, tgt.table, tgt.pk), {"n": SAMPLE_KEYS}).fetchone()
+        sampled, matched = q.one_row(conn.execute(q.matched_sample(tgt.schema, tgt.table, tgt.pk), {"n": SAMPLE_KEYS}))
         strategy = UpsertStrategy.merge if 2 * matched >= sampled else UpsertStrategy.on_conflict
     if strategy is UpsertStrategy.merge:
         conn.execute(q.analyze_temp(tgt.pk))
@@ -388,4 +406,5 @@ def _write(
 
 
 def _counts(conn: psycopg.Connection, tgt: Target) -> tuple[int, int, int]:
-    return tuple(conn.execute(q.xact_tuple_counts(), tgt.where()).fetchone())
+    inserted, updated, deleted = q.one_row(conn.execute(q.xact_tuple_counts(), tgt.where()))
+    return inserted, updated, deleted

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from sluice.config import ExtraColumnsPolicy, WriteMode
 from sluice.loading import sql as q
@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT = "120s"  # waits on table locks (not on Sluice's own advisory lock, which queues chunks on purpose)
+
+
+class SchemaChange(TypedDict):
+    """One change the schema step made to a target (also a row of sluice.schema_changes)."""
+
+    change: str  # create_table, add_column, add_hidden_columns
+    column: str | None
+    type: str | None
 
 
 class LoadError(RuntimeError):
@@ -67,6 +75,13 @@ class Target:
     evolve: bool
     version: str | None = None
 
+    @property
+    def replaced_column(self) -> str:
+        """The interval column a replace_interval target clears by (the config requires it for that mode)."""
+        if self.interval_column is None:
+            raise LoadError(f"{self.schema}.{self.table}: replace_interval needs target.interval_column")
+        return self.interval_column
+
     @classmethod
     def of(cls, cfg: PipelineConfig) -> Target:
         t = cfg.target
@@ -104,7 +119,9 @@ def lock(conn: psycopg.Connection, tgt: Target) -> None:
     conn.execute(q.set_local("lock_timeout", LOCK_TIMEOUT))
 
 
-def ensure_table(conn: psycopg.Connection, tgt: Target, extra: list[q.Col], pipeline: str, run_id: str) -> list[dict]:
+def ensure_table(
+    conn: psycopg.Connection, tgt: Target, extra: list[q.Col], pipeline: str, run_id: str
+) -> list[SchemaChange]:
     """In its own transaction: create the target when missing; otherwise compare it with the config and fail, naming
     every difference (nothing is loaded), or with on_extra_columns: evolve add the new columns and record it."""
     with conn.transaction():
@@ -112,10 +129,12 @@ def ensure_table(conn: psycopg.Connection, tgt: Target, extra: list[q.Col], pipe
         return _ensure(conn, tgt, extra, pipeline, run_id)
 
 
-def _ensure(conn: psycopg.Connection, tgt: Target, extra: list[q.Col], pipeline: str, run_id: str) -> list[dict]:
+def _ensure(
+    conn: psycopg.Connection, tgt: Target, extra: list[q.Col], pipeline: str, run_id: str
+) -> list[SchemaChange]:
     existing = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(q.table_columns(), tgt.where())}
     wanted = {c.name: c for c in (*tgt.columns, *extra)}
-    changes: list[dict] = []
+    changes: list[SchemaChange] = []
 
     def record(change: str, column: str | None = None, type_: str | None = None) -> None:
         params = {"pipeline": pipeline, "run_id": run_id, "target": tgt.name}

@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -59,6 +59,7 @@ from sluice.validate.suite import (
 if TYPE_CHECKING:
     from sluice.config import ExpectationSpec, PipelineConfig
     from sluice.interval import Interval
+    from sluice.staging import ChunkRef
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,10 @@ __all__ = [
     "QUARANTINE_SCHEMA",
     "ExpectationError",
     "Level",
+    "BatchChecks",
+    "ChunkReport",
+    "ChunkwiseCheck",
+    "ColumnStats",
     "ValidationFailed",
     "classify",
     "ensure_quarantine_table",
@@ -83,6 +88,63 @@ __all__ = [
 
 class ValidationFailed(RuntimeError):
     """An expectation with severity fail failed: the task fails with this summary."""
+
+
+# ---------------------------------------------------------------- the report (the validate_chunk task's XCom)
+# Values are JSON (XCom's serialiser): `Any` below is a JSON value, already passed through _json_value.
+
+
+class ColumnStats(TypedDict):
+    """Figures of one good column, summed by the quality gate for the COMBINED batch expectations."""
+
+    count: int
+    nulls: int
+    min: Any
+    max: Any
+    sum: Any
+
+
+class ChunkwiseCheck(TypedDict):
+    """The outcome of one CHUNKWISE batch expectation on one chunk."""
+
+    expectation: str
+    severity: str
+    success: bool
+    observed: Any
+
+
+class BatchChecks(TypedDict):
+    rows_in: int
+    rows_good: int
+    chunkwise: list[ChunkwiseCheck]
+    stats: dict[str, ColumnStats]  # column -> figures, for the columns COMBINED expectations name
+
+
+class ChunkReport(TypedDict):
+    """What validate_chunk returns for one chunk: counts (rows_in = rows_good + rows_quarantined), where its good
+    and quarantined rows were written, and the figures the quality gate needs."""
+
+    index: int
+    generation: int
+    rows_in: int  # staged rows + source rejects
+    rows_good: int
+    rows_quarantined: int
+    rows_cast_failed: int
+    rows_expectation_failed: int
+    rows_rejected: int  # rows the source could not parse
+    chunk_key: str
+    checksum: str  # of the staged chunk (ChunkRef.checksum)
+    good_key: str
+    quarantine_key: str
+    gx_key: str | None  # GX's validation result document, when a suite ran
+    warnings: list[str]
+    failures: list[str]
+    batch_checks: BatchChecks
+    key_bounds: list[list[Any]] | None  # first and last primary key of the good rows (keyed write modes)
+    extra_columns: list[str]
+    missing_columns: list[str]
+    quarantine_reasons: dict[str, int]  # reason -> rows
+    seconds: float
 
 
 # ---------------------------------------------------------------- figures for the quality gate
@@ -103,7 +165,7 @@ def _json_value(value: Any) -> Any:
         return str(value)
 
 
-def column_stats(arr: pa.ChunkedArray) -> dict[str, Any]:
+def column_stats(arr: pa.ChunkedArray) -> ColumnStats:
     """count, nulls, min, max, sum of one good column, JSON-ready, for the COMBINED batch expectations."""
     t = arr.type
     sortable = not (pa.types.is_nested(t) or pa.types.is_boolean(t))
@@ -138,7 +200,7 @@ class _Verdict:
     counts: dict[str, int] = field(default_factory=dict)  # reason key -> rows quarantined for it
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
-    chunkwise: list[dict] = field(default_factory=list)
+    chunkwise: list[ChunkwiseCheck] = field(default_factory=list)
 
 
 def _judge(
@@ -179,7 +241,7 @@ def _judge(
     return verdict, doc
 
 
-def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: dict) -> dict:
+def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: ChunkRef) -> ChunkReport:
     """Cast and validate one staged chunk; write its good and quarantined rows; return its ChunkReport."""
     from sluice.connections import pg_dsn
     from sluice.staging import StagingStore
@@ -195,7 +257,8 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
             f"chunk {index}: {chunk['key']} holds {table.num_rows} rows, its ChunkRef says "
             f"{chunk['rows']}; the staged file changed after extraction"
         )
-    rejects = store.read_table(chunk["rejects_key"]) if chunk.get("rejects_key") else None
+    rejects_key = chunk.get("rejects_key")
+    rejects = store.read_table(rejects_key) if rejects_key else None
     n_rejects = rejects.num_rows if rejects is not None else 0
     cast = cast_table(table, cfg.target.columns, cfg.target.on_extra_columns, cfg.target.on_missing_columns)
     if cast.missing and table.num_rows:
@@ -247,7 +310,7 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
     keyed = cfg.target.write_mode is not WriteMode.append
     stats_cols = sorted({s.kwargs["column"] for i, s in specs if levels[i] is Level.combined and "column" in s.kwargs})
     seconds = time.perf_counter() - started
-    report = {
+    report: ChunkReport = {
         "index": index,
         "generation": generation,
         "rows_in": rows_in,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sluice.config import ExpectationSpec, PipelineConfig
+    from sluice.validate.chunk import ChunkReport
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,10 @@ class QualityGateFailed(RuntimeError):
     """The run's data is not good enough to load; nothing was loaded."""
 
 
-def _merge_stats(reports: list[dict], column: str) -> dict[str, Any]:
+def _merge_stats(reports: list[ChunkReport], column: str) -> dict[str, Any]:
     """One column's figures over all chunks (each chunk reports count, nulls, min, max, sum over its good rows)."""
-    parts = [r.get("batch_checks", {}).get("stats", {}).get(column) for r in reports]
-    parts = [p for p in parts if p]
+    found = [r.get("batch_checks", {}).get("stats", {}).get(column) for r in reports]
+    parts = [p for p in found if p]
     count = sum(p["count"] for p in parts)
     mins = [p["min"] for p in parts if p.get("min") is not None]
     maxs = [p["max"] for p in parts if p.get("max") is not None]
@@ -107,7 +108,7 @@ def _between(observed: Any, kwargs: dict) -> bool:
     return True
 
 
-def evaluate_combined(spec: ExpectationSpec, reports: list[dict]) -> tuple[bool, Any]:
+def evaluate_combined(spec: ExpectationSpec, reports: list[ChunkReport]) -> tuple[bool, Any]:
     """(success, observed value) of a COMBINED expectation over all chunks."""
     kw = spec.kwargs
     if spec.type.startswith("expect_table_row_count"):
@@ -129,7 +130,7 @@ def _label(spec: ExpectationSpec) -> str:
     return f"{spec.type}({args})"
 
 
-def _chunk_list(reports: list[dict]) -> str:
+def _chunk_list(reports: list[ChunkReport]) -> str:
     worst = sorted(reports, key=lambda r: (-int(r["rows_quarantined"]), int(r["index"])))
     worst = [r for r in worst if int(r["rows_quarantined"])][:MAX_CHUNKS_NAMED]
     text = ", ".join(f"chunk {r['index']}: {r['rows_quarantined']} of {r['rows_in']}" for r in worst)
@@ -137,7 +138,7 @@ def _chunk_list(reports: list[dict]) -> str:
     return text + (f" and {more} more chunk(s)" if more > 0 else "")
 
 
-def _reasons(reports: list[dict]) -> str:
+def _reasons(reports: list[ChunkReport]) -> str:
     """What sent rows to quarantine, summed over the chunks: expectations, cast failures per column, source rejects."""
     totals: dict[str, int] = {}
     for r in reports:
@@ -147,7 +148,7 @@ def _reasons(reports: list[dict]) -> str:
     return "; ".join(f"{reason}: {n} row(s)" for reason, n in top) or "no reasons recorded"
 
 
-def quality_gate(cfg: PipelineConfig, reports: list[dict]) -> list[dict]:
+def quality_gate(cfg: PipelineConfig, reports: list[ChunkReport]) -> list[ChunkReport]:
     """Check the run's chunk reports against cfg.quality and the batch-level expectations; raise QualityGateFailed
     naming the chunks and the expectations at fault, else return the reports to load (all of them: a chunk with no
     good rows still gets its ledger row, so the run's conservation adds up)."""
