@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: install up down status demo test test-unit lint bench lock test-nonroot clean airflow
+.PHONY: install up down status demo test test-unit lint typecheck bench lock test-nonroot clean airflow
 
 install:            ## system packages (as root) and .venv from requirements.txt + constraints.txt
 	bash scripts/install.sh
@@ -25,10 +25,14 @@ test: install       ## isolated test stack (.sluice-test, own ports), the whole 
 test-unit: install  ## unit tests only, no services
 	$(PY) -m pytest tests/unit -q
 
-lint: install       ## ruff check, ruff format --check, and the pipeline linter over config/pipelines
+lint: install       ## ruff check, ruff format --check, mypy over include/sluice, the pipeline linter over config/pipelines
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	$(MAKE) --no-print-directory typecheck
 	PYTHONPATH=include $(PY) -m sluice lint
+
+typecheck: install  ## mypy over include/sluice (settings in pyproject.toml; cache in .mypy_cache)
+	.venv/bin/mypy
 
 bench: up           ## benchmarks (minutes); see bench/README.md
 	bash bench/run.sh
