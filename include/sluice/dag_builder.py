@@ -188,7 +188,8 @@ def current(values: Any, context: dict[str, Any]) -> list[dict]:
 
 def unretryable(fn: Any, *args: Any) -> Any:
     """Run a stage; an error the stage marks as not retryable (`retryable = False`: a value PostgreSQL refuses, an
-    empty source that would empty an interval) fails the task at once instead of burning its retries."""
+    empty source that would empty an interval, a declared column missing from the source) fails the task at once
+    instead of burning its retries."""
     try:
         return fn(*args)
     except Exception as exc:
@@ -244,7 +245,7 @@ def build_dag(cfg: PipelineConfig) -> DAG:
         def validate_chunk(chunk: dict, **context) -> dict:
             from sluice.validate.chunk import validate_chunk as run
 
-            return run(cfg, resolve_interval(context, timetable), context["run_id"], chunk)
+            return unretryable(run, cfg, resolve_interval(context, timetable), context["run_id"], chunk)
 
         @task(trigger_rule="none_failed")
         def quality_gate(reports, **context) -> list[dict]:

@@ -384,14 +384,28 @@ def test_replace_interval_deletes_the_interval_once_per_run(pg, pg_schema, make_
     summary = finalize(cfg, DAY, "run1", [{"index": 0}, {"index": 1}], generation=2)
     assert summary["deleted"] == 3 and summary["inserted"] == 3
     # a source with no rows for an interval that holds rows: refused before anything is deleted
-    with pytest.raises(EmptyingRefused, match="allow_empty"):
+    with pytest.raises(EmptyingRefused, match="allow_empty") as refused:
         refuse_emptying(cfg, DAY, [{"index": 0, "rows_good": 0}])
+    assert "its last successful load (run run1, generation 2," in str(refused.value)
+    assert "loaded 3 rows" in str(refused.value)
     assert len(content(pg, pg_schema)) == 5
     refuse_emptying(cfg, Interval(DAY.end + timedelta(days=1), DAY.end + timedelta(days=2)), [])  # none stored
     allowing = cfg.model_copy(update={"target": cfg.target.model_copy(update={"allow_empty": True})})
     refuse_emptying(allowing, DAY, [])
     assert finalize(allowing, DAY, "run3", [], generation=3)["deleted"] == 3
     assert [r[0] for r in content(pg, pg_schema)] == [90, 91]
+
+
+def test_replace_interval_gate_compares_with_the_last_successful_load(pg, pg_schema, make_cfg):
+    """The interval's rows were deleted outside Sluice, but its last successful load had rows: an empty source is
+    still refused (it is the source that went empty), naming that load; a source with rows passes."""
+    cfg = make_cfg(write_mode="replace_interval", interval_column="at")
+    load_arrow(cfg, DAY, "run1", 0, rows([1, 2]), generation=1)
+    finalize(cfg, DAY, "run1", [{"index": 0}], generation=1)
+    pg.execute(f'DELETE FROM "{pg_schema}".t')
+    with pytest.raises(EmptyingRefused, match=r"generation 1, .* loaded 2 rows, and .* holds no rows"):
+        refuse_emptying(cfg, DAY, [{"index": 0, "rows_good": 0}])
+    refuse_emptying(cfg, DAY, [{"index": 0, "rows_good": 1}])
 
 
 # ------------------------------------------------------------------------------------------------ schema

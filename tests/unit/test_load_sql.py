@@ -195,6 +195,14 @@ def test_newer_interval_guard():
     )
 
 
+def test_last_successful_load():
+    assert s(q.last_successful_load()) == (
+        'SELECT run_id, generation, rows_loaded, finished_at FROM "sluice"."run_summary" WHERE pipeline = %(pipeline)s '
+        "AND interval_start = %(start)s AND interval_end = %(end)s AND status = 'success' "
+        "ORDER BY finished_at DESC LIMIT 1"
+    )
+
+
 def test_generation_statements():
     assert s(q.delete_generations("s", "t")) == (
         'DELETE FROM "s"."t" WHERE "_sluice_run" IN (SELECT DISTINCT run_no FROM "sluice"."load_ledger" WHERE '
@@ -229,7 +237,8 @@ def test_on_conflict_upsert():
         'INSERT INTO "s"."t" AS t ("id", "a", "b", "_sluice_run", "_sluice_seq", "_sluice_interval") '
         'SELECT "id", "a", "b", %(run_no)s, "_sluice_seq", %(interval_end)s FROM "_sluice_chunk" ON CONFLICT ("id") '
         'DO UPDATE SET "a" = excluded."a", "b" = excluded."b", "_sluice_run" = excluded."_sluice_run", '
-        '"_sluice_seq" = excluded."_sluice_seq", "_sluice_interval" = excluded."_sluice_interval" WHERE ("t"."a", "t"."b") IS DISTINCT FROM '
+        '"_sluice_seq" = excluded."_sluice_seq", "_sluice_interval" = excluded."_sluice_interval" '
+        'WHERE ("t"."a", "t"."b") IS DISTINCT FROM '
         '("excluded"."a", "excluded"."b") AND ' + GUARD.format(src="excluded")
     )
     assert s(q.on_conflict_upsert("s", "t", ["id"], ["id"])).endswith('ON CONFLICT ("id") DO NOTHING')
@@ -264,7 +273,8 @@ def test_direct_copy_and_replace_interval():
         'COPY "s"."t" ("a", "_sluice_seq") FROM STDIN (FORMAT csv)'
     )
     assert s(q.set_run_no()) == (
-        "SELECT set_config('sluice.run_no', %(run_no)s, true), set_config('sluice.interval_end', %(interval_end)s, true)"
+        "SELECT set_config('sluice.run_no', %(run_no)s, true), "
+        "set_config('sluice.interval_end', %(interval_end)s, true)"
     )
     assert s(q.set_run_default("s", "t")) == (
         'ALTER TABLE "s"."t" ALTER COLUMN "_sluice_run" SET DEFAULT ' + q.RUN_DEFAULT

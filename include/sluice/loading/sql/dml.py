@@ -33,13 +33,12 @@ def copy_into_target(schema: str, table: str, names: Sequence[str]) -> sql.Compo
 def set_run_no() -> sql.SQL:
     """Transaction-local, read by RUN_DEFAULT and INTERVAL_DEFAULT; the values travel as bind parameters (text)."""
     return sql.SQL(
-        "SELECT set_config('sluice.run_no', %(run_no)s, true), set_config('sluice.interval_end', %(interval_end)s, true)"
+        "SELECT set_config('sluice.run_no', %(run_no)s, true), "
+        "set_config('sluice.interval_end', %(interval_end)s, true)"
     )
 
 
-def _newer_guard(
-    target: str, source: str, version: str | None = None, newer_interval: bool = False
-) -> sql.Composed:
+def _newer_guard(target: str, source: str, version: str | None = None, newer_interval: bool = False) -> sql.Composed:
     """True when the incoming row may replace the stored one: a generation extracted later wins (after the run-wide
     duplicate pass a key occurs once per generation); with a version column the stored version must not be newer;
     with newer_interval the stored row must not come from a later interval (its _sluice_interval, the end of the
