@@ -158,6 +158,37 @@ def run(api, dsn: str, label: str, start, clear_run: str | None = None) -> dict:
     return result
 
 
+def duplicate_pass_worst_case(api, run_id: str) -> dict:
+    """The run-wide duplicate pass as if every chunk's key range overlapped another's (lineitem in key order has
+    none, so the gate reads nothing): read the key columns of every staged good-rows file of the run's generation and
+    resolve the losers, as loading/duplicates.py does for overlapping chunks. In this process, timed."""
+    from sluice.config import load_pipeline
+    from sluice.interval import Interval
+    from sluice.loading.duplicates import losers
+    from sluice.staging import StagingStore
+
+    cfg = load_pipeline(REPO / "config/pipelines/tpch_lineitem.yaml")
+    path = f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/quality_gate/xcomEntries/return_value"
+    reports = api.request("GET", path, params={"deserialize": "true"})["value"]
+    reports = json.loads(reports) if isinstance(reports, str) else reports
+    conf = api.request("GET", f"/dags/{DAG}/dagRuns/{run_id}")["conf"]
+    interval = Interval(datetime.fromisoformat(conf["interval_start"]), datetime.fromisoformat(conf["interval_end"]))
+    pk = list(cfg.target.primary_key)
+    t0 = time.perf_counter()
+    tables = {}
+    for r in reports:
+        if r.get("rows_good"):
+            store = StagingStore(cfg.staging, cfg.name, interval, run_id, r.get("generation"))
+            tables[int(r["index"])] = store.read_table(r["good_key"], columns=pk)
+    lost = losers(tables, pk)
+    return {
+        "chunks": len(tables),
+        "keys": sum(t.num_rows for t in tables.values()),
+        "superseded": sum(len(v) for v in lost.values()),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default="1")
@@ -192,6 +223,8 @@ def main() -> int:
     load.append(os.getloadavg()[0])
     runs.append(run(api, dsn, "cleared run (REST clear)", (start, end), clear_run=runs[1]["run_id"]))
     load.append(os.getloadavg()[0])
+    worst = duplicate_pass_worst_case(api, runs[0]["run_id"])
+    say(f"duplicate pass, every chunk treated as overlapping: {worst}")
     raw.append(raw_copy(dsn, parquet))
     say(f"raw COPY again: {raw[1]:.1f} s")
     raw_s = sum(raw) / len(raw)
@@ -201,14 +234,16 @@ def main() -> int:
         "first load / raw COPY (target <= 2.5)": round(first / raw_s, 2),
         "re-run / first load (target <= 1.0)": round(runs[1]["seconds"] / first, 2),
         "cleared run / first load (target <= 1.0)": round(runs[2]["seconds"] / first, 2),
-        "quality gate (duplicate pass + checks) / first load (target <= 0.10)": round(
+        "quality gate task (duplicate pass + checks) / first load (target <= 0.10)": round(
             gate.get("longest", 0) / first, 3
         ),
+        "duplicate pass, every chunk overlapping / first load (target <= 0.10)": round(worst["seconds"] / first, 3),
     }
     result = {
         "scale": args.scale,
         "raw_copy_seconds": [round(r, 1) for r in raw],
         "runs": runs,
+        "duplicate_pass_worst_case": worst,
         "ratios": ratios,
         "load_average_1min": [round(x, 1) for x in load],
         "cpus": os.cpu_count(),
