@@ -20,7 +20,6 @@ Ratios, with their targets (issue 9): first load / raw COPY <= 2.5; re-run and c
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
@@ -73,28 +72,33 @@ def timeline(tis: list[dict], t0: float, t_end: float) -> dict:
 
 
 def raw_copy(dsn: str, parquet: Path) -> float:
-    """COPY of ready CSV bytes (made untimed) into a fresh table with lineitem's columns and primary key."""
+    """COPY of ready CSV (written to a file beforehand, untimed: the box's memory is shared) into a fresh table with
+    lineitem's columns and primary key."""
     import psycopg
+    import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
     from sluice.config import load_pipeline
 
     cfg = load_pipeline(REPO / "config/pipelines/tpch_lineitem.yaml")
-    table = pq.read_table(parquet, columns=cfg.target.column_names)
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
-    data = buf.getbuffer()
-    cols = ", ".join(f"{c.name} {c.pg_type}{'' if c.nullable else ' NOT NULL'}" for c in cfg.target.columns)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA IF NOT EXISTS bench_reproc")
-        conn.execute("DROP TABLE IF EXISTS bench_reproc.raw_copy")
-        conn.execute(f"CREATE TABLE bench_reproc.raw_copy ({cols}, PRIMARY KEY (l_orderkey, l_linenumber))")
-        t0 = time.perf_counter()
-        with conn.cursor() as cur, cur.copy("COPY bench_reproc.raw_copy FROM STDIN (FORMAT csv)") as copy:
-            for start in range(0, len(data), 1 << 20):
-                copy.write(data[start : start + (1 << 20)])
-        seconds = time.perf_counter() - t0
-        conn.execute("DROP SCHEMA bench_reproc CASCADE")
+    with tempfile.NamedTemporaryFile(suffix=".csv") as f:
+        source = pq.ParquetFile(parquet)
+        schema = source.schema_arrow.empty_table().select(cfg.target.column_names).schema
+        schema = pa.schema([pa.field(x.name, pa.string() if x.type == pa.string_view() else x.type) for x in schema])
+        with pacsv.CSVWriter(f.name, schema, write_options=pacsv.WriteOptions(include_header=False)) as w:
+            for batch in source.iter_batches(batch_size=250_000, columns=cfg.target.column_names):
+                w.write_table(pa.Table.from_batches([batch]).cast(schema))
+        cols = ", ".join(f"{c.name} {c.pg_type}{'' if c.nullable else ' NOT NULL'}" for c in cfg.target.columns)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA IF NOT EXISTS bench_reproc")
+            conn.execute("DROP TABLE IF EXISTS bench_reproc.raw_copy")
+            conn.execute(f"CREATE TABLE bench_reproc.raw_copy ({cols}, PRIMARY KEY (l_orderkey, l_linenumber))")
+            t0 = time.perf_counter()
+            with conn.cursor() as cur, cur.copy("COPY bench_reproc.raw_copy FROM STDIN (FORMAT csv)") as copy:
+                while block := f.read(1 << 20):
+                    copy.write(block)
+            seconds = time.perf_counter() - t0
+            conn.execute("DROP SCHEMA bench_reproc CASCADE")
     return seconds
 
 
