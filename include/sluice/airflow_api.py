@@ -55,13 +55,19 @@ class AirflowApi:
         return self._token
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        r = requests.request(
-            method,
-            f"{self.base_url}/api/v2{path}",
-            timeout=self.timeout,
-            headers={"Authorization": f"Bearer {self.token()}"},
-            **kwargs,
-        )
+        for attempt in range(3 if method == "GET" else 1):  # a GET is safe to repeat when a loaded server is slow
+            try:
+                r = requests.request(
+                    method,
+                    f"{self.base_url}/api/v2{path}",
+                    timeout=self.timeout,
+                    headers={"Authorization": f"Bearer {self.token()}"},
+                    **kwargs,
+                )
+                break
+            except requests.exceptions.ReadTimeout:
+                if method != "GET" or attempt == 2:
+                    raise
         if r.status_code >= 400:
             raise AirflowApiError(f"{method} {path} -> {r.status_code}: {r.text[:500]}", r.status_code)
         return r.json() if r.content else None

@@ -199,7 +199,8 @@ def current(values: Iterable[Result] | None, context: dict[str, Any]) -> list[Re
 
 def unretryable(fn: Any, *args: Any) -> Any:
     """Run a stage; an error the stage marks as not retryable (`retryable = False`: a value PostgreSQL refuses, an
-    empty source that would empty an interval) fails the task at once instead of burning its retries."""
+    empty source that would empty an interval, a declared column missing from the source) fails the task at once
+    instead of burning its retries."""
     try:
         return fn(*args)
     except Exception as exc:
@@ -255,7 +256,7 @@ def build_dag(cfg: PipelineConfig) -> DAG:
         def validate_chunk(chunk: ChunkRef, **context) -> ChunkReport:
             from sluice.validate.chunk import validate_chunk as run
 
-            return run(cfg, resolve_interval(context, timetable), context["run_id"], chunk)
+            return unretryable(run, cfg, resolve_interval(context, timetable), context["run_id"], chunk)
 
         @task(multiple_outputs=False, trigger_rule="none_failed")
         def quality_gate(reports: Iterable[ChunkReport], **context) -> list[GatedReport]:

@@ -164,6 +164,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "admin_passwords.json"),
         "AIRFLOW__CORE__PARALLELISM": "16",
+        # the workers' calls to the execution API (default 5 s, 5 tries): on a loaded 2-core box the single api-server
+        # worker answers slower than that, and the task process is killed before it starts
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://airflow:{s['pg_airflow']}@{pg}/airflow",
         "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{p['redis']}/0",
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://airflow:{s['pg_airflow']}@{pg}/airflow",

@@ -1,6 +1,7 @@
 """The week after the first load, through the real scheduler and Celery workers: a run cleared after its source
 changed, a backfill with --reprocess-behavior completed, a late file, duplicates across chunks, an older interval
-re-run, append re-runs and an emptied source. Each leaves the table as one clean load of the current source would,
+re-run (version_column, newer_interval_wins), append re-runs, an emptied source, a column renamed upstream and a NUL
+byte in one value. Each leaves the table as one clean load of the current source would,
 or fails loudly with nothing changed. One pipeline per scenario (tests/e2e/pipelines/e2e_re_*.yaml)."""
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def generations(pipeline: str, run_id: str) -> list[int]:
 @pytest.fixture(scope="module")
 def fresh(s3_client):
     sql("DROP SCHEMA IF EXISTS e2e_re CASCADE")
-    for p in ("reproc", "dups", "versions", "events", "daily"):
+    for p in ("reproc", "dups", "versions", "events", "daily", "newer", "renamed", "nul"):
         drop_files(s3_client, p)
     return s3_client
 
@@ -224,6 +225,73 @@ def test_replace_interval_refuses_to_empty_an_interval_when_the_files_vanished(a
     assert len(table("daily", "id")) == 20  # nothing was deleted
     log = api.request("GET", f"/dags/{dag}/dagRuns/{run_id}/taskInstances/quality_gate/logs/2?full_content=true")
     assert "allow_empty" in str(log)
+
+
+def test_newer_interval_wins_keeps_the_newer_values_when_an_older_interval_is_re_run(api, fresh):
+    s3, dag = fresh, "e2e_re_newer"
+    ready(api, dag)
+    put_csv(s3, "newer", "2020-01-02", "part-0.csv", "id,name,note", [(1, "old", "a"), (2, "old", "a")])
+    put_csv(s3, "newer", "2020-01-03", "part-0.csv", "id,name,note", [(1, "new", "b")])
+    day2 = api.trigger(dag, conf=conf("2020-01-02"))
+    finish(api, dag, day2)
+    finish(api, dag, api.trigger(dag, conf=conf("2020-01-03")))
+    # upstream corrects the older day's file (no version column in the data) and the user clears that run
+    put_csv(s3, "newer", "2020-01-02", "part-0.csv", "id,name,note", [(1, "old-fixed", "c"), (2, "old-fixed", "c")])
+    clear(api, dag, day2)
+    assert table("newer", "id, name, note") == [(1, "new", "b"), (2, "old-fixed", "c")]
+    stamped = sql("SELECT id, _sluice_interval FROM e2e_re.newer ORDER BY id")
+    assert [(i, t.date().isoformat()) for i, t in stamped] == [(1, "2020-01-04"), (2, "2020-01-03")]
+
+
+def mapped_log(api, dag: str, run_id: str, task_id: str) -> tuple[dict, str]:
+    """The failed mapped instance of task_id and its log (the try that failed)."""
+    ti = next(t for t in api.task_instances(dag, run_id) if t["task_id"] == task_id and t["state"] == "failed")
+    path = f"/dags/{dag}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{ti['try_number']}"
+    log = api.request("GET", path, params={"map_index": ti["map_index"], "full_content": "true"})
+    return ti, str(log)
+
+
+def test_a_column_renamed_upstream_fails_naming_it_and_leaves_the_table(api, fresh):
+    s3, dag = fresh, "e2e_re_renamed"
+    ready(api, dag)
+    put_csv(s3, "renamed", DAY, "part-0.csv", "id,name,note", [(i, f"n{i}", f"note{i}") for i in range(20)])
+    run_id = api.trigger(dag, conf=conf(DAY))
+    finish(api, dag, run_id)
+    before = sql("SELECT id, name, note, xmin::text FROM e2e_re.renamed ORDER BY id")
+    assert len(before) == 20 and before[3][:3] == (3, "n3", "note3")
+    # upstream renames note -> notes; the user clears the run
+    put_csv(s3, "renamed", DAY, "part-0.csv", "id,name,notes", [(i, f"n{i}", f"x{i}") for i in range(20)])
+    api.clear_run(dag, run_id)
+    finish(api, dag, run_id, want="failed")
+    ti, log = mapped_log(api, dag, run_id, "validate_chunk")
+    assert "nullable column note is missing from the source. Did you mean 'notes'?" in log, log[-3000:]
+    assert "Nothing was loaded" in log
+    tis = api.task_instances(dag, run_id)
+    assert ti["try_number"] == 2  # the clear's try, not retried: the same file fails the same way
+    assert {t["state"] for t in tis if t["task_id"] in ("load_chunk", "finalize")} <= {"upstream_failed", None}
+    assert sql("SELECT id, name, note, xmin::text FROM e2e_re.renamed ORDER BY id") == before  # untouched
+
+
+def test_a_nul_byte_in_one_value_quarantines_that_row_and_loads_the_rest(api, fresh):
+    s3, dag = fresh, "e2e_re_nul"
+    ready(api, dag)
+    rows = [(i, f"n{i}", "bad\x00value" if i == 14 else f"note{i}") for i in range(30)]  # chunk 1 of 3
+    put_csv(s3, "nul", DAY, "part-0.csv", "id,name,note", rows)
+    run_id = api.trigger(dag, conf=conf(DAY))
+    finish(api, dag, run_id)
+    assert table("nul", "id, name, note") == [(i, f"n{i}", f"note{i}") for i in range(30) if i != 14]
+    quarantined = sql(
+        "SELECT chunk, row->>'id', reasons::text FROM sluice.quarantine WHERE pipeline = %s AND run_id = %s",
+        (dag, run_id),
+    )
+    assert len(quarantined) == 1 and quarantined[0][:2] == (1, "14"), quarantined
+    assert "NUL" in quarantined[0][2], quarantined
+    summary = sql(
+        "SELECT status, rows_in, rows_loaded, rows_quarantined FROM sluice.run_summary WHERE pipeline = %s "
+        "AND run_id = %s",
+        (dag, run_id),
+    )
+    assert summary == [("success", 30, 29, 1)]
 
 
 if __name__ == "__main__":

@@ -295,6 +295,54 @@ def test_version_column_never_rolls_a_key_back(pg, pg_schema, make_cfg):
     assert content(pg, pg_schema)[0][1] == "newest"
 
 
+@pytest.mark.parametrize("strategy", [UpsertStrategy.merge, UpsertStrategy.on_conflict])
+def test_newer_interval_wins_never_rolls_a_key_back(pg, pg_schema, make_cfg, strategy):
+    """Data time over load time: the later interval's row stays, whichever interval is (re-)loaded later."""
+    cfg = make_cfg(newer_interval_wins=True)
+    day2 = Interval(DAY.end, DAY.end + timedelta(days=1))
+
+    def load(interval, run_id, generation, ids, name):
+        t = rows(ids, names=[name] * len(ids))
+        return load_arrow(cfg, interval, run_id, 0, t, generation=generation, strategy=strategy)
+
+    load(DAY, "day1", 1, [1, 2], "old")
+    load(day2, "day2", 2, [1, 2], "new")
+    assert [r[:2] for r in content(pg, pg_schema)] == [(1, "new"), (2, "new")]
+    # day 1 re-run later (a cleared run, a backfill: a higher generation), with changed values and one new key
+    result = load(DAY, "day1", 3, [1, 2, 3], "old-fixed")
+    assert [r[:2] for r in content(pg, pg_schema)] == [(1, "new"), (2, "new"), (3, "old-fixed")]
+    assert (result["inserted"], result["updated"], result["unchanged"]) == (1, 0, 2)
+    stamped = pg.execute(f'SELECT id, _sluice_interval FROM "{pg_schema}".t ORDER BY id').fetchall()
+    assert stamped == [(1, day2.end), (2, day2.end), (3, DAY.end)]
+    load(day2, "day2", 4, [1, 3], "new-fixed")  # the same interval again: a correction, it wins
+    assert [r[:2] for r in content(pg, pg_schema)] == [(1, "new-fixed"), (2, "new"), (3, "new-fixed")]
+    # off (the default): the latest extraction wins, whichever interval it belongs to
+    plain = make_cfg(table="plain")
+    load_arrow(plain, day2, "day2", 0, rows([1], names=["new"]), generation=5, strategy=strategy)
+    load_arrow(plain, DAY, "day1", 0, rows([1], names=["old"]), generation=6, strategy=strategy)
+    assert pg.execute(f'SELECT name FROM "{pg_schema}".plain').fetchall() == [("old",)]
+
+
+def test_newer_interval_wins_migrates_an_existing_table_in_place(pg, pg_schema, make_cfg):
+    """A table made before _sluice_interval existed gets the column (catalog-only, its rows read NULL = older than
+    any interval); from then on the later interval wins."""
+    cfg = make_cfg(newer_interval_wins=True)
+    day2 = Interval(DAY.end, DAY.end + timedelta(days=1))
+    load_arrow(cfg, DAY, "day1", 0, rows([1], names=["before"]), generation=1)
+    pg.execute(f'ALTER TABLE "{pg_schema}".t DROP COLUMN _sluice_interval')  # as an older Sluice created it
+    relfile = pg.execute(f"SELECT pg_relation_filenode('\"{pg_schema}\".t')").fetchone()[0]
+    result = load_arrow(cfg, day2, "day2", 0, rows([1, 2], names=["new", "new"]), generation=2)
+    assert {"change": "add_interval_column", "column": "_sluice_interval", "type": "timestamp with time zone"} in (
+        result["schema_changes"]
+    )
+    assert pg.execute(f"SELECT pg_relation_filenode('\"{pg_schema}\".t')").fetchone()[0] == relfile  # no rewrite
+    assert [r[:2] for r in content(pg, pg_schema)] == [(1, "new"), (2, "new")]  # NULL counts as older
+    load_arrow(cfg, DAY, "day1", 0, rows([1, 2], names=["old", "old"]), generation=3)
+    assert [r[:2] for r in content(pg, pg_schema)] == [(1, "new"), (2, "new")]
+    again = load_arrow(cfg, day2, "day2", 1, rows([3], names=["x"]), generation=4)
+    assert again["schema_changes"] == []  # migrated once
+
+
 # ------------------------------------------------------------------------------------------------ write modes
 
 
@@ -321,7 +369,7 @@ def test_append_is_idempotent_per_interval_and_needs_no_key(pg, pg_schema, make_
             "AND table_name = 'created' ORDER BY ordinal_position",
             [pg_schema],
         )
-    ] == ["id", "name", "_sluice_run", "_sluice_seq"]
+    ] == ["id", "name", "_sluice_run", "_sluice_seq", "_sluice_interval"]
 
 
 def test_replace_interval_deletes_the_interval_once_per_run(pg, pg_schema, make_cfg):
@@ -336,14 +384,28 @@ def test_replace_interval_deletes_the_interval_once_per_run(pg, pg_schema, make_
     summary = finalize(cfg, DAY, "run1", [{"index": 0}, {"index": 1}], generation=2)
     assert summary["deleted"] == 3 and summary["inserted"] == 3
     # a source with no rows for an interval that holds rows: refused before anything is deleted
-    with pytest.raises(EmptyingRefused, match="allow_empty"):
+    with pytest.raises(EmptyingRefused, match="allow_empty") as refused:
         refuse_emptying(cfg, DAY, [{"index": 0, "rows_good": 0}])
+    assert "its last successful load (run run1, generation 2," in str(refused.value)
+    assert "loaded 3 rows" in str(refused.value)
     assert len(content(pg, pg_schema)) == 5
     refuse_emptying(cfg, Interval(DAY.end + timedelta(days=1), DAY.end + timedelta(days=2)), [])  # none stored
     allowing = cfg.model_copy(update={"target": cfg.target.model_copy(update={"allow_empty": True})})
     refuse_emptying(allowing, DAY, [])
     assert finalize(allowing, DAY, "run3", [], generation=3)["deleted"] == 3
     assert [r[0] for r in content(pg, pg_schema)] == [90, 91]
+
+
+def test_replace_interval_gate_compares_with_the_last_successful_load(pg, pg_schema, make_cfg):
+    """The interval's rows were deleted outside Sluice, but its last successful load had rows: an empty source is
+    still refused (it is the source that went empty), naming that load; a source with rows passes."""
+    cfg = make_cfg(write_mode="replace_interval", interval_column="at")
+    load_arrow(cfg, DAY, "run1", 0, rows([1, 2]), generation=1)
+    finalize(cfg, DAY, "run1", [{"index": 0}], generation=1)
+    pg.execute(f'DELETE FROM "{pg_schema}".t')
+    with pytest.raises(EmptyingRefused, match=r"generation 1, .* loaded 2 rows, and .* holds no rows"):
+        refuse_emptying(cfg, DAY, [{"index": 0, "rows_good": 0}])
+    refuse_emptying(cfg, DAY, [{"index": 0, "rows_good": 1}])
 
 
 # ------------------------------------------------------------------------------------------------ schema

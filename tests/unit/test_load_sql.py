@@ -102,7 +102,8 @@ def test_create_table_with_hidden_columns_and_primary_key():
         'CREATE TABLE "sales"."Orders" ("id" bigint NOT NULL, "amt" numeric(12,2), '
         '"at" timestamp with time zone, "_sluice_run" bigint NOT NULL DEFAULT '
         "coalesce(nullif(current_setting('sluice.run_no', true), ''), '0')::bigint, "
-        '"_sluice_seq" bigint NOT NULL DEFAULT 0, PRIMARY KEY ("id"))'
+        '"_sluice_seq" bigint NOT NULL DEFAULT 0, "_sluice_interval" timestamptz DEFAULT '
+        "nullif(current_setting('sluice.interval_end', true), '')::timestamptz, PRIMARY KEY (\"id\"))"
     )
 
 
@@ -178,6 +179,30 @@ def test_version_guard_never_rolls_a_key_back():
     assert sql.endswith('AND ("t"."updated_at" IS NULL OR "excluded"."updated_at" >= "t"."updated_at")')
 
 
+def test_newer_interval_guard():
+    """newer_interval_wins: a stored row from a later interval (its _sluice_interval, that interval's end) stays."""
+    guard = '("t"."_sluice_interval" IS NULL OR "t"."_sluice_interval" <= %(interval_end)s)'
+    sql = s(q.merge_upsert("s", "t", ["k", "v"], ["k"], newer_interval=True))
+    assert f"AND {GUARD} AND {guard} THEN UPDATE" in sql
+    sql = s(q.on_conflict_upsert("s", "t", ["k", "v", "at"], ["k"], version="at", newer_interval=True))
+    assert sql.endswith(f'AND {GUARD} AND ("t"."at" IS NULL OR "excluded"."at" >= "t"."at") AND {guard}')
+    assert "_sluice_interval" not in s(q.merge_upsert("s", "t", ["k", "v"], ["k"])).split("THEN UPDATE")[0]
+    assert s(q.add_interval_column("s", "t")) == (
+        'ALTER TABLE "s"."t" ADD COLUMN IF NOT EXISTS "_sluice_interval" timestamptz'
+    )  # no default while adding: catalog-only, and the rows already there read NULL (older than any interval)
+    assert s(q.set_interval_default("s", "t")) == (
+        'ALTER TABLE "s"."t" ALTER COLUMN "_sluice_interval" SET DEFAULT ' + q.INTERVAL_DEFAULT
+    )
+
+
+def test_last_successful_load():
+    assert s(q.last_successful_load()) == (
+        'SELECT run_id, generation, rows_loaded, finished_at FROM "sluice"."run_summary" WHERE pipeline = %(pipeline)s '
+        "AND interval_start = %(start)s AND interval_end = %(end)s AND status = 'success' "
+        "ORDER BY finished_at DESC LIMIT 1"
+    )
+
+
 def test_generation_statements():
     assert s(q.delete_generations("s", "t")) == (
         'DELETE FROM "s"."t" WHERE "_sluice_run" IN (SELECT DISTINCT run_no FROM "sluice"."load_ledger" WHERE '
@@ -195,23 +220,25 @@ def test_merge_upsert():
     assert s(q.merge_upsert("s", "t", ["k1", "k2", "v"], ["k1", "k2"])) == (
         'MERGE INTO "s"."t" AS t USING "_sluice_chunk" AS s ON t."k1" = s."k1" AND t."k2" = s."k2" '
         'WHEN MATCHED AND ("t"."v") IS DISTINCT FROM ("s"."v") AND ' + GUARD.format(src="s") + " "
-        'THEN UPDATE SET "v" = s."v", "_sluice_run" = %(run_no)s, "_sluice_seq" = s."_sluice_seq" '
-        'WHEN NOT MATCHED THEN INSERT ("k1", "k2", "v", "_sluice_run", "_sluice_seq") '
-        'VALUES ("s"."k1", "s"."k2", "s"."v", %(run_no)s, s."_sluice_seq")'
+        'THEN UPDATE SET "v" = s."v", "_sluice_run" = %(run_no)s, "_sluice_seq" = s."_sluice_seq", '
+        '"_sluice_interval" = %(interval_end)s '
+        'WHEN NOT MATCHED THEN INSERT ("k1", "k2", "v", "_sluice_run", "_sluice_seq", "_sluice_interval") '
+        'VALUES ("s"."k1", "s"."k2", "s"."v", %(run_no)s, s."_sluice_seq", %(interval_end)s)'
     )
 
 
 def test_merge_upsert_key_only_table_only_inserts():
     sql = s(q.merge_upsert("s", "t", ["k"], ["k"]))
-    assert "WHEN MATCHED" not in sql and sql.endswith('VALUES ("s"."k", %(run_no)s, s."_sluice_seq")')
+    assert "WHEN MATCHED" not in sql and sql.endswith('VALUES ("s"."k", %(run_no)s, s."_sluice_seq", %(interval_end)s)')
 
 
 def test_on_conflict_upsert():
     assert s(q.on_conflict_upsert("s", "t", ["id", "a", "b"], ["id"])) == (
-        'INSERT INTO "s"."t" AS t ("id", "a", "b", "_sluice_run", "_sluice_seq") '
-        'SELECT "id", "a", "b", %(run_no)s, "_sluice_seq" FROM "_sluice_chunk" ON CONFLICT ("id") DO UPDATE SET '
-        '"a" = excluded."a", "b" = excluded."b", "_sluice_run" = excluded."_sluice_run", '
-        '"_sluice_seq" = excluded."_sluice_seq" WHERE ("t"."a", "t"."b") IS DISTINCT FROM '
+        'INSERT INTO "s"."t" AS t ("id", "a", "b", "_sluice_run", "_sluice_seq", "_sluice_interval") '
+        'SELECT "id", "a", "b", %(run_no)s, "_sluice_seq", %(interval_end)s FROM "_sluice_chunk" ON CONFLICT ("id") '
+        'DO UPDATE SET "a" = excluded."a", "b" = excluded."b", "_sluice_run" = excluded."_sluice_run", '
+        '"_sluice_seq" = excluded."_sluice_seq", "_sluice_interval" = excluded."_sluice_interval" '
+        'WHERE ("t"."a", "t"."b") IS DISTINCT FROM '
         '("excluded"."a", "excluded"."b") AND ' + GUARD.format(src="excluded")
     )
     assert s(q.on_conflict_upsert("s", "t", ["id"], ["id"])).endswith('ON CONFLICT ("id") DO NOTHING')
@@ -229,8 +256,8 @@ def test_new_keys_fast_path():
         'ORDER BY "k1", "k2" LIMIT 1) f WHERE ("k1", "k2") <= (%(hi0)s, %(hi1)s))'
     )
     assert s(q.insert_new("s", "t", ["k", "v"])) == (
-        'INSERT INTO "s"."t" ("k", "v", "_sluice_run", "_sluice_seq") SELECT "k", "v", %(run_no)s, "_sluice_seq" '
-        'FROM "_sluice_chunk"'
+        'INSERT INTO "s"."t" ("k", "v", "_sluice_run", "_sluice_seq", "_sluice_interval") '
+        'SELECT "k", "v", %(run_no)s, "_sluice_seq", %(interval_end)s FROM "_sluice_chunk"'
     )
 
 
@@ -245,7 +272,10 @@ def test_direct_copy_and_replace_interval():
     assert s(q.copy_into_target("s", "t", ["a", "_sluice_seq"])) == (
         'COPY "s"."t" ("a", "_sluice_seq") FROM STDIN (FORMAT csv)'
     )
-    assert s(q.set_run_no()) == "SELECT set_config('sluice.run_no', %(run_no)s, true)"
+    assert s(q.set_run_no()) == (
+        "SELECT set_config('sluice.run_no', %(run_no)s, true), "
+        "set_config('sluice.interval_end', %(interval_end)s, true)"
+    )
     assert s(q.set_run_default("s", "t")) == (
         'ALTER TABLE "s"."t" ALTER COLUMN "_sluice_run" SET DEFAULT ' + q.RUN_DEFAULT
     )

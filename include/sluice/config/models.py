@@ -47,6 +47,12 @@ class TargetConfig(StrictModel):
         "stored row is never replaced by one with a smaller version, so re-running an old interval never rolls a key "
         "back. Without it, the latest extraction of a key wins (upsert, replace_interval).",
     )
+    newer_interval_wins: bool = Field(
+        False,
+        description="A stored row written by a later data interval is never replaced by the load of an earlier one, "
+        "so re-running or backfilling last month never rolls a key back (upsert, replace_interval). Off by default: "
+        "the latest extraction of a key wins, whichever interval it belongs to.",
+    )
     allow_empty: bool = Field(
         False,
         description="replace_interval: let a source with no rows for an interval delete that interval's stored rows. "
@@ -101,6 +107,8 @@ class TargetConfig(StrictModel):
                 )
             if self.write_mode is WriteMode.append:
                 raise fail("version_column", "version_column applies to upsert and replace_interval, not append")
+        if self.newer_interval_wins and self.write_mode is WriteMode.append:
+            raise fail("newer_interval_wins", "newer_interval_wins applies to upsert and replace_interval, not append")
         for i, key in enumerate(self.primary_key):
             if key not in names:
                 raise fail(

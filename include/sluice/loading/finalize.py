@@ -48,27 +48,49 @@ class RunSummary(Counts, _LogTable):
 
 
 def refuse_emptying(cfg: PipelineConfig, interval: Interval, reports: Sequence[ChunkReport]) -> None:
-    """replace_interval whose source returned no row for an interval that holds rows: fail before anything is deleted
-    (files expired, an API serving only recent days), unless target.allow_empty is set."""
+    """replace_interval: compare the source's row count with the interval's last successful load (sluice.run_summary)
+    and with the rows the table holds for it; a source with no row for an interval that had rows fails before
+    anything is deleted (files expired, an API serving only recent days), unless target.allow_empty is set."""
     import psycopg
 
     from sluice.connections import pg_dsn
 
     tgt = Target.of(cfg)
-    if tgt.mode is not WriteMode.replace_interval or cfg.target.allow_empty:
+    if tgt.mode is not WriteMode.replace_interval:
         return
-    if sum(int(r.get("rows_good", 0)) for r in reports):
-        return
+    good = sum(int(r.get("rows_good", 0)) for r in reports)
     with psycopg.connect(pg_dsn(tgt.conn_id), autocommit=True) as conn:
-        if not q.scalar(conn.execute(q.table_exists(), tgt.where())):
-            return
         conn.execute(q.set_local("timezone", "UTC", local=False))
-        params = {"start": interval.start, "end": interval.end}
-        if q.scalar(conn.execute(q.interval_has_rows(tgt.schema, tgt.table, tgt.replaced_column), params)):
+        params = {"pipeline": cfg.name, "start": interval.start, "end": interval.end}
+        last = None
+        if q.scalar(conn.execute(q.table_exists(), {"schema": q.META, "table": "run_summary"})):
+            last = conn.execute(q.last_successful_load(), params).fetchone()
+        if last is not None:
+            log.info(
+                "replace_interval: the source has %d good rows for %s; its last successful load (run %s, generation "
+                "%s) loaded %d",
+                good,
+                interval.key,
+                last[0],
+                last[1],
+                last[2],
+            )
+        if good or cfg.target.allow_empty:
+            return
+        stored = q.scalar(conn.execute(q.table_exists(), tgt.where())) and q.scalar(
+            conn.execute(q.interval_has_rows(tgt.schema, tgt.table, tgt.replaced_column), params)
+        )
+        if stored or (last is not None and last[2] > 0):
+            before = (
+                f"its last successful load (run {last[0]}, generation {last[1]}, {last[3]:%Y-%m-%d %H:%M} UTC) "
+                f"loaded {last[2]} rows"
+                if last is not None
+                else "no successful load is recorded"
+            )
             raise EmptyingRefused(
-                f"pipeline {cfg.name}: the source returned no rows for {interval.key}, but {tgt.name} holds rows of "
-                f"that interval; replace_interval would delete them. Nothing was deleted. If the interval really is "
-                "empty now, set target.allow_empty: true and re-run."
+                f"pipeline {cfg.name}: the source returned no rows for {interval.key}; {before}, and {tgt.name} "
+                f"{'holds' if stored else 'holds no'} rows of that interval. replace_interval would empty it. Nothing "
+                "was deleted. If the interval really is empty now, set target.allow_empty: true and re-run."
             )
 
 

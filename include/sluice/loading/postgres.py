@@ -21,9 +21,10 @@ How rows are written (pyarrow CSV streamed into COPY; SQL text in sql.py):
 Which row wins (upsert, replace_interval), the one rule whatever the load order:
   * within a generation, the last row in source order (duplicates.py drops the others run-wide, before loading;
     arrow_copy.prepare within a chunk); they are counted as `superseded`;
-  * across generations, the later extraction (its `_sluice_run` is larger), unless `target.version_column` is set:
-    then a stored row is never replaced by one with a smaller version, so re-running an old interval never rolls a
-    key back.
+  * across generations, the later extraction (its `_sluice_run` is larger), unless `target.version_column` is set
+    (a stored row is never replaced by one with a smaller version) or `target.newer_interval_wins` (a stored row
+    whose `_sluice_interval`, the end of the interval that wrote it, is later than this interval's end is never
+    replaced), so re-running an old interval never rolls a key back.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ def load_arrow(
                 if not q.scalar(conn.execute(q.generation_started(), key)):
                     _replace_earlier(conn, tgt, cfg.name, interval, generation)
                 if direct and (not tgt.keyed or not _overlaps(conn, tgt, bounds)):  # sure now, under the lock
-                    conn.execute(q.set_run_no(), {"run_no": str(generation)})
+                    conn.execute(q.set_run_no(), {"run_no": str(generation), "interval_end": interval.end.isoformat()})
                     t0 = time.perf_counter()
                     checksum, copied = _copy(
                         conn, q.copy_into_target(tgt.schema, tgt.table, prepared.column_names), prepared
@@ -214,7 +215,7 @@ def load_arrow(
                     if checksum is None:  # a chunk of this run took the key range meanwhile
                         copy_seconds, checksum, copied = _copy_temp(conn, tgt, extra, names, prepared)
                         t1 += copy_seconds
-                    path = _write(conn, tgt, names, generation, strategy or STRATEGY, bounds)
+                    path = _write(conn, tgt, names, generation, interval, strategy or STRATEGY, bounds)
                 inserted, updated, deleted = (a - b for a, b in zip(_counts(conn, tgt), before, strict=True))
                 sent = prepared.num_rows
                 unchanged = sent - inserted - updated
@@ -380,6 +381,7 @@ def _write(
     tgt: Target,
     names: list[str],
     generation: int,
+    interval: Interval,
     strategy: UpsertStrategy,
     bounds: tuple[tuple, tuple] | None,
 ) -> WritePath:
@@ -389,19 +391,19 @@ def _write(
         if lo is None:
             return WritePath.empty
         bounds = (lo, q.one_row(conn.execute(q.key_bound(tgt.pk, last=True))))
+    params = {"run_no": generation, "interval_end": interval.end}
     if not _overlaps(conn, tgt, bounds):
-        conn.execute(q.insert_new(tgt.schema, tgt.table, names), {"run_no": generation})
+        conn.execute(q.insert_new(tgt.schema, tgt.table, names), params)
         return WritePath.insert_new
-    params = {"run_no": generation}
     if strategy is UpsertStrategy.auto:
         sampled, matched = q.one_row(conn.execute(q.matched_sample(tgt.schema, tgt.table, tgt.pk), {"n": SAMPLE_KEYS}))
         strategy = UpsertStrategy.merge if 2 * matched >= sampled else UpsertStrategy.on_conflict
     if strategy is UpsertStrategy.merge:
         conn.execute(q.analyze_temp(tgt.pk))
         conn.execute(q.set_local("work_mem", MERGE_WORK_MEM))
-        conn.execute(q.merge_upsert(tgt.schema, tgt.table, names, tgt.pk, tgt.version), params)
+        conn.execute(q.merge_upsert(tgt.schema, tgt.table, names, tgt.pk, tgt.version, tgt.newer_interval), params)
         return WritePath.merge
-    conn.execute(q.on_conflict_upsert(tgt.schema, tgt.table, names, tgt.pk, tgt.version), params)
+    conn.execute(q.on_conflict_upsert(tgt.schema, tgt.table, names, tgt.pk, tgt.version, tgt.newer_interval), params)
     return WritePath.on_conflict
 
 

@@ -74,6 +74,7 @@ class Target:
     interval_column: str | None
     evolve: bool
     version: str | None = None
+    newer_interval: bool = False  # target.newer_interval_wins
 
     @property
     def replaced_column(self) -> str:
@@ -99,6 +100,7 @@ class Target:
             t.interval_column,
             t.on_extra_columns == ExtraColumnsPolicy.evolve,
             t.version_column,
+            t.newer_interval_wins,
         )
 
     @property
@@ -153,7 +155,7 @@ def _ensure(
         elif same_type(existing[name][0], col.pg_type) is False:
             problems.append(f"{name} is {existing[name][0]} in the table but {col.pg_type} in the config")
     for name, (type_, notnull, _) in existing.items():
-        if name not in wanted and name not in q.HIDDEN and (notnull or not tgt.evolve):
+        if name not in wanted and name not in q.RESERVED and (notnull or not tgt.evolve):
             problems.append(f"{name} ({type_}) is in the table but not declared")
     if tgt.keyed:
         table_pk = [r[0] for r in conn.execute(q.primary_key_columns(), tgt.where())]
@@ -173,11 +175,17 @@ def _ensure(
         conn.execute(q.add_column(tgt.schema, tgt.table, col))
         record("add_column", col.name, q.pg_type(col.pg_type))
         log.warning("schema evolution: added nullable column %s %s to %s", col.name, col.pg_type, tgt.name)
-    if not all(h in existing for h in q.HIDDEN):
+    hidden = all(h in existing for h in q.HIDDEN)
+    if not hidden:  # a table created outside Sluice
         conn.execute(q.add_hidden_columns(tgt.schema, tgt.table))
         record("add_hidden_columns")
     if "sluice.run_no" not in (existing.get(q.RUN_COL, (None, None, None))[2] or ""):
         conn.execute(q.set_run_default(tgt.schema, tgt.table))
+    if q.INTERVAL_COL not in existing:  # also a table from before _sluice_interval existed: migrated in place
+        conn.execute(q.add_interval_column(tgt.schema, tgt.table))
+        conn.execute(q.set_interval_default(tgt.schema, tgt.table))
+        if hidden:
+            record("add_interval_column", q.INTERVAL_COL, "timestamp with time zone")
     return changes
 
 

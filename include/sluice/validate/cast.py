@@ -51,6 +51,8 @@ class CastSchemaError(ValueError):
     is a config or upstream problem, not a bad row. (Not to be confused with sluice.loading.postgres.SchemaMismatch:
     the target table differs from the config.)"""
 
+    retryable = False  # the same source fails the same way: fail the task at once (dag_builder.unretryable)
+
 
 @dataclass(frozen=True)
 class CastResult:

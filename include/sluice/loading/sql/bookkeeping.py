@@ -115,6 +115,16 @@ def schema_changes_select() -> sql.Composed:
     ).format(qualified(META, "schema_changes"))
 
 
+def last_successful_load() -> sql.Composed:
+    """The interval's last successful load before this run (run_id, generation, rows loaded, finished_at): what the
+    replace_interval gate compares the source's row count with."""
+    return sql.SQL(
+        "SELECT run_id, generation, rows_loaded, finished_at FROM {} WHERE pipeline = %(pipeline)s "
+        "AND interval_start = %(start)s AND interval_end = %(end)s AND status = 'success' "
+        "ORDER BY finished_at DESC LIMIT 1"
+    ).format(qualified(META, "run_summary"))
+
+
 def run_summary_upsert() -> sql.Composed:
     rest = [f for f in SUMMARY_FIELDS if f not in ("pipeline", "run_id")]
     return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (pipeline, run_id) DO UPDATE SET {}").format(

@@ -8,6 +8,8 @@ from psycopg import sql
 
 from sluice.loading.sql.identifiers import (
     HIDDEN,
+    INTERVAL_COL,
+    INTERVAL_DEFAULT,
     META,
     RUN_COL,
     RUN_DEFAULT,
@@ -35,6 +37,7 @@ def create_table(
         parts += [
             sql.SQL("{} bigint NOT NULL DEFAULT {}").format(ident(RUN_COL), sql.SQL(RUN_DEFAULT)),
             sql.SQL("{} bigint NOT NULL DEFAULT 0").format(ident(SEQ_COL)),
+            sql.SQL("{} timestamptz DEFAULT {}").format(ident(INTERVAL_COL), sql.SQL(INTERVAL_DEFAULT)),
         ]
     if primary_key:
         parts.append(sql.SQL("PRIMARY KEY ({})").format(_cols(primary_key)))
@@ -62,6 +65,20 @@ def set_run_default(schema: str, table: str) -> sql.Composed:
     """After add_hidden_columns (whose constant default keeps that step catalog-only): stamp future rows."""
     return sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
         qualified(schema, table), ident(RUN_COL), sql.SQL(RUN_DEFAULT)
+    )
+
+
+def add_interval_column(schema: str, table: str) -> sql.Composed:
+    """Tables made before newer_interval_wins existed: nullable with no default, so a catalog-only change, and the
+    rows already there read NULL (older than any interval). set_interval_default then stamps future rows."""
+    return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} timestamptz").format(
+        qualified(schema, table), ident(INTERVAL_COL)
+    )
+
+
+def set_interval_default(schema: str, table: str) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+        qualified(schema, table), ident(INTERVAL_COL), sql.SQL(INTERVAL_DEFAULT)
     )
 
 

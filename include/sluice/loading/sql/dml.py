@@ -8,6 +8,7 @@ from psycopg import sql
 
 from sluice.loading.sql.identifiers import (
     HIDDEN,
+    INTERVAL_COL,
     META,
     RUN_COL,
     SEQ_COL,
@@ -30,21 +31,30 @@ def copy_into_target(schema: str, table: str, names: Sequence[str]) -> sql.Compo
 
 
 def set_run_no() -> sql.SQL:
-    """Transaction-local, read by RUN_DEFAULT; the value travels as a bind parameter."""
-    return sql.SQL("SELECT set_config('sluice.run_no', %(run_no)s, true)")
+    """Transaction-local, read by RUN_DEFAULT and INTERVAL_DEFAULT; the values travel as bind parameters (text)."""
+    return sql.SQL(
+        "SELECT set_config('sluice.run_no', %(run_no)s, true), "
+        "set_config('sluice.interval_end', %(interval_end)s, true)"
+    )
 
 
-def _newer_guard(target: str, source: str, version: str | None = None) -> sql.Composed:
+def _newer_guard(target: str, source: str, version: str | None = None, newer_interval: bool = False) -> sql.Composed:
     """True when the incoming row may replace the stored one: a generation extracted later wins (after the run-wide
-    duplicate pass a key occurs once per generation), and with a version column the stored version must not be newer."""
+    duplicate pass a key occurs once per generation); with a version column the stored version must not be newer;
+    with newer_interval the stored row must not come from a later interval (its _sluice_interval, the end of the
+    interval that wrote it, is NULL for rows written before the column existed: those count as older)."""
     guard = sql.SQL("{t}.{run} <= {run_no}").format(
         t=ident(target), run=ident(RUN_COL), run_no=sql.Placeholder("run_no")
     )
-    if version is None:
-        return guard
-    return sql.SQL("{g} AND ({t}.{v} IS NULL OR {s}.{v} >= {t}.{v})").format(
-        g=guard, t=ident(target), s=ident(source), v=ident(version)
-    )
+    if version is not None:
+        guard = sql.SQL("{g} AND ({t}.{v} IS NULL OR {s}.{v} >= {t}.{v})").format(
+            g=guard, t=ident(target), s=ident(source), v=ident(version)
+        )
+    if newer_interval:
+        guard = sql.SQL("{g} AND ({t}.{i} IS NULL OR {t}.{i} <= {end})").format(
+            g=guard, t=ident(target), i=ident(INTERVAL_COL), end=sql.Placeholder("interval_end")
+        )
+    return guard
 
 
 def _changed(names: Sequence[str], target: str, source: str) -> sql.Composed:
@@ -52,7 +62,12 @@ def _changed(names: Sequence[str], target: str, source: str) -> sql.Composed:
 
 
 def merge_upsert(
-    schema: str, table: str, names: Sequence[str], primary_key: Sequence[str], version: str | None = None
+    schema: str,
+    table: str,
+    names: Sequence[str],
+    primary_key: Sequence[str],
+    version: str | None = None,
+    newer_interval: bool = False,
 ) -> sql.Composed:
     """MERGE with a guard: an unchanged row matches no WHEN clause, so it is neither locked nor rewritten."""
     rest = [n for n in names if n not in primary_key]
@@ -61,19 +76,24 @@ def merge_upsert(
     if rest:
         sets = sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=ident(c)) for c in rest)
         matched = sql.SQL(
-            " WHEN MATCHED AND {chg} AND {guard} THEN UPDATE SET {sets}, {run} = {run_no}, {seq} = s.{seq}"
+            " WHEN MATCHED AND {chg} AND {guard} THEN UPDATE SET {sets}, {run} = {run_no}, {seq} = s.{seq}, "
+            "{ivl} = {end}"
         ).format(
             chg=_changed(rest, "t", "s"),
-            guard=_newer_guard("t", "s", version),
+            guard=_newer_guard("t", "s", version, newer_interval),
             sets=sets,
             run=ident(RUN_COL),
             seq=ident(SEQ_COL),
             run_no=sql.Placeholder("run_no"),
+            ivl=ident(INTERVAL_COL),
+            end=sql.Placeholder("interval_end"),
         )
     return sql.SQL(
         "MERGE INTO {tab} AS t USING {tmp} AS s ON {on}{matched} WHEN NOT MATCHED THEN "
-        "INSERT ({cols}, {run}, {seq}) VALUES ({vals}, {run_no}, s.{seq})"
+        "INSERT ({cols}, {run}, {seq}, {ivl}) VALUES ({vals}, {run_no}, s.{seq}, {end})"
     ).format(
+        ivl=ident(INTERVAL_COL),
+        end=sql.Placeholder("interval_end"),
         tab=qualified(schema, table),
         tmp=ident(TEMP_TABLE),
         on=on,
@@ -121,32 +141,45 @@ def matched_sample(schema: str, table: str, primary_key: Sequence[str]) -> sql.C
 
 def insert_new(schema: str, table: str, names: Sequence[str]) -> sql.Composed:
     """The upsert of a chunk whose keys are all new (see keys_in_range): no join, no probe per row."""
-    return sql.SQL("INSERT INTO {} ({}, {}) SELECT {}, {}, {} FROM {}").format(
+    return sql.SQL("INSERT INTO {} ({}, {}, {}) SELECT {}, {}, {}, {} FROM {}").format(
         qualified(schema, table),
         _cols(names),
         _cols(HIDDEN),
+        ident(INTERVAL_COL),
         _cols(names),
         sql.Placeholder("run_no"),
         ident(SEQ_COL),
+        sql.Placeholder("interval_end"),
         ident(TEMP_TABLE),
     )
 
 
 def on_conflict_upsert(
-    schema: str, table: str, names: Sequence[str], primary_key: Sequence[str], version: str | None = None
+    schema: str,
+    table: str,
+    names: Sequence[str],
+    primary_key: Sequence[str],
+    version: str | None = None,
+    newer_interval: bool = False,
 ) -> sql.Composed:
     """INSERT .. ON CONFLICT with the same guard; the alternative the benchmark measures (UpsertStrategy)."""
     rest = [n for n in names if n not in primary_key]
     action: sql.Composable = sql.SQL("DO NOTHING")
     if rest:
-        sets = sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in (*rest, *HIDDEN))
+        sets = sql.SQL(", ").join(
+            sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in (*rest, *HIDDEN, INTERVAL_COL)
+        )
         action = sql.SQL("DO UPDATE SET {sets} WHERE {chg} AND {guard}").format(
-            sets=sets, chg=_changed(rest, "t", "excluded"), guard=_newer_guard("t", "excluded", version)
+            sets=sets,
+            chg=_changed(rest, "t", "excluded"),
+            guard=_newer_guard("t", "excluded", version, newer_interval),
         )
     return sql.SQL(
-        "INSERT INTO {tab} AS t ({cols}, {hidden}) SELECT {cols}, {run_no}, {seq} FROM {tmp} "
+        "INSERT INTO {tab} AS t ({cols}, {hidden}, {ivl}) SELECT {cols}, {run_no}, {seq}, {end} FROM {tmp} "
         "ON CONFLICT ({pk}) {action}"
     ).format(
+        ivl=ident(INTERVAL_COL),
+        end=sql.Placeholder("interval_end"),
         tab=qualified(schema, table),
         cols=_cols(names),
         hidden=_cols(HIDDEN),

@@ -13,10 +13,16 @@ META = "sluice"  # schema of the ledger, run summary and schema-change tables
 RUN_COL = "_sluice_run"  # hidden: the load generation (sluice.load_run_seq) that last wrote the row
 SEQ_COL = "_sluice_seq"  # hidden: (chunk << 32) | row number of that row in its chunk's good rows
 HIDDEN = (RUN_COL, SEQ_COL)
+# hidden: the end of the data interval whose load last wrote the row (NULL: written before this column existed, or
+# by another writer); target.newer_interval_wins compares it so that re-running an older interval never rolls back
+INTERVAL_COL = "_sluice_interval"
+RESERVED = (*HIDDEN, INTERVAL_COL)  # every hidden column: never declared, never compared with the config
 TEMP_TABLE = "_sluice_chunk"
 # Default of _sluice_run: the load-run number the loader sets for its transaction (set_run_no), so a COPY straight
 # into the target stamps every row without sending the number on every CSV line; 0 (another run) for other writers.
 RUN_DEFAULT = "coalesce(nullif(current_setting('sluice.run_no', true), ''), '0')::bigint"
+# Default of _sluice_interval, the same way: the interval end the loader sets (set_run_no), else NULL.
+INTERVAL_DEFAULT = "nullif(current_setting('sluice.interval_end', true), '')::timestamptz"
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _NUMERIC = re.compile(r"^(?:numeric|decimal)\s*\(\s*(\d{1,2})\s*,\s*(\d{1,2})\s*\)$")
