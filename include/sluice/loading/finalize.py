@@ -53,7 +53,6 @@ def finalize(cfg: PipelineConfig, interval: Interval, run_id: str, results: list
     from psycopg.types.json import Jsonb
 
     from sluice.connections import pg_dsn
-    from sluice.validate.quarantine import quarantine_count_sql
 
     tgt = Target.of(cfg)
     dsn = pg_dsn(tgt.conn_id)
@@ -70,8 +69,9 @@ def finalize(cfg: PipelineConfig, interval: Interval, run_id: str, results: list
             for r in conn.execute(q.schema_changes_select(), key)
         ]
         quarantined = None
-        if conn.execute("SELECT to_regclass('sluice.quarantine') IS NOT NULL").fetchone()[0]:
-            quarantined = conn.execute(quarantine_count_sql(), (cfg.name, run_id, generation)).fetchone()[0]
+        if conn.execute(q.quarantine_exists()).fetchone()[0]:
+            params = {"pipeline": cfg.name, "run_id": run_id, "generation": generation}
+            quarantined = conn.execute(q.quarantine_count(), params).fetchone()[0]
         problems = conservation_problems(rows, results, interval, quarantined)
         total = {f: sum(int(r[f]) for r in rows) for f in COUNTS}
         total["deleted"] += deleted

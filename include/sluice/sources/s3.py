@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from sluice.sources.base import OnReject, Reject
+from sluice.sources.base import ORIGIN_COLS, OnReject, Reject, with_origin
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -153,7 +153,10 @@ def _read_file(
         log.info("%s: empty file, 0 rows", url)
         return
     if fmt == "parquet":
-        yield from _read_parquet(fs, path, gz, batch_rows(cfg))
+        line = 1
+        for batch in _read_parquet(fs, path, gz, batch_rows(cfg)):
+            yield with_origin(batch, url, line)
+            line += batch.num_rows
         return
     stream = fs.open_input_stream(path, compression="gzip" if gz else None)
     with stream:
@@ -262,6 +265,7 @@ def _read_csv(
     with stream:
         for batch in reader:
             produced = batch.num_rows
+            batch = with_origin(batch, url, _record_numbers(parsed, produced, header_rows, rejected))
             if check_utf8:
                 batch = _reject_invalid_utf8(batch, url, parsed, header_rows, rejected, opts.delimiter, on_reject)
             parsed += produced
@@ -284,11 +288,12 @@ def _reject_invalid_utf8(
         return batch
     except pa.ArrowInvalid:
         pass
-    columns = [col.cast(pa.binary()).to_pylist() for col in batch.columns]
+    names = [n for n in batch.schema.names if n not in ORIGIN_COLS]
+    columns = [batch.column(n).cast(pa.binary()).to_pylist() for n in names]
     keep = []
     for i in range(batch.num_rows):
         values = [col[i] for col in columns]
-        bad = [batch.schema.names[j] for j, v in enumerate(values) if v is not None and not _valid_utf8(v)]
+        bad = [names[j] for j, v in enumerate(values) if v is not None and not _valid_utf8(v)]
         keep.append(not bad)
         if bad:
             raw = delimiter.join("" if v is None else v.decode("utf-8", "backslashreplace") for v in values)
@@ -307,6 +312,19 @@ def _valid_utf8(value: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _record_numbers(seen_before: int, n: int, header_rows: int, rejected: list[int]):
+    """Record numbers of the next n parsed rows (ordinals seen_before+1 ..): the k-th parsed row is record
+    header + k + (ragged records before it). Vectorised: with R the sorted ragged numbers, R - arange(len(R)) is
+    the ordinal (plus header) each ragged record precedes."""
+    import numpy as np
+
+    ordinals = np.arange(seen_before + 1, seen_before + n + 1, dtype=np.int64) + header_rows
+    if not rejected:
+        return ordinals
+    shifted = np.asarray(rejected, dtype=np.int64) - np.arange(len(rejected), dtype=np.int64)
+    return ordinals + np.searchsorted(shifted, ordinals, side="right")
 
 
 def _record_number(ordinal: int, header_rows: int, rejected: list[int]) -> int:
@@ -346,16 +364,17 @@ def _as_text(value: object) -> str | None:
     return str(value)
 
 
-def _to_batch(records: list[dict[str, object]]) -> pa.RecordBatch:
+def _to_batch(records: list[dict[str, object]], url: str, lines: list[int]) -> pa.RecordBatch:
     names: dict[str, None] = {}
     for rec in records:
         names.update(dict.fromkeys(rec))
     arrays = [pa.array([_as_text(rec.get(n)) for rec in records], type=pa.string()) for n in names]
-    return pa.RecordBatch.from_arrays(arrays, names=list(names))
+    return with_origin(pa.RecordBatch.from_arrays(arrays, names=list(names)), url, lines)
 
 
 def _read_jsonl(stream, url: str, rows: int, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
     records: list[dict[str, object]] = []
+    lines: list[int] = []
     for number, raw in enumerate(_lines(stream), start=1):
         raw = raw.rstrip(b"\r")
         if not raw.strip():
@@ -386,11 +405,12 @@ def _read_jsonl(stream, url: str, rows: int, on_reject: OnReject) -> Iterator[pa
             )
             continue
         records.append(record)
+        lines.append(number)
         if len(records) >= rows:
-            yield _to_batch(records)
-            records = []
+            yield _to_batch(records, url, lines)
+            records, lines = [], []
     if records:
-        yield _to_batch(records)
+        yield _to_batch(records, url, lines)
 
 
 __all__ = [

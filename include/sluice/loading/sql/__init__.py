@@ -5,7 +5,8 @@ Identifiers (schemas, tables, columns, types) are validated in `identifiers` and
 This package is a leaf: it imports only psycopg, so every stage (validate, loading, alerts) may use it.
 
 `from sluice.loading import sql as q` gives every statement; the submodules group them:
-`identifiers`, `ddl`, `dml` (the load), `catalog`, `bookkeeping` (ledger, run summary, schema changes).
+`identifiers`, `ddl`, `dml` (the load), `catalog`, `bookkeeping` (ledger, run summary, schema changes),
+`quarantine` (sluice.quarantine: DDL and migration, status changes, the `quarantine` command's queries).
 """
 
 from sluice.loading.sql.bookkeeping import *  # noqa: F403
@@ -14,3 +15,4 @@ from sluice.loading.sql.ddl import *  # noqa: F403
 from sluice.loading.sql.dml import *  # noqa: F403
 from sluice.loading.sql.identifiers import *  # noqa: F403
 from sluice.loading.sql.identifiers import _coldef, _cols  # noqa: F401
+from sluice.loading.sql.quarantine import *  # noqa: F403
