@@ -8,7 +8,6 @@ XCom values. Stage modules are imported inside the tasks, so parsing a DAG file 
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,7 @@ DEADLINE_CALLBACK = "sluice_deadline.on_deadline_missed"
 
 def pipelines_dirs() -> list[Path]:
     """Where pipeline files live: $SLUICE_PIPELINES_DIRS (os.pathsep-separated), else the config loader's default."""
-    raw = os.environ.get("SLUICE_PIPELINES_DIRS")
-    return [Path(p) for p in raw.split(os.pathsep) if p] if raw else [sluice_config.default_pipelines_dir()]
+    return sluice_config.pipelines_dirs()
 
 
 def load_configs(only: str | None = None) -> sluice_config.LoadResult:

@@ -9,9 +9,23 @@ from sluice.sources.base import with_origin
 from sluice.staging import StagingStore
 from sluice.validate.chunk import validate_chunk
 
-from tests.integration.test_validation import INTERVAL, QTY_RANGE, RUN_ID, make_cfg, new_cfg, quarantined, rows  # noqa: F401
+from tests.integration.test_validation import INTERVAL, QTY_RANGE, RUN_ID, make_cfg, quarantined, rows
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def new_cfg(tmp_path, pg):
+    """Config factory with file:// staging in tmp_path; its quarantine rows are deleted afterwards."""
+    made = []
+
+    def factory(expectations=()):
+        made.append(make_cfg(f"file://{tmp_path}", expectations))
+        return made[-1]
+
+    yield factory
+    for cfg in made:
+        pg.execute("DELETE FROM sluice.quarantine WHERE pipeline = %s", (cfg.name,))
 
 
 def stage_with_origin(cfg, table: pa.Table, source: str, first_line: int, generation: int | None = None) -> dict:
