@@ -144,8 +144,8 @@ def migrate_quarantine() -> list[sql.Composed]:
 
 
 def quarantine_indexes() -> list[sql.Composed]:
-    """The chunk's replace, the supersede step (by interval and generation), and `quarantine list` (by status,
-    pipeline and interval: an index-only scan for the counts)."""
+    """The chunk's replace, the supersede step (by interval and generation), and `quarantine list` (by pipeline,
+    status and interval: an index-only scan for the counts once autovacuum has set the visibility map)."""
     t = _table()
     return [
         sql.SQL("CREATE INDEX IF NOT EXISTS quarantine_generation ON {} (pipeline, run_id, generation, chunk)").format(
@@ -156,7 +156,7 @@ def quarantine_indexes() -> list[sql.Composed]:
         ).format(t),
         sql.SQL(
             "CREATE INDEX IF NOT EXISTS quarantine_listing ON {} "
-            "(status, pipeline, interval_start, interval_end, reason) INCLUDE (created_at)"
+            "(pipeline, status, interval_start, interval_end, reason)"
         ).format(t),
         sql.SQL("DROP INDEX IF EXISTS {}").format(qualified(META, "quarantine_run_chunk")),
     ]
