@@ -80,7 +80,8 @@ def test_filters_are_optional_placeholders():
 
 def test_replay_marks_only_pending_rows():
     mark = s(qs.quarantine_mark_replayed())
-    assert "replayed_run = %(run_id)s" in mark and mark.endswith("WHERE id = ANY(%(ids)s) AND status = 'pending'")
+    assert "replayed_run = %(run_id)s" in mark and "FROM unnest(%(ids)s::bigint[]) AS u(id)" in mark
+    assert mark.endswith("WHERE q.id = u.id AND q.status = 'pending'")
     assert "q.status = 'pending'" in s(qs.quarantine_new_reasons())
 
 

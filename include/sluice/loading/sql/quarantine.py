@@ -252,10 +252,12 @@ def quarantine_discard() -> sql.Composed:
 
 
 def quarantine_mark_replayed() -> sql.Composed:
-    """In the replay's load transaction: the rows it loaded, only while still pending (a second replay finds none)."""
+    """In the replay's load transaction: the rows it loaded, only while still pending (a second replay finds none).
+    A join with the unnested ids, not `id = ANY(array)`: that is a scan per array element on a large replay."""
     return sql.SQL(
-        "UPDATE {} SET status = 'replayed', status_at = now(), replayed_run = %(run_id)s, "
-        "replayed_generation = %(generation)s WHERE id = ANY(%(ids)s) AND status = 'pending'"
+        "UPDATE {} AS q SET status = 'replayed', status_at = now(), replayed_run = %(run_id)s, "
+        "replayed_generation = %(generation)s FROM unnest(%(ids)s::bigint[]) AS u(id) "
+        "WHERE q.id = u.id AND q.status = 'pending'"
     ).format(_table())
 
 
