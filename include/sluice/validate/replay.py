@@ -64,7 +64,7 @@ def select_pending(dsn: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         if not conn.execute(qs.quarantine_exists()).fetchone()[0]:
             return []
         cur = conn.cursor(row_factory=dict_row)
-        return cur.execute(qs.quarantine_rows(), {**params, "status": qs.Status.pending.value}).fetchall()
+        return cur.execute(qs.quarantine_replay_rows(), {**params, "status": qs.Status.pending.value}).fetchall()
 
 
 def _groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -75,11 +75,13 @@ def _groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def _raw_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """The raw source values (strings) of rows that were staged; their order is kept."""
-    names: dict[str, None] = {}
-    for r in rows:
-        names.update(dict.fromkeys(r["row"]))
-    return pa.table({n: pa.array([r["row"].get(n) for r in rows], pa.string()) for n in names})
+    """The raw source values (strings, from each row's JSON text) of rows that were staged, in their order; parsed
+    by pyarrow's JSON reader in one pass."""
+    import pyarrow.json as pajson
+
+    data = "\n".join(r["row"] for r in rows).encode()
+    table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=max(len(data), 1 << 20)))
+    return table.cast(pa.schema([(n, pa.string()) for n in table.column_names]))
 
 
 def _judge_group(cfg: PipelineConfig, rows: list[dict[str, Any]]) -> tuple[pa.Table, list[int], dict[int, list]]:
@@ -106,7 +108,7 @@ def _judge_group(cfg: PipelineConfig, rows: list[dict[str, Any]]) -> tuple[pa.Ta
         )
     good_index = cast.good_index.to_pylist()
     for p in np.flatnonzero(verdict.flagged).tolist():
-        raw = rows[good_index[p]]["row"]
+        raw = json.loads(rows[good_index[p]]["row"])
         failing[good_index[p]] = [
             {"kind": "expectation", **r, "value": raw.get(r["column"]) if "column" in r else None}
             for r in verdict.why[p]

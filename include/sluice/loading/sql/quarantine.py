@@ -33,6 +33,7 @@ __all__ = [
     "quarantine_mark_replayed",
     "quarantine_new_reasons",
     "quarantine_ready",
+    "quarantine_replay_rows",
     "quarantine_rows",
     "quarantine_show",
     "quarantine_supersede",
@@ -241,6 +242,14 @@ def quarantine_rows() -> sql.Composed:
     return sql.SQL(
         "SELECT {} FROM {} WHERE {} ORDER BY pipeline, interval_start, generation, chunk, row_number, id"
     ).format(_cols(ROW_COLUMNS), _table(), _FILTER)
+
+
+def quarantine_replay_rows() -> sql.Composed:
+    """What a replay needs of the matching rows, the raw row as JSON text (parsed in bulk by pyarrow, not per row)."""
+    return sql.SQL(
+        "SELECT id, interval_start, interval_end, generation, kind, reason, row::text AS row FROM {} WHERE {} "
+        "ORDER BY pipeline, interval_start, generation, chunk, row_number, id"
+    ).format(_table(), _FILTER)
 
 
 def quarantine_discard() -> sql.Composed:
