@@ -16,6 +16,7 @@ times (part-0.parquet, part-1.parquet, ...):
 from __future__ import annotations
 
 import argparse
+import gzip
 import logging
 import subprocess
 import sys
@@ -93,6 +94,17 @@ def daily_tables(path: Path, column: str, start: date, days: int):
         yield day, table.filter(pc.equal(table[column], pa.scalar(day)))
 
 
+# Three orders a real feed would send now and then, landed beside the first day's file when that day is big enough
+# for them to stay under tpch_orders' max_quarantine_fraction (1 %): they show what quarantine keeps and why.
+BAD_ORDERS = (
+    b"o_orderkey,o_custkey,o_orderstatus,o_totalprice,o_orderdate,o_orderpriority,o_clerk,o_shippriority,o_comment\n"
+    b"900000001,1,O,-12.50,{day},1-URGENT,Clerk#000000001,0,negative price\n"
+    b"900000002,1,X,100.00,{day},2-HIGH,Clerk#000000001,0,unknown status\n"
+    b"900000003,1,O,100.00,{day}\n"
+)
+MIN_ROWS_FOR_BAD = 400  # 3 of >= 400 rows: under 0.75 %
+
+
 def land_daily(hook, bucket: str, prefix: str, paths: dict[str, Path], start: date, days: int) -> int:
     total = 0
     for name, path in paths.items():
@@ -102,6 +114,14 @@ def land_daily(hook, bucket: str, prefix: str, paths: dict[str, Path], start: da
             hook.load_bytes(encode(table, fmt), key=key, bucket_name=bucket, replace=True)
             log.info("s3://%s/%s: %d rows", bucket, key, table.num_rows)
             total += table.num_rows
+            bad_key = f"{prefix}/{name}/{day.isoformat()}/part-bad.csv.gz"
+            if name == "orders" and day == start and table.num_rows >= MIN_ROWS_FOR_BAD:
+                data = gzip.compress(BAD_ORDERS.replace(b"{day}", day.isoformat().encode()), mtime=0)
+                hook.load_bytes(data, key=bad_key, bucket_name=bucket, replace=True)
+                log.info("s3://%s/%s: 3 bad rows (negative price, unknown status, ragged line)", bucket, bad_key)
+                total += 3
+            elif name == "orders" and hook.check_for_key(bad_key, bucket_name=bucket):
+                hook.delete_objects(bucket=bucket, keys=[bad_key])  # a smaller re-land of the day: too many bad
     return total
 
 

@@ -89,6 +89,18 @@ def summary_rows(runs) -> dict[str, tuple]:
     return out
 
 
+def show_quarantine(start: date) -> None:
+    """What the demo's runs quarantined (pending rows), and the one command that replays them once fixed."""
+    print()
+    print("Quarantined rows waiting for a fix (python -m sluice quarantine list --status pending):")
+    args = ["quarantine", "list", "--status", "pending", "--since", start.isoformat()]
+    subprocess.run([PY, "-m", "sluice", *args], check=False, env={**os.environ, "PYTHONPATH": str(REPO / "include")})
+    print(
+        "Fix the cause (the data, a type or an expectation in config/pipelines/), then replay: "
+        "python -m sluice quarantine replay --pipeline tpch_orders"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--start", default=os.environ.get("SLUICE_DEMO_START", "1995-01-01"))
@@ -119,6 +131,7 @@ def main() -> int:
         c = counts.get(run_id)
         cells = [f"{v:>10,}" for v in c[:2]] + [f"{c[2]:>12,}"] if c else [f"{'-':>10}", f"{'-':>10}", f"{'-':>12}"]
         print(f"{name:<24} {day:<11} {state:<8} {' '.join(cells)}")
+    show_quarantine(date.fromisoformat(args.start))
     secrets = json.loads((Path(os.environ["SLUICE_HOME"]) / "secrets.json").read_text())
     print()
     print(

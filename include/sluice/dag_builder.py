@@ -37,8 +37,7 @@ DEADLINE_CALLBACK = "sluice_deadline.on_deadline_missed"
 
 def pipelines_dirs() -> list[Path]:
     """Where pipeline files live: $SLUICE_PIPELINES_DIRS (os.pathsep-separated), else the config loader's default."""
-    raw = os.environ.get("SLUICE_PIPELINES_DIRS")
-    return [Path(p) for p in raw.split(os.pathsep) if p] if raw else [sluice_config.default_pipelines_dir()]
+    return sluice_config.pipelines_dirs()
 
 
 def load_configs(only: str | None = None) -> sluice_config.LoadResult:
@@ -301,6 +300,72 @@ def build_dag(cfg: PipelineConfig) -> DAG:
         gated = quality_gate(reports)  # type: ignore[arg-type]
         results = load_chunk.expand(report=gated)
         finalize(results, gated)  # type: ignore[arg-type]
+    return dag
+
+
+MAINTENANCE_DAG = "sluice_maintenance"
+
+
+def maintenance_params(pipelines: list[str]) -> dict[str, Param]:
+    """The trigger form of sluice_maintenance: what `python -m sluice quarantine replay` takes."""
+    return {
+        "pipeline": Param(
+            pipelines[0] if pipelines else "",
+            type="string",
+            enum=pipelines or [""],
+            title="Pipeline",
+            description="Replay the pending quarantined rows of this pipeline with its current config.",
+        ),
+        **interval_params(),
+        "reason": Param(
+            None,
+            type=["null", "string"],
+            title="Reason contains",
+            description="Only rows with a reason containing this text (as `--reason`); empty for all.",
+        ),
+        "dry_run": Param(False, type="boolean", title="Dry run", description="Validate and count, load nothing."),
+    }
+
+
+def build_maintenance_dag(pipelines: list[str]) -> DAG:
+    """sluice_maintenance: manual runs only; `replay_quarantine` does what `python -m sluice quarantine replay`
+    does, with the trigger form's params (the result, counts and reasons, is the task's XCom and log)."""
+    dag = DAG(
+        dag_id=MAINTENANCE_DAG,
+        description="Replay quarantined rows (one click for `python -m sluice quarantine replay`)",
+        schedule=None,
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        tags=["sluice", "maintenance"],
+        params=maintenance_params(pipelines),
+        max_active_runs=1,
+    )
+    with dag:
+
+        @task
+        def replay_quarantine(**context) -> dict:
+            from sluice.connections import pg_dsn
+            from sluice.validate.replay import replay
+
+            p = context["params"]
+            cfg = load_configs().pipelines[p["pipeline"]]
+            filters = {"pipeline": cfg.name, "status": None, "reason": p.get("reason") or None}
+            filters["since"] = p.get("interval_start") or None
+            filters["until"] = p.get("interval_end") or None
+            result = replay(cfg, pg_dsn(cfg.target.conn_id), filters, dry_run=bool(p.get("dry_run"))).to_dict()
+            log.info("replay of %s: %s", cfg.name, result)
+            return result
+
+        replay_quarantine()
+    return dag
+
+
+def register_maintenance(namespace: dict[str, Any]) -> DAG | None:
+    """For dags/sluice_maintenance.py: the maintenance DAG, its pipeline choice from every valid pipeline file."""
+    only = get_parsing_context().dag_id
+    if only and only != MAINTENANCE_DAG:
+        return None
+    dag = namespace["sluice__maintenance"] = build_maintenance_dag(sorted(load_configs().pipelines))
     return dag
 
 

@@ -117,6 +117,9 @@ def test_daily_runs_conserve_rows_quarantine_bad_ones_and_keep_the_last_duplicat
     assert len(quarantined) == 3, quarantined  # NULL key, unknown status, ragged line
     text = " ".join(q[0] for q in quarantined)
     assert "o_orderkey" in text and "o_orderstatus" in text
+    origin = sql("SELECT source, source_line, kind, status FROM sluice.quarantine WHERE run_id = %s", (runs[0],))
+    assert all(src.startswith("s3://") and line > 1 and status == "pending" for src, line, _, status in origin), origin
+    assert sorted(kind for _, _, kind, _ in origin) == ["cast", "expectation", "parse"], origin
     count = sql("SELECT count(*) FROM e2e.orders")[0][0]
     assert count == orders["landed"]  # the changed duplicate replaced its original instead of adding a row
     comment = sql("SELECT o_comment FROM e2e.orders WHERE o_orderkey = %s", (orders["dup_key"],))[0][0]

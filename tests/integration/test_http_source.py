@@ -18,6 +18,7 @@ import pytest
 from sluice.config import PipelineConfig
 from sluice.interval import Interval
 from sluice.sources import iter_source
+from sluice.sources.base import LINE_COL, ORIGIN_COLS, SOURCE_COL
 from sluice.sources.http import client, errors
 from werkzeug import Response
 
@@ -70,9 +71,21 @@ def make_cfg(conn_id: str, chunk_rows: int = 1000, **source) -> PipelineConfig:
 
 
 def run(cfg: PipelineConfig, interval: Interval = INTERVAL):
+    """(batches without their provenance columns, rejects)."""
     rejects = []
     batches = list(iter_source(cfg, interval, rejects.append))
-    return batches, rejects
+    return [b.drop_columns(list(ORIGIN_COLS)) for b in batches], rejects
+
+
+def test_every_row_carries_its_page_url_and_record_number(demo_api, monkeypatch):
+    cfg = make_cfg(connection(monkeypatch, demo_api.url), **STYLES["page_number"])
+    table = pa.Table.from_batches(list(iter_source(cfg, INTERVAL, pytest.fail)))
+    pages = table[SOURCE_COL].cast(pa.string()).to_pylist()
+    assert pages[0].startswith(demo_api.url) and "/v1/customers?" in pages[0] and "page=1" in pages[0]
+    assert TOKEN not in "".join(set(pages))
+    first_page = [n for p, n in zip(pages, table[LINE_COL].to_pylist(), strict=True) if p == pages[0]]
+    assert first_page == list(range(1, 41))  # per_page 40
+    assert len(set(pages)) > 1
 
 
 def expected_ids(server, interval: Interval) -> list[int]:

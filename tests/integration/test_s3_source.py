@@ -12,6 +12,7 @@ import pytest
 from sluice.config import PipelineConfig
 from sluice.interval import Interval
 from sluice.sources import iter_source
+from sluice.sources.base import ORIGIN_COLS
 from sluice.sources.s3 import SourceReadError, list_source_keys
 
 pytestmark = pytest.mark.integration
@@ -48,7 +49,7 @@ def parquet_bytes(table: pa.Table, **kwargs) -> bytes:
 
 def collect(cfg: PipelineConfig):
     rejects = []
-    batches = list(iter_source(cfg, INTERVAL, rejects.append))
+    batches = [b.drop_columns(list(ORIGIN_COLS)) for b in iter_source(cfg, INTERVAL, rejects.append)]
     return (pa.Table.from_batches(batches) if batches else None), rejects, [b.num_rows for b in batches]
 
 

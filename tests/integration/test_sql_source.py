@@ -14,6 +14,7 @@ import pytest
 from sluice.config import PipelineConfig
 from sluice.interval import Interval
 from sluice.sources import iter_source, sql, sql_postgres
+from sluice.sources.base import ORIGIN_COLS
 from sqlalchemy.dialects import postgresql, sqlite
 
 integration = pytest.mark.integration
@@ -105,7 +106,7 @@ def make_cfg(conn_id: str, chunk_rows: int = 1000, **source) -> PipelineConfig:
 
 def read(cfg: PipelineConfig, interval: Interval = DAY1):
     rejects = []
-    batches = list(iter_source(cfg, interval, rejects.append))
+    batches = [b.drop_columns(list(ORIGIN_COLS)) for b in iter_source(cfg, interval, rejects.append)]
     table = pa.Table.from_batches(batches) if batches else None
     return table, batches, rejects
 

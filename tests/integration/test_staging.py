@@ -118,7 +118,10 @@ def test_jsonl_and_parquet_sources(s3_client, s3_prefix):
     chunks = extract_and_stage(cfg, INTERVAL, RUN_ID, 1)
     assert [c["rows"] for c in chunks] == [100, 100, 30]
     staged = store(cfg).read_table(chunks[2]["key"])
-    assert staged.schema == pa.schema([("id", pa.int64()), ("name", pa.string())])
+    assert staged.schema.names == ["id", "name", "_sluice_source", "_sluice_line"]  # + provenance
+    assert staged.schema.field("name").type == pa.string()
+    assert staged["_sluice_line"].to_pylist() == list(range(201, 231))
+    assert staged["_sluice_source"][0].as_py().endswith(f"{s3_prefix}-pq/{DAY}/part-0.parquet")
 
 
 @pytest.mark.parametrize(("name", "data"), [("empty.csv", b""), ("header.csv", b"id,name\n")])

@@ -21,9 +21,6 @@ from sluice.validate.chunk import (
     Level,
     ValidationFailed,
     classify,
-    quarantine_copy_sql,
-    quarantine_ddl,
-    quarantine_delete_sql,
     validate_chunk,
 )
 from sluice.validate.gate import QualityGateFailed, quality_gate
@@ -80,7 +77,10 @@ def stage(cfg: PipelineConfig, table: pa.Table, index: int = 0, rejects=()) -> d
 
 
 def quarantined(pg, cfg: PipelineConfig, chunk: int | None = None) -> list[dict]:
-    sql = "SELECT chunk, row_number, row, reasons, interval_start FROM sluice.quarantine WHERE pipeline = %s"
+    sql = (
+        "SELECT chunk, row_number, row, reasons, interval_start, source, source_line, kind, reason, status, generation "
+        "FROM sluice.quarantine WHERE pipeline = %s"
+    )
     args = [cfg.name]
     if chunk is not None:
         sql, args = sql + " AND chunk = %s", [*args, chunk]
@@ -112,7 +112,7 @@ def test_null_in_primary_key_column_is_quarantined(new_cfg, pg):
     assert (report["rows_in"], report["rows_good"], report["rows_quarantined"]) == (5, 4, 1)
     [q] = quarantined(pg, cfg)
     assert q["row_number"] == 2 and q["row"]["id"] is None and q["row"]["qty"] == "2"
-    assert q["reasons"] == [{"column": "id", "value": None, "reason": "null in non-nullable column"}]
+    assert q["reasons"] == [{"kind": "cast", "column": "id", "value": None, "reason": "null in non-nullable column"}]
     assert q["interval_start"] == INTERVAL.start
     good = StagingStore(cfg.staging, cfg.name, INTERVAL, RUN_ID).read_table(report["good_key"])
     assert good["id"].to_pylist() == [0, 1, 3, 4]
@@ -124,9 +124,11 @@ def test_type_misfit_is_quarantined_with_column_and_value(new_cfg, pg):
     report = validate_chunk(cfg, INTERVAL, RUN_ID, stage(cfg, rows(4, qty={1: "abc"}, day={3: "2024-02-30"})))
     assert report["rows_quarantined"] == 2 and report["rows_cast_failed"] == 2
     q = quarantined(pg, cfg)
-    assert q[0]["reasons"] == [{"column": "qty", "value": "abc", "reason": "not an integer"}]
+    assert q[0]["reasons"] == [{"kind": "cast", "column": "qty", "value": "abc", "reason": "not an integer"}]
     assert q[0]["row"] == {"id": "1", "qty": "abc", "price": "1.25", "day": "2024-03-01"}
-    assert q[1]["reasons"] == [{"column": "day", "value": "2024-02-30", "reason": "not a date (expected YYYY-MM-DD)"}]
+    assert q[1]["reasons"] == [
+        {"kind": "cast", "column": "day", "value": "2024-02-30", "reason": "not a date (expected YYYY-MM-DD)"}
+    ]
     assert report["quarantine_reasons"] == {
         "cast qty: not an integer": 1,
         "cast day: not a date (expected YYYY-MM-DD)": 1,
@@ -163,7 +165,9 @@ def test_more_than_200_failing_rows_are_all_quarantined(new_cfg, pg):
     assert report["rows_quarantined"] == 450 and report["rows_expectation_failed"] == 450
     q = quarantined(pg, cfg)
     assert len(q) == 450 and [r["row_number"] for r in q] == sorted(bad)
-    assert q[0]["reasons"] == [{"expectation": "expect_column_values_to_be_between", "column": "qty"}]
+    assert q[0]["reasons"] == [
+        {"kind": "expectation", "expectation": "expect_column_values_to_be_between", "column": "qty", "value": "1000"}
+    ]
     assert q[0]["row"]["qty"] == "1000"
 
 
@@ -207,7 +211,12 @@ def test_source_rejects_are_quarantined_and_conservation_holds(new_cfg, pg):
     q = quarantined(pg, cfg)
     assert [r["row_number"] for r in q] == [0, 5, None, None]
     assert q[2]["row"] == {"file": "s3://sluice-landing/orders/a.csv", "line": 7, "raw": "1,2,3,4,5,6"}
-    assert q[2]["reasons"] == [{"reason": "expected 4 fields, saw 6", "stage": "source"}]
+    assert q[2]["reasons"] == [{"kind": "parse", "reason": "expected 4 fields, saw 6", "value": "1,2,3,4,5,6"}]
+    assert [(r["source"], r["source_line"], r["kind"]) for r in q[2:]] == [
+        ("s3://sluice-landing/orders/a.csv", 7, "parse"),
+        ("s3://sluice-landing/orders/a.csv", 9, "parse"),
+    ]
+    assert [r["reason"] for r in q[:2]] == ["cast qty: not an integer", "expect_column_values_to_be_between(qty)"]
     assert q[3]["row"]["raw"] == "\ufffdoops"  # jsonb cannot hold NUL
     store = StagingStore(cfg.staging, cfg.name, INTERVAL, RUN_ID)
     assert store.read_table(report["quarantine_key"]).num_rows == 4
@@ -403,32 +412,6 @@ def test_expectations_are_classified_and_bad_ones_explained(tmp_path):
     )
     with pytest.raises(ExpectationError, match="cannot be built from per-chunk results"):
         classify(median.expectations[0])
-
-
-def test_quarantine_sql_strings():
-    ddl = quarantine_ddl()
-    assert ddl[0] == "CREATE SCHEMA IF NOT EXISTS sluice"
-    for column in (
-        "id bigserial PRIMARY KEY",
-        "pipeline text NOT NULL",
-        "run_id text NOT NULL",
-        "interval_start timestamptz NOT NULL",
-        "interval_end timestamptz NOT NULL",
-        "chunk integer NOT NULL",
-        "row_number bigint",
-        "row jsonb NOT NULL",
-        "reasons jsonb NOT NULL",
-        "created_at timestamptz NOT NULL DEFAULT now()",
-    ):
-        assert column in ddl[1]
-    assert ddl[2] == ("CREATE INDEX IF NOT EXISTS quarantine_run_chunk ON sluice.quarantine (pipeline, run_id, chunk)")
-    assert quarantine_delete_sql() == (
-        "DELETE FROM sluice.quarantine WHERE pipeline = %s AND run_id = %s AND generation = %s AND chunk = %s"
-    )
-    assert quarantine_copy_sql() == (
-        "COPY sluice.quarantine (pipeline, run_id, generation, interval_start, interval_end, chunk, "
-        "row_number, row, reasons) FROM STDIN"
-    )
 
 
 def test_expectation_kwargs_are_checked_by_gx_before_any_data_is_read(tmp_path):

@@ -424,3 +424,29 @@ def test_parsing_the_dag_file_imports_no_stage_dependency(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1:] in ([], [""]), f"imported at parse time: {out.stdout}"
+
+
+# ---------------------------------------------------------------- sluice_maintenance
+
+
+def test_maintenance_dag_offers_every_pipeline_and_the_replay_params(config_dir):
+    from sluice.dag_builder import MAINTENANCE_DAG, register_maintenance
+
+    for name in ("alpha", "beta"):
+        (config_dir / f"{name}.yaml").write_text(pipeline_yaml(name))
+    namespace: dict = {}
+    dag = register_maintenance(namespace)
+    assert dag.dag_id == MAINTENANCE_DAG and namespace == {"sluice__maintenance": dag}
+    assert [t.task_id for t in dag.tasks] == ["replay_quarantine"]
+    params = dag.params.dump()
+    assert set(params) == {"pipeline", "interval_start", "interval_end", "reason", "dry_run"}
+    assert dag.params.get_param("pipeline").schema["enum"] == ["alpha", "beta"]
+    assert params["dry_run"] is False and type(dag.timetable).__name__ == "NullTimetable"  # manual runs only
+
+
+def test_a_worker_of_another_dag_does_not_build_the_maintenance_dag(config_dir, monkeypatch):
+    from sluice.dag_builder import register_maintenance
+
+    (config_dir / "alpha.yaml").write_text(pipeline_yaml("alpha"))
+    monkeypatch.setenv(PARSING_DAG_ID, "alpha")
+    assert register_maintenance({}) is None

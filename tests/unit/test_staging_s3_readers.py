@@ -11,6 +11,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from sluice.config import PipelineConfig
+from sluice.sources.base import LINE_COL, ORIGIN_COLS, SOURCE_COL
 from sluice.sources.s3 import SourceReadError, batch_rows, matches, read_object
 
 
@@ -38,8 +39,29 @@ def read(cfg: PipelineConfig, path: Path):
     """(table of all batches, rejects as dicts, batch sizes)."""
     rejects = []
     batches = list(read_object(cfg, pafs.LocalFileSystem(), str(path), f"s3://b/{path.name}", rejects.append))
-    table = pa.Table.from_batches(batches) if batches else None
+    table = pa.Table.from_batches(batches).drop_columns(list(ORIGIN_COLS)) if batches else None
     return table, [r.to_dict() for r in rejects], [b.num_rows for b in batches]
+
+
+def origin(cfg: PipelineConfig, path: Path) -> list[tuple[str, int]]:
+    """(source, record number) of every row the reader yields."""
+    batches = list(read_object(cfg, pafs.LocalFileSystem(), str(path), f"s3://b/{path.name}", lambda r: None))
+    table = pa.Table.from_batches(batches)
+    return list(zip(table[SOURCE_COL].cast(pa.string()).to_pylist(), table[LINE_COL].to_pylist(), strict=True))
+
+
+def test_csv_rows_carry_file_and_record_number_past_ragged_and_non_utf8_lines(tmp_path):
+    data = b"id,name\n1,a\n2,b,extra\n3,c\n4\n5,\xff\n6,f\n"
+    assert origin(make_cfg("csv"), write(tmp_path, "o.csv", data)) == [
+        ("s3://b/o.csv", 2),
+        ("s3://b/o.csv", 4),
+        ("s3://b/o.csv", 7),
+    ]
+
+
+def test_jsonl_rows_carry_their_line_past_blank_and_bad_lines(tmp_path):
+    data = b'{"id": "1"}\n\nnot json\n{"id": "2"}\n[1]\n{"id": "3"}\n'
+    assert [n for _, n in origin(make_cfg("jsonl"), write(tmp_path, "o.jsonl", data))] == [1, 4, 6]
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:

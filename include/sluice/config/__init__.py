@@ -15,6 +15,7 @@ from sluice.config.loader import (
     load_paths,
     load_pipeline,
     pipeline_files,
+    pipelines_dirs,
 )
 from sluice.config.models import (
     AlertsConfig,
@@ -108,6 +109,7 @@ __all__ = [
     "deep_merge",
     "default_config_dir",
     "default_pipelines_dir",
+    "pipelines_dirs",
     "find_pipeline_file",
     "json_schema",
     "load_all",

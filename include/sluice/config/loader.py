@@ -27,6 +27,12 @@ def default_pipelines_dir() -> Path:
     return default_config_dir() / "pipelines"
 
 
+def pipelines_dirs() -> list[Path]:
+    """Where pipeline files live: $SLUICE_PIPELINES_DIRS (os.pathsep-separated), else default_pipelines_dir()."""
+    raw = os.environ.get("SLUICE_PIPELINES_DIRS")
+    return [Path(p) for p in raw.split(os.pathsep) if p] if raw else [default_pipelines_dir()]
+
+
 class Defaults(dict):
     """defaults.yaml as a dict, remembering where each value came from (for errors about inherited values)."""
 

@@ -105,7 +105,6 @@ def finalize(
     from psycopg.types.json import Jsonb
 
     from sluice.connections import pg_dsn
-    from sluice.validate.quarantine import quarantine_count_sql
 
     tgt = Target.of(cfg)
     dsn = pg_dsn(tgt.conn_id)
@@ -122,8 +121,9 @@ def finalize(
             for change, column, type_ in conn.execute(q.schema_changes_select(), key)
         ]
         quarantined = None
-        if q.scalar(conn.execute("SELECT to_regclass('sluice.quarantine') IS NOT NULL")):
-            quarantined = q.scalar(conn.execute(quarantine_count_sql(), (cfg.name, run_id, generation)))
+        if q.scalar(conn.execute(q.quarantine_exists())):
+            params = {"pipeline": cfg.name, "run_id": run_id, "generation": generation}
+            quarantined = q.scalar(conn.execute(q.quarantine_count(), params))
         problems = conservation_problems(rows, results, interval, quarantined)
         total = cast("Counts", {f: sum(int(r[f]) for r in rows) for f in COUNTS})  # every key of Counts
         total["deleted"] += deleted

@@ -54,6 +54,8 @@ from sluice.loading.target import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import psycopg
     import pyarrow as pa
 
@@ -155,9 +157,16 @@ def load_arrow(
     superseded: int = 0,
     strategy: UpsertStrategy | None = None,
     dsn: str | None = None,
+    replay_of: int | None = None,
+    before_commit: Callable[[psycopg.Connection], None] | None = None,
 ) -> ChunkLoadResult:
     """load_chunk on an Arrow table: the good rows of chunk `index` that are loaded (declared columns and types);
-    `superseded` more good rows were dropped run-wide before."""
+    `superseded` more good rows were dropped run-wide before.
+
+    A replay of quarantined rows (validate/replay.py) passes `replay_of`, the generation that quarantined them: it
+    replaces nothing of the interval, and in a keyed table its rows carry and are guarded by that generation, so a
+    key a later extraction wrote is never overwritten by the replayed older row. `before_commit` runs in the load
+    transaction after the ledger row (the replay marks its quarantine rows there)."""
     import psycopg
 
     from sluice.connections import pg_dsn
@@ -181,6 +190,7 @@ def load_arrow(
     dsn = dsn or pg_dsn(tgt.conn_id)
     ensure_metadata(dsn, tgt.schema)
     key = {"pipeline": cfg.name, "run_id": run_id, "run_no": generation, "chunk": index}
+    stamp = replay_of if replay_of is not None and tgt.keyed else generation  # the _sluice_run rows get
     started = datetime.now(UTC)
     app = f"sluice load {cfg.name}#{index}"[:63]
     with psycopg.connect(dsn, application_name=app, autocommit=True) as conn:  # transaction() = BEGIN .. COMMIT
@@ -201,10 +211,10 @@ def load_arrow(
                     return done
                 t1 = time.perf_counter()
                 before = _counts(conn, tgt)
-                if not q.scalar(conn.execute(q.generation_started(), key)):
+                if replay_of is None and not q.scalar(conn.execute(q.generation_started(), key)):
                     _replace_earlier(conn, tgt, cfg.name, interval, generation)
                 if direct and (not tgt.keyed or not _overlaps(conn, tgt, bounds)):  # sure now, under the lock
-                    conn.execute(q.set_run_no(), {"run_no": str(generation), "interval_end": interval.end.isoformat()})
+                    conn.execute(q.set_run_no(), {"run_no": str(stamp), "interval_end": interval.end.isoformat()})
                     t0 = time.perf_counter()
                     checksum, copied = _copy(
                         conn, q.copy_into_target(tgt.schema, tgt.table, prepared.column_names), prepared
@@ -215,7 +225,7 @@ def load_arrow(
                     if checksum is None:  # a chunk of this run took the key range meanwhile
                         copy_seconds, checksum, copied = _copy_temp(conn, tgt, extra, names, prepared)
                         t1 += copy_seconds
-                    path = _write(conn, tgt, names, generation, interval, strategy or STRATEGY, bounds)
+                    path = _write(conn, tgt, names, stamp, interval, strategy or STRATEGY, bounds)
                 inserted, updated, deleted = (a - b for a, b in zip(_counts(conn, tgt), before, strict=True))
                 sent = prepared.num_rows
                 unchanged = sent - inserted - updated
@@ -256,6 +266,8 @@ def load_arrow(
                         "finished_at": datetime.now(UTC),
                     },
                 )
+                if before_commit is not None:
+                    before_commit(conn)
                 failpoints.hit(conn, cfg.name, failpoints.Point.load_before_commit)
         except psycopg.errors.DataError as exc:
             raise UnstorableValue(_refused(exc, prepared, tgt, index)) from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -27,6 +27,28 @@ class Reject:
 
 
 OnReject = Callable[[Reject], None]
+
+# Provenance of every staged row, as two hidden columns of the chunk: the object it came from (S3 URL, HTTP page
+# URL with secrets redacted, or the SQL source and interval) and its record number in that object (1-based; for
+# CSV the header is record 1). Validation strips them before casting and puts them on quarantined rows.
+SOURCE_COL = "_sluice_source"
+LINE_COL = "_sluice_line"
+ORIGIN_COLS = (SOURCE_COL, LINE_COL)
+
+
+def with_origin(batch: pa.RecordBatch, source: str, lines: Any) -> pa.RecordBatch:
+    """The batch plus its provenance columns; `lines` is the first record number (consecutive rows) or one number
+    per row. The source is dictionary-encoded: one string per batch, not per row."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = batch.num_rows
+    if isinstance(lines, int):
+        lines = np.arange(lines, lines + n, dtype=np.int64)
+    origin = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([source], pa.string()))
+    return pa.RecordBatch.from_arrays(
+        [*batch.columns, origin, pa.array(lines, pa.int64())], names=[*batch.schema.names, *ORIGIN_COLS]
+    )
 
 
 class BatchSource(Protocol):

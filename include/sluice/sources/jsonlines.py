@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from sluice.sources.base import OnReject, Reject
+from sluice.sources.base import OnReject, Reject, with_origin
 
 JSON_READ_BYTES = 1 << 20
 
@@ -37,18 +37,19 @@ def _as_text(value: object) -> str | None:
     return str(value)
 
 
-def _to_batch(records: list[dict[str, object]]) -> pa.RecordBatch:
+def _to_batch(records: list[dict[str, object]], url: str, lines: list[int]) -> pa.RecordBatch:
     names: dict[str, None] = {}
     for rec in records:
         names.update(dict.fromkeys(rec))
     arrays = [pa.array([_as_text(rec.get(n)) for rec in records], type=pa.string()) for n in names]
-    return pa.RecordBatch.from_arrays(arrays, names=list(names))
+    return with_origin(pa.RecordBatch.from_arrays(arrays, names=list(names)), url, lines)
 
 
 def read_jsonl(stream: Any, url: str, rows: int, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
     """Record batches of at most `rows` objects, every value as string; a line that is not a JSON object (or not
     UTF-8) goes to `on_reject` with its line number."""
     records: list[dict[str, object]] = []
+    lines: list[int] = []
     for number, raw in enumerate(_lines(stream), start=1):
         raw = raw.rstrip(b"\r")
         if not raw.strip():
@@ -79,8 +80,9 @@ def read_jsonl(stream: Any, url: str, rows: int, on_reject: OnReject) -> Iterato
             )
             continue
         records.append(record)
+        lines.append(number)
         if len(records) >= rows:
-            yield _to_batch(records)
-            records = []
+            yield _to_batch(records, url, lines)
+            records, lines = [], []
     if records:
-        yield _to_batch(records)
+        yield _to_batch(records, url, lines)

@@ -93,12 +93,15 @@ class Columnizer:
         return pa.array([v if v is None or type(v) is str else json_text(v) for v in values], pa.string())
 
     def batch(self, records: list[Any], url: str, first_index: int, on_reject: OnReject) -> pa.RecordBatch | None:
+        """The records' string columns; `self.lines` holds each row's record number on its page (1-based)."""
         rows = records
+        self.lines: list[int] | int = first_index + 1
         if set(map(type, records)) != {dict}:
-            rows = []
+            rows, self.lines = [], []
             for i, r in enumerate(records):
                 if type(r) is dict and r:
                     rows.append(r)
+                    self.lines.append(first_index + i + 1)
                 else:
                     what = "an empty object" if type(r) is dict else f"a JSON {type(r).__name__}, not an object"
                     on_reject(Reject(file=url, line=first_index + i + 1, raw=json_text(r), reason=f"record is {what}"))

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from sluice.sources.base import OnReject, Reject
+from sluice.sources.base import ORIGIN_COLS, OnReject, Reject, with_origin
 from sluice.sources.jsonlines import read_jsonl
 
 if TYPE_CHECKING:
@@ -161,7 +161,10 @@ def _read_file(
         log.info("%s: empty file, 0 rows", url)
         return
     if fmt == "parquet":
-        yield from _read_parquet(fs, path, gz, batch_rows(cfg))
+        line = 1
+        for batch in _read_parquet(fs, path, gz, batch_rows(cfg)):
+            yield with_origin(batch, url, line)
+            line += batch.num_rows
         return
     stream = fs.open_input_stream(path, compression="gzip" if gz else None)
     with stream:
@@ -270,6 +273,7 @@ def _read_csv(
     with stream:
         for batch in reader:
             produced = batch.num_rows
+            batch = with_origin(batch, url, _record_numbers(parsed, produced, header_rows, rejected))
             if check_utf8:
                 batch = _reject_invalid_utf8(batch, url, parsed, header_rows, rejected, opts.delimiter, on_reject)
             parsed += produced
@@ -292,11 +296,12 @@ def _reject_invalid_utf8(
         return batch
     except pa.ArrowInvalid:
         pass
-    columns = [col.cast(pa.binary()).to_pylist() for col in batch.columns]
+    names = [n for n in batch.schema.names if n not in ORIGIN_COLS]
+    columns = [batch.column(n).cast(pa.binary()).to_pylist() for n in names]
     keep = []
     for i in range(batch.num_rows):
         values = [col[i] for col in columns]
-        bad = [batch.schema.names[j] for j, v in enumerate(values) if v is not None and not _valid_utf8(v)]
+        bad = [names[j] for j, v in enumerate(values) if v is not None and not _valid_utf8(v)]
         keep.append(not bad)
         if bad:
             raw = delimiter.join("" if v is None else v.decode("utf-8", "backslashreplace") for v in values)
@@ -315,6 +320,19 @@ def _valid_utf8(value: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _record_numbers(seen_before: int, n: int, header_rows: int, rejected: list[int]):
+    """Record numbers of the next n parsed rows (ordinals seen_before+1 ..): the k-th parsed row is record
+    header + k + (ragged records before it). Vectorised: with R the sorted ragged numbers, R - arange(len(R)) is
+    the ordinal (plus header) each ragged record precedes."""
+    import numpy as np
+
+    ordinals = np.arange(seen_before + 1, seen_before + n + 1, dtype=np.int64) + header_rows
+    if not rejected:
+        return ordinals
+    shifted = np.asarray(rejected, dtype=np.int64) - np.arange(len(rejected), dtype=np.int64)
+    return ordinals + np.searchsorted(shifted, ordinals, side="right")
 
 
 def _record_number(ordinal: int, header_rows: int, rejected: list[int]) -> int:

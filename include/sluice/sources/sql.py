@@ -30,7 +30,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 
-from sluice.sources.base import OnReject, Reject
+from sluice.sources.base import OnReject, Reject, with_origin
 
 if TYPE_CHECKING:
     from sluice.config import PipelineConfig, SqlSourceConfig
@@ -331,11 +331,12 @@ def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -
             batches = iter_copy(src, sql, interval, dialect)
         else:
             batches = _iter_cursor(src, sql, interval, engine, min(chunk_rows, FETCH_ROWS_MAX), on_reject)
+        where = f"sql:{src.conn_id}/{src.table or 'query'} {interval.key}"  # provenance: source and interval
         for batch in batches:
             for offset in range(0, batch.num_rows, chunk_rows):
                 part = batch.slice(offset, chunk_rows)
+                yield with_origin(part, where, rows + 1)  # record number in the interval's result
                 rows += part.num_rows
-                yield part
     finally:
         engine.dispose()
     log.info(

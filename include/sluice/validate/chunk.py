@@ -35,15 +35,11 @@ from sluice.config import WriteMode
 from sluice.loading.duplicates import key_bounds
 from sluice.validate.cast import cast_table
 from sluice.validate.quarantine import (
-    QUARANTINE_DDL,
-    QUARANTINE_SCHEMA,
     cast_reason_counts,
     ensure_quarantine_table,
-    quarantine_copy_sql,
-    quarantine_ddl,
-    quarantine_delete_sql,
     quarantine_table,
     replace_quarantine_rows,
+    split_origin,
 )
 from sluice.validate.suite import (
     ExpectationError,
@@ -64,8 +60,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "QUARANTINE_DDL",
-    "QUARANTINE_SCHEMA",
     "ExpectationError",
     "Level",
     "BatchChecks",
@@ -76,9 +70,6 @@ __all__ = [
     "classify",
     "ensure_quarantine_table",
     "expectation_class",
-    "quarantine_copy_sql",
-    "quarantine_ddl",
-    "quarantine_delete_sql",
     "reason_key",
     "replace_quarantine_rows",
     "run_suite",
@@ -251,7 +242,7 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
     store = StagingStore(cfg.staging, cfg.name, interval, run_id, generation if "generation" in chunk else None)
     specs = list(enumerate(cfg.expectations))
     levels = {i: classify(spec) for i, spec in specs}  # config errors surface before any work
-    table = store.read_table(chunk["key"])
+    table, origin = split_origin(store.read_table(chunk["key"]))
     if chunk.get("rows") is not None and table.num_rows != int(chunk["rows"]):
         raise ValidationFailed(
             f"chunk {index}: {chunk['key']} holds {table.num_rows} rows, its ChunkRef says "
@@ -287,14 +278,19 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
     flagged, why, counts = verdict.flagged, verdict.why, {**cast_reason_counts(cast.bad_rows), **verdict.counts}
     positions = np.flatnonzero(flagged)
     source_rows = cast.good_index.take(pa.array(positions)).to_pylist() if len(positions) else []
+    owner = {"pipeline": cfg.name, "run_id": run_id, "generation": generation, "interval": interval}
     quarantine = quarantine_table(
-        index, table, cast.bad_rows, source_rows, [why[p] for p in positions.tolist()], rejects
+        owner, index, table, cast.bad_rows, source_rows, [why[p] for p in positions.tolist()], rejects, origin
     )
     if n_rejects:
         counts["source rejects (rows the source could not parse)"] = n_rejects
     rows_in = table.num_rows + n_rejects
     cast_failed, extra, missing = cast.bad_count, cast.extra_columns, cast.missing
-    del table, cast  # the raw chunk is done with: free it before the good rows are copied and written (peak RSS)
+    del (
+        table,
+        cast,
+        origin,
+    )  # the raw chunk is done with: free it before the good rows are copied and written (peak RSS)
     pa.default_memory_pool().release_unused()
     if len(positions):
         good = good.filter(pa.array(~flagged))

@@ -1,8 +1,14 @@
-"""Quarantined rows: their one shape (raw row and reasons as JSON), and the table `sluice.quarantine` they go to.
+"""Quarantined rows: their one shape (provenance, raw row and reasons as JSON), and the table `sluice.quarantine`.
 
-A chunk's quarantine rows are replaced in one transaction (delete the chunk's earlier rows, COPY the new ones), so a
-retried validation never duplicates them. Raw values are kept as strings: a row is quarantined because its values
-may not fit the declared types.
+Every quarantined row says where it came from (the source object and the record number in it, from the chunk's
+hidden provenance columns; for a source reject, its file and line), which chunk, generation and run, its raw values
+(as strings: a row is quarantined because its values may not fit the declared types) and every reason, each
+`{"kind": parse|cast|expectation, "column", "expectation", "value", "reason"}`. The Parquet copy beside the chunk
+has exactly the columns the table gets (`COPY_COLUMNS`).
+
+A chunk's quarantine rows are replaced in one transaction (delete the chunk's earlier rows, COPY the new ones, mark
+the pending rows of earlier generations of the interval superseded), so a retried validation never duplicates them.
+The SQL is in `sluice.loading.sql.quarantine`.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from sluice.loading.sql import quarantine as qs
+from sluice.sources.base import LINE_COL, ORIGIN_COLS, SOURCE_COL
 from sluice.validate.cast import BAD_REASONS, BAD_ROW, raw_strings
 
 if TYPE_CHECKING:
@@ -21,99 +29,47 @@ if TYPE_CHECKING:
     from sluice.interval import Interval
 
 __all__ = [
-    "QUARANTINE_COLUMNS",
-    "QUARANTINE_DDL",
     "QUARANTINE_FILE_SCHEMA",
-    "QUARANTINE_SCHEMA",
     "cast_reason_counts",
     "ensure_quarantine_table",
-    "quarantine_copy_sql",
-    "quarantine_ddl",
-    "quarantine_delete_sql",
     "quarantine_table",
+    "reason_key",
     "replace_quarantine_rows",
+    "split_origin",
 ]
 
-QUARANTINE_SCHEMA = "sluice"
-QUARANTINE_COLUMNS = (
-    "pipeline",
-    "run_id",
-    "generation",
-    "interval_start",
-    "interval_end",
-    "chunk",
-    "row_number",
-    "row",
-    "reasons",
-)
 QUARANTINE_FILE_SCHEMA = pa.schema(
     [
+        ("pipeline", pa.string()),
+        ("run_id", pa.string()),
+        ("generation", pa.int64()),
+        ("interval_start", pa.timestamp("us", tz="UTC")),
+        ("interval_end", pa.timestamp("us", tz="UTC")),
         ("chunk", pa.int32()),
         ("row_number", pa.int64()),
+        ("source", pa.string()),
+        ("source_line", pa.int64()),
         ("kind", pa.string()),
+        ("reason", pa.string()),
         ("row", pa.string()),
         ("reasons", pa.string()),
     ]
 )
-
-
-# ---------------------------------------------------------------- SQL
-
-
-def quarantine_ddl() -> list[str]:
-    """Statements creating sluice.quarantine: one row per quarantined row, its reasons, and where it came from."""
-    return [
-        f"CREATE SCHEMA IF NOT EXISTS {QUARANTINE_SCHEMA}",
-        f"""CREATE TABLE IF NOT EXISTS {QUARANTINE_SCHEMA}.quarantine (
-    id bigserial PRIMARY KEY, pipeline text NOT NULL, run_id text NOT NULL,
-    interval_start timestamptz NOT NULL, interval_end timestamptz NOT NULL, chunk integer NOT NULL,
-    row_number bigint, row jsonb NOT NULL, reasons jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())""",
-        f"CREATE INDEX IF NOT EXISTS quarantine_run_chunk ON {QUARANTINE_SCHEMA}.quarantine (pipeline, run_id, chunk)",
-        # load generations: a later extraction of the interval adds its own rows; earlier ones are kept
-        f"ALTER TABLE {QUARANTINE_SCHEMA}.quarantine ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0",
-        f"CREATE INDEX IF NOT EXISTS quarantine_generation ON {QUARANTINE_SCHEMA}.quarantine "
-        "(pipeline, run_id, generation, chunk)",
-    ]
-
-
-QUARANTINE_DDL = ";\n".join(quarantine_ddl()) + ";"
-
-
-def quarantine_delete_sql() -> str:
-    return (
-        f"DELETE FROM {QUARANTINE_SCHEMA}.quarantine WHERE pipeline = %s AND run_id = %s AND generation = %s "  # noqa: S608 - identifiers validated and quoted; values are bind parameters
-        "AND chunk = %s"
-    )
-
-
-def quarantine_count_sql() -> str:
-    """The rows a generation left in quarantine: finalize reconciles them with the ledger."""
-    return (
-        f"SELECT count(*) FROM {QUARANTINE_SCHEMA}.quarantine WHERE pipeline = %s AND run_id = %s AND generation = %s"  # noqa: S608 - identifiers validated and quoted; values are bind parameters
-    )
-
-
-def quarantine_copy_sql() -> str:
-    return f"COPY {QUARANTINE_SCHEMA}.quarantine ({', '.join(QUARANTINE_COLUMNS)}) FROM STDIN"
+assert tuple(QUARANTINE_FILE_SCHEMA.names) == qs.COPY_COLUMNS
 
 
 def ensure_quarantine_table(conn: psycopg.Connection) -> None:
-    """Create sluice.quarantine if missing, under the same DDL advisory lock the loader takes, so parallel chunks
-    (and the loader creating sluice.load_ledger) never race on CREATE ... IF NOT EXISTS."""
+    """Create or migrate sluice.quarantine if it is not in its current shape, under the same DDL advisory lock the
+    loader takes, so parallel chunks (and the loader creating sluice.load_ledger) never race on DDL."""
     import psycopg
 
-    row = conn.execute(
-        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'generation')",
-        (f"{QUARANTINE_SCHEMA}.quarantine",),
-    ).fetchone()
-    exists = bool(row and row[0])
     for attempt in range(3):
-        if exists:
+        if conn.execute(qs.quarantine_ready()).fetchone()[0]:
             return
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("sluice.ddl",))
-                for stmt in quarantine_ddl():
+                for stmt in qs.quarantine_ddl():
                     conn.execute(stmt)
             return
         except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
@@ -124,20 +80,21 @@ def ensure_quarantine_table(conn: psycopg.Connection) -> None:
 def replace_quarantine_rows(
     dsn: str, pipeline: str, run_id: str, interval: Interval, index: int, quarantine: pa.Table, generation: int = 0
 ) -> None:
-    """Replace this generation's quarantine rows of the chunk, in one transaction (a retry of the task is idempotent;
-    rows of earlier generations of the run stay)."""
+    """Replace this generation's quarantine rows of the chunk and supersede the pending rows of earlier generations
+    of the interval, in one transaction (a retry of the task is idempotent). `quarantine` is quarantine_table()'s."""
     import psycopg
 
-    with psycopg.connect(dsn, autocommit=True, application_name=f"sluice validate {pipeline}#{index}"[:63]) as conn:
+    key = {"pipeline": pipeline, "run_id": run_id, "generation": generation, "chunk": index}
+    app = f"sluice validate {pipeline}#{index}"[:63]
+    with psycopg.connect(dsn, autocommit=True, application_name=app) as conn:
         ensure_quarantine_table(conn)
         with conn.transaction():
-            conn.execute(quarantine_delete_sql(), (pipeline, run_id, generation, index))
-            with conn.cursor().copy(quarantine_copy_sql()) as copy:
-                cols = [quarantine[c].to_pylist() for c in ("row_number", "row", "reasons")]
-                for row_number, row, reasons in zip(*cols, strict=True):
-                    copy.write_row(
-                        (pipeline, run_id, generation, interval.start, interval.end, index, row_number, row, reasons)
-                    )
+            conn.execute(qs.quarantine_delete_chunk(), key)
+            if quarantine.num_rows:
+                with conn.cursor().copy(qs.quarantine_copy()) as copy:
+                    for row in zip(*(quarantine[c].to_pylist() for c in qs.COPY_COLUMNS), strict=True):
+                        copy.write_row(row)
+            conn.execute(qs.quarantine_supersede(), {**key, "start": interval.start, "end": interval.end})
 
 
 # ---------------------------------------------------------------- rows
@@ -152,42 +109,94 @@ def _dumps(obj: Any) -> str:
     return _nul_safe(json.dumps(obj, ensure_ascii=False, default=str))
 
 
-def _raw_rows(table: pa.Table, rows: list[int]) -> list[str]:
-    """Raw source values of the given rows as JSON objects of strings."""
+def _raw_dicts(table: pa.Table, rows: list[int]) -> list[dict[str, str | None]]:
+    """Raw source values of the given rows as dicts of strings."""
     take = pa.array(rows, pa.int64())
     names = table.column_names
     values = [raw_strings(table[n], take).to_pylist() for n in names]
-    return [_dumps(dict(zip(names, row, strict=True))) for row in zip(*values, strict=True)]
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def split_origin(table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
+    """A staged chunk -> (its source columns, its provenance columns or None for a chunk staged without them)."""
+    if SOURCE_COL not in table.column_names:
+        return table, None
+    origin = pa.table({SOURCE_COL: table[SOURCE_COL].cast(pa.string()), LINE_COL: table[LINE_COL].cast(pa.int64())})
+    return table.drop_columns(list(ORIGIN_COLS)), origin
+
+
+def reason_key(reason: dict) -> str:
+    """The short name of one reason, what `quarantine list` groups by and `--reason` matches."""
+    kind = reason.get("kind")
+    if kind == qs.ReasonKind.expectation:
+        cols = reason.get("columns") or ([reason["column"]] if reason.get("column") else [])
+        return f"{reason['expectation']}({', '.join(cols)})"
+    if kind == qs.ReasonKind.parse:
+        return f"parse: {str(reason.get('reason', '')).split(': line')[0]}"[:120]
+    return f"cast {reason.get('column')}: {reason.get('reason')}"
+
+
+def _row_reason(reasons: list[dict]) -> str:
+    return "; ".join(sorted({reason_key(r) for r in reasons}))
+
+
+def _short(value: Any) -> Any:
+    return value if not isinstance(value, str) or len(value) <= 200 else value[:200] + "…"
 
 
 def quarantine_table(
+    owner: dict[str, Any],
     index: int,
     table: pa.Table,
     bad: pa.Table,
     expectation_rows: list[int],
     reasons: list[list[dict]],
     rejects: pa.Table | None,
+    origin: pa.Table | None = None,
 ) -> pa.Table:
-    """All of a chunk's quarantined rows in one shape: raw row as JSON, reasons as JSON, row number in the chunk.
-    `bad` is CastResult.bad_rows; `expectation_rows` are rows of the raw `table` failed by expectations."""
+    """All of a chunk's quarantined rows in one shape (QUARANTINE_FILE_SCHEMA). `owner` holds pipeline, run_id,
+    generation and interval; `bad` is CastResult.bad_rows; `expectation_rows` are rows of the raw `table` failed by
+    expectations; `origin` the chunk's provenance columns (split_origin)."""
     raw_cols = [c for c in bad.column_names if c not in (BAD_ROW, BAD_REASONS)]
     numbers = bad[BAD_ROW].to_pylist() + expectation_rows
-    rows = _raw_rows(bad.select(raw_cols), list(range(bad.num_rows))) + _raw_rows(table, expectation_rows)
-    why = [_nul_safe(r) for r in bad[BAD_REASONS].to_pylist()] + [_dumps(r) for r in reasons]
-    kinds = ["cast"] * bad.num_rows + ["expectation"] * len(expectation_rows)
+    rows = _raw_dicts(bad.select(raw_cols), list(range(bad.num_rows))) + _raw_dicts(table, expectation_rows)
+    why = [[{"kind": "cast", **r} for r in json.loads(text)] for text in bad[BAD_REASONS].to_pylist()]
+    for raw, listed in zip(rows[bad.num_rows :], reasons, strict=True):
+        why.append(
+            [
+                {"kind": "expectation", **r, "value": _short(raw.get(r["column"])) if "column" in r else None}
+                for r in listed
+            ]
+        )
+    if origin is not None and numbers:
+        take = pa.array(numbers, pa.int64())
+        sources, lines = origin[SOURCE_COL].take(take).to_pylist(), origin[LINE_COL].take(take).to_pylist()
+    else:
+        sources, lines = [None] * len(numbers), [None] * len(numbers)
+    texts = [_dumps(r) for r in rows]
     if rejects is not None and rejects.num_rows:
         rj = rejects.to_pylist()
         numbers += [None] * len(rj)
-        rows += [_dumps({"file": r["file"], "line": r["line"], "raw": r["raw"]}) for r in rj]
-        why += [_dumps([{"reason": r["reason"], "stage": "source"}]) for r in rj]
-        kinds += ["reject"] * len(rj)
+        sources += [r["file"] for r in rj]
+        lines += [r["line"] for r in rj]
+        texts += [_dumps({"file": r["file"], "line": r["line"], "raw": r["raw"]}) for r in rj]
+        why += [[{"kind": "parse", "reason": r["reason"], "value": _short(r["raw"])}] for r in rj]
+    n = len(texts)
     out = pa.table(
         {
-            "chunk": pa.array([index] * len(rows), pa.int32()),
+            "pipeline": [owner["pipeline"]] * n,
+            "run_id": [owner["run_id"]] * n,
+            "generation": pa.array([owner["generation"]] * n, pa.int64()),
+            "interval_start": pa.array([owner["interval"].start] * n, pa.timestamp("us", tz="UTC")),
+            "interval_end": pa.array([owner["interval"].end] * n, pa.timestamp("us", tz="UTC")),
+            "chunk": pa.array([index] * n, pa.int32()),
             "row_number": pa.array(numbers, pa.int64()),
-            "kind": kinds,
-            "row": rows,
-            "reasons": why,
+            "source": pa.array(sources, pa.string()),
+            "source_line": pa.array(lines, pa.int64()),
+            "kind": [w[0]["kind"] if w else None for w in why],
+            "reason": [_row_reason(w) for w in why],
+            "row": texts,
+            "reasons": [_dumps(w) for w in why],
         },
         schema=QUARANTINE_FILE_SCHEMA,
     )

@@ -5,7 +5,8 @@ Identifiers (schemas, tables, columns, types) are validated in `identifiers` and
 This package is a leaf: it imports only psycopg, so every stage (validate, loading, alerts) may use it.
 
 `from sluice.loading import sql as q` gives every statement; the submodules group them:
-`identifiers`, `ddl`, `dml` (the load), `catalog`, `bookkeeping` (ledger, run summary, schema changes); `results`
+`identifiers`, `ddl`, `dml` (the load), `catalog`, `bookkeeping` (ledger, run summary, schema changes),
+`quarantine` (sluice.quarantine: DDL and migration, status changes, the `quarantine` command's queries); `results`
 reads the one row of a statement that always returns one (`q.scalar(conn.execute(...))`).
 """
 
@@ -16,3 +17,4 @@ from sluice.loading.sql.dml import *  # noqa: F403
 from sluice.loading.sql.identifiers import *  # noqa: F403
 from sluice.loading.sql.identifiers import _coldef, _cols  # noqa: F401
 from sluice.loading.sql.results import one_row, scalar  # noqa: F401
+from sluice.loading.sql.quarantine import *  # noqa: F403

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from sluice.config import render
-from sluice.sources.base import OnReject
+from sluice.sources.base import OnReject, with_origin
 from sluice.sources.http.auth import Redactor, key_param, make_auth
 from sluice.sources.http.client import Fetcher, base_url, join_url, make_session
 from sluice.sources.http.errors import DuplicatePageError, HttpSourceError, MaxPagesExceeded
@@ -97,7 +97,7 @@ def _fetch_all(
             batch = columnizer.batch(records[start : start + chunk_rows], url, start, on_reject)
             if batch is not None:
                 rows += batch.num_rows
-                yield batch
+                yield with_origin(batch, url, columnizer.lines)
         previous = records
         if not paginator.has_next:
             break
