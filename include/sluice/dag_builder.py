@@ -8,7 +8,6 @@ XCom values. Stage modules are imported inside the tasks, so parsing a DAG file 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
