@@ -235,8 +235,9 @@ class StagingStore:
             checksum=digest,
         )
 
-    def write_manifest(self, chunks: list[ChunkRef]) -> str:
-        """Write manifest.json; call it last, after every chunk is stored."""
+    def write_manifest(self, chunks: list[ChunkRef], source: list[dict] | None = None) -> str:
+        """Write manifest.json; call it last, after every chunk is stored. `source`: the objects read (S3 sources:
+        key, size, ETag), listed just before reading, so a file changed meanwhile shows as changed later."""
         manifest = {
             "version": MANIFEST_VERSION,
             "pipeline": self.pipeline,
@@ -248,6 +249,8 @@ class StagingStore:
             "rejects": sum(c["rejects"] for c in chunks),
             "chunks": list(chunks),
         }
+        if source is not None:
+            manifest["source_objects"] = source
         self._put(self.manifest_key, json.dumps(manifest, indent=2, sort_keys=True).encode())
         return self.manifest_key
 
@@ -351,6 +354,11 @@ def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str, gene
         store.url,
         cfg.staging.chunk_rows,
     )
+    source = None
+    if cfg.source.kind == "s3":
+        from sluice.sources.s3 import source_objects
+
+        source = source_objects(cfg, interval)
     for batch in iter_source(cfg, interval, writer.on_reject):
         writer.add(batch)
     fallback = pa.schema([(c.source_column, pa.string()) for c in cfg.target.columns])
@@ -360,7 +368,7 @@ def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str, gene
             f"pipeline {cfg.name}: no data for interval {interval.key} in {_source_label(cfg, interval)}"
             " and require_data is true (set require_data: false to accept empty intervals)"
         )
-    store.write_manifest(chunks)
+    store.write_manifest(chunks, source)
     rows = sum(c["rows"] for c in chunks)
     elapsed = time.monotonic() - writer.started
     log.info(

@@ -100,6 +100,36 @@ def list_source_keys(cfg: PipelineConfig, interval: Interval) -> list[str]:
     return sorted(k for k in keys if not k.endswith("/") and matches(k[len(prefix) :].lstrip("/"), src.pattern))
 
 
+def list_objects(conn_id: str, bucket: str, prefix: str) -> dict[str, dict]:
+    """Every object under a prefix: key -> {key, size, etag} (one paginated ListObjectsV2, 1000 keys a page)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    client = S3Hook(aws_conn_id=conn_id).get_conn()
+    found: dict[str, dict] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = {"key": obj["Key"], "size": int(obj["Size"]), "etag": obj["ETag"].strip('"')}
+    return found
+
+
+def selected(cfg: PipelineConfig, prefix: str, objects: dict[str, dict]) -> list[dict]:
+    """The objects of a listing that an interval with this rendered prefix reads (pattern applied), in key order."""
+    return [
+        objects[k]
+        for k in sorted(objects)
+        if k.startswith(prefix) and not k.endswith("/") and matches(k[len(prefix) :].lstrip("/"), cfg.source.pattern)
+    ]
+
+
+def source_objects(cfg: PipelineConfig, interval: Interval) -> list[dict]:
+    """What an interval's extraction reads: key, size and ETag of every matching object. Recorded in the staging
+    manifest, so `backfill plan` can tell whether the source changed since the load."""
+    from sluice.config import render
+
+    prefix = render(cfg.source.prefix, interval).lstrip("/")
+    return selected(cfg, prefix, list_objects(cfg.source.conn_id, cfg.source.bucket, prefix))
+
+
 def is_gzip(key: str, compression: str) -> bool:
     return compression == "gzip" or (compression == "auto" and key.endswith(".gz"))
 
