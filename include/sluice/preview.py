@@ -168,8 +168,8 @@ def schema_diff(cfg: PipelineConfig) -> list[str]:
 def render_plan(cfg: PipelineConfig, interval: Interval | None = None, now: datetime | None = None) -> str:
     """The whole plan as text."""
     from sluice import schedule
-    from sluice.pools import source_pool_name
     from sluice.loading.target import Target
+    from sluice.pools import source_pool_name
 
     now = now or datetime.now(UTC)
     nxt = schedule.next_intervals(cfg, now)
@@ -184,7 +184,8 @@ def render_plan(cfg: PipelineConfig, interval: Interval | None = None, now: date
             "tasks (DAG " + cfg.name + ")",
             [f"{i + 1}. {name}: {what}" for i, (name, what) in enumerate(TASKS)]
             + [
-                f"retries {r.retries}, first delay {r.delay_seconds:g}s x{r.multiplier:g} up to {r.max_delay_seconds:g}s"
+                f"retries {r.retries}, first delay {r.delay_seconds:g}s x{r.multiplier:g}, "
+                f"at most {r.max_delay_seconds:g}s"
                 + (f"; extract_and_stage in pool {pool} when SLUICE_SOURCE_POOLS=1" if pool else "")
             ],
         ),
@@ -209,7 +210,7 @@ def render_plan(cfg: PipelineConfig, interval: Interval | None = None, now: date
                     *(f"  {line}" for line in source_request(cfg, interval)),
                     f"staging {staged} (chunks of {cfg.staging.chunk_rows} rows, manifest.json last)",
                 ],
-            )  # fmt: skip
+            )
         )
     ddl = s(q.create_table(tgt.schema, tgt.table, list(tgt.columns), tgt.pk if tgt.keyed else ()))
     parts.append(
@@ -222,10 +223,13 @@ def render_plan(cfg: PipelineConfig, interval: Interval | None = None, now: date
                 f"on_missing_columns {cfg.target.on_missing_columns.value}"
                 + (f", version_column {tgt.version}" if tgt.version else ""),
             ],
-        )  # fmt: skip
+        )
     )
-    parts.append(_section("load SQL (per chunk)", [f"-- {w}\n  {sql_};" if w else f"{sql_};" for w, sql_ in
-                                                    load_statements(cfg)]))  # fmt: skip
+    parts.append(
+        _section(
+            "load SQL (per chunk)", [f"-- {w}\n  {sql_};" if w else f"{sql_};" for w, sql_ in load_statements(cfg)]
+        )
+    )
     qc = cfg.quality
     parts.append(_section("expectations", expectation_lines(cfg)))
     parts.append(
@@ -237,7 +241,7 @@ def render_plan(cfg: PipelineConfig, interval: Interval | None = None, now: date
                 + (f", max_rows {qc.max_rows}" if qc.max_rows is not None else "")
                 + f", require_data {str(cfg.require_data).lower()}"
             ],
-        )  # fmt: skip
+        )
     )
     alerts = ", ".join(cfg.alerts.channels) or "none"
     deadline = f"; deadline {cfg.deadline.after_interval_end} after the interval end" if cfg.deadline else ""

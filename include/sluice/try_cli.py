@@ -79,8 +79,14 @@ def _run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-register(Command("plan", "show what a pipeline file becomes (tasks, schedule, SQL, checks); no Airflow needed",
-                 _configure_plan, _run_plan))  # fmt: skip
+register(
+    Command(
+        "plan",
+        "show what a pipeline file becomes (tasks, schedule, SQL, checks); no Airflow needed",
+        _configure_plan,
+        _run_plan,
+    )
+)
 
 
 # ---------------------------------------------------------------- run
@@ -100,11 +106,15 @@ def run_pipeline(cfg: PipelineConfig, interval, run_id: str, echo=print) -> dict
     from sluice import steps
 
     generation = steps.begin(cfg, interval, run_id)
-    echo(f"{cfg.name}: interval [{interval.start.isoformat()}, {interval.end.isoformat()}), run {run_id}, "
-         f"generation {generation}")  # fmt: skip
+    echo(
+        f"{cfg.name}: interval [{interval.start.isoformat()}, {interval.end.isoformat()}), run {run_id}, "
+        f"generation {generation}"
+    )
     chunks = steps.extract(cfg, interval, run_id, generation)
-    echo(f"extract_and_stage: {len(chunks)} chunk(s), {sum(c['rows'] for c in chunks)} rows, "
-         f"{sum(c['rejects'] for c in chunks)} rejects")  # fmt: skip
+    echo(
+        f"extract_and_stage: {len(chunks)} chunk(s), {sum(c['rows'] for c in chunks)} rows, "
+        f"{sum(c['rejects'] for c in chunks)} rejects"
+    )
     reports = [steps.validate(cfg, interval, run_id, c) for c in chunks]
     rows_in, bad = steps.quarantine_share(reports)
     echo(f"validate_chunk: {rows_in} rows in, {rows_in - bad} good, {bad} quarantined")
@@ -137,5 +147,11 @@ def _run_run(args: argparse.Namespace) -> int:
     return 0
 
 
-register(Command("run", "run a pipeline for one interval in this process (no scheduler), printing its counts",
-                 _configure_run, _run_run))  # fmt: skip
+register(
+    Command(
+        "run",
+        "run a pipeline for one interval in this process (no scheduler), printing its counts",
+        _configure_run,
+        _run_run,
+    )
+)

@@ -35,8 +35,17 @@ def test_plan_renders_every_example_file_without_services(path, no_services, cap
     assert main(["plan", str(path), "--interval", "1995-01-03"]) == 0
     out = capsys.readouterr().out
     cfg = cfg_of(path)
-    for heading in ("tasks (DAG", "schedule", "next intervals:", "interval [1995-01-03T00:00:00+00:00,",
-                    "load SQL (per chunk)", "expectations", "quality gate", "alerts", "schema diff"):  # fmt: skip
+    for heading in (
+        "tasks (DAG",
+        "schedule",
+        "next intervals:",
+        "interval [1995-01-03T00:00:00+00:00,",
+        "load SQL (per chunk)",
+        "expectations",
+        "quality gate",
+        "alerts",
+        "schema diff",
+    ):
         assert heading in out, heading
     assert f'CREATE TABLE "{cfg.target.schema_}"."{cfg.target.table}"' in out
     assert 'INSERT INTO "sluice"."load_ledger"' in out
@@ -53,8 +62,10 @@ def test_plan_shows_the_rendered_prefix_of_the_interval(no_services, capsys):
 def test_plan_shows_the_first_http_request_and_the_sql_query(no_services, capsys):
     assert main(["plan", str(REPO / "config/pipelines/api_customers.yaml"), "--interval", "2024-03-01"]) == 0
     out = capsys.readouterr().out
-    assert ("GET <base URL of connection sluice_demo_api>/v1/customers?updated_since=2024-03-01T00:00:00+00:00"
-            "&updated_before=2024-03-02T00:00:00+00:00&per_page=200&page=1") in out  # fmt: skip
+    assert (
+        "GET <base URL of connection sluice_demo_api>/v1/customers?updated_since=2024-03-01T00:00:00+00:00"
+        "&updated_before=2024-03-02T00:00:00+00:00&per_page=200&page=1"
+    ) in out
     assert main(["plan", str(REPO / "config/pipelines/sql_orders.yaml"), "--interval", "2024-03-01"]) == 0
     assert 'SELECT * FROM "public"."orders" WHERE "o_orderdate" >= :interval_start' in capsys.readouterr().out
 
@@ -64,11 +75,13 @@ def test_plan_and_run_of_an_invalid_file_print_the_linters_message(tmp_path, no_
     text = (REPO / "config/pipelines/tpch_orders.yaml").read_text().replace("primary_key:", "primery_key:")
     bad.write_text(text)
     env = {**os.environ, "PYTHONPATH": str(REPO / "include")}
-    lint = subprocess.run([sys.executable, "-m", "sluice", "lint", str(bad)], capture_output=True, text=True,
-                          env=env, timeout=300)  # fmt: skip
+    lint = subprocess.run(
+        [sys.executable, "-m", "sluice", "lint", str(bad)], capture_output=True, text=True, env=env, timeout=300
+    )
     for cmd in (["plan", str(bad)], ["run", str(bad), "--interval", "1995-01-01"]):
-        got = subprocess.run([sys.executable, "-m", "sluice", *cmd], capture_output=True, text=True, env=env,
-                             timeout=300)  # fmt: skip
+        got = subprocess.run(
+            [sys.executable, "-m", "sluice", *cmd], capture_output=True, text=True, env=env, timeout=300
+        )
         assert got.returncode == 1
         assert got.stdout == lint.stdout and "did you mean 'primary_key'?" in got.stdout
 

@@ -128,8 +128,17 @@ def run_summary_upsert() -> sql.Composed:
 def run_started_upsert() -> sql.Composed:
     """A generation begins: the run's summary row says `running` for it (zero counts until finalize), so an interval
     whose run dies before loading anything is not mistaken for one that never ran."""
-    zero = ("chunks", "rows_in", "rows_loaded", "rows_quarantined", "inserted", "updated", "deleted", "superseded",
-            "unchanged")  # fmt: skip
+    zero = (
+        "chunks",
+        "rows_in",
+        "rows_loaded",
+        "rows_quarantined",
+        "inserted",
+        "updated",
+        "deleted",
+        "superseded",
+        "unchanged",
+    )
     values = {f: sql.Placeholder(f) for f in ("pipeline", "run_id", "target", "interval_start", "interval_end")}
     values |= {f: sql.SQL("0") for f in zero}
     values |= {
@@ -170,3 +179,18 @@ def interval_states() -> sql.Composed:
         "AND interval_start >= %(lo)s AND interval_start <= %(hi)s "
         "ORDER BY interval_start, interval_end, generation DESC, finished_at DESC) s ORDER BY s.interval_start"
     ).format(s=qualified(META, "run_summary"), l=qualified(META, "load_ledger"))
+
+
+def last_generation() -> sql.Composed:
+    """The newest generation number handed out so far (0 before the first): generations after it are newer runs."""
+    return sql.SQL("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {}").format(
+        qualified(META, "load_run_seq")
+    )
+
+
+def loaded_since() -> sql.Composed:
+    """Runs of a pipeline that finished successfully with a generation newer than %(generation)s, and their rows."""
+    return sql.SQL(
+        "SELECT count(*), coalesce(sum(rows_loaded), 0) FROM {} WHERE pipeline = %(pipeline)s "
+        "AND generation > %(generation)s AND status = 'success'"
+    ).format(qualified(META, "run_summary"))
