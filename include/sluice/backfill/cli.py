@@ -140,6 +140,7 @@ def _backfill(args: argparse.Namespace, cfg, plan) -> int:
         return 0
     try:
         api = AirflowApi.from_env()
+        api.timeout = 180  # creating a backfill of many intervals is one slow request
     except (OSError, KeyError, ValueError) as exc:
         print(
             f"sluice backfill: no Airflow API credentials ({exc}): set SLUICE_API_URL and SLUICE_HOME or "
