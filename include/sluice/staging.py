@@ -8,7 +8,8 @@ warehouse's sluice.load_run_seq, so a cleared run, whose run_id Airflow keeps, n
         chunk-00000.rejects.parquet    rows the source could not parse: file, line, raw, reason (only if any)
         chunk-00000.good.parquet       written later by validation (StagingStore.derived_key(0, "good"))
         chunk-00000.gx.json            GX validation result, also by validation (derived_key(0, "gx", ext="json"))
-        manifest.json                  written LAST: chunk keys, rows, rejects, checksums
+        manifest.json                  written LAST: chunk keys, rows, rejects, checksums; for S3 sources also
+                                       source_objects (key, size, ETag of each object read), for `backfill plan`
 
 A generation directory without manifest.json is incomplete: extract_and_stage writes the manifest only after every
 chunk is stored. Files of one generation never change (validation and loading check the checksums); files of earlier
