@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import sys
 from datetime import date
@@ -99,20 +101,24 @@ def _plan(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    cfg, plan = _plan(args)
-    if plan is None:
-        return 2
-    if args.action == "plan":
-        print(plan.to_json() if args.json else plan.table())
-        return 0
-    return _backfill(args, cfg, plan)
+    """Airflow's hooks log to stdout when imported and used; they go to stderr here, so stdout is only the plan
+    (and --json is parseable)."""
+    out = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        cfg, plan = _plan(args)
+        if plan is None:
+            return 2
+        if args.action == "plan":
+            print(plan.to_json() if args.json else plan.table(), file=out)
+            return 0
+        return _backfill(args, cfg, plan, functools.partial(print, file=out), out.isatty())
 
 
 def _why(s) -> str:
     return "changed" if s.source is not None and s.source.value == "changed" else s.state.value
 
 
-def _backfill(args: argparse.Namespace, cfg, plan) -> int:
+def _backfill(args: argparse.Namespace, cfg, plan, say, tty: bool) -> int:
     from sluice.airflow_api import AirflowApi
     from sluice.backfill.run import BackfillError, ensure_pool, preflight, run_segments, segments
     from sluice.connections import pg_dsn
@@ -120,23 +126,23 @@ def _backfill(args: argparse.Namespace, cfg, plan) -> int:
 
     picked = plan.select(args.only)
     segs = segments(plan.intervals, args.only)
-    print(
+    say(
         f"{cfg.name}: {len(picked)} of {len(plan.intervals)} interval(s) selected ({', '.join(sorted(args.only))}) "
         f"in {len(segs)} backfill(s), at most {args.max_active_runs} run(s) at a time"
     )
     for seg in segs:
         body = seg.body(cfg.name, args.max_active_runs)
-        print(
+        say(
             f"  backfill {body['from_date'][:16]} .. {body['to_date'][:16]}: {len(seg.intervals)} interval(s) "
             f"({', '.join(sorted({_why(s) for s in seg.intervals}))}), "
             f"reprocess_behavior {body['reprocess_behavior']}"
         )
     if not segs:
-        print("nothing to do")
+        say("nothing to do")
         return 0
     pool = source_pool_name(cfg)
     if args.dry_run:
-        print("dry run: nothing created." + (f" Would ensure pool {pool}." if pool else ""))
+        say("dry run: nothing created." + (f" Would ensure pool {pool}." if pool else ""))
         return 0
     try:
         api = AirflowApi.from_env()
@@ -152,14 +158,16 @@ def _backfill(args: argparse.Namespace, cfg, plan) -> int:
         preflight(api, cfg.name)
         if pool:
             note = "" if pools_enabled() else " (not used by the DAG: SLUICE_SOURCE_POOLS is not 1)"
-            print(ensure_pool(api, pool, args.source_slots or DEFAULT_SLOTS) + note)
-        done, rows, failed = run_segments(api, cfg, segs, args.max_active_runs, pg_dsn(cfg.target.conn_id))
+            say(ensure_pool(api, pool, args.source_slots or DEFAULT_SLOTS) + note)
+        done, rows, failed = run_segments(
+            api, cfg, segs, args.max_active_runs, pg_dsn(cfg.target.conn_id), echo=say, tty=tty
+        )
     except BackfillError as exc:
         print(f"sluice backfill: {exc}", file=sys.stderr)
         return 2
-    print(f"{cfg.name}: {done}/{len(picked)} interval(s) done, {rows} rows loaded, {len(failed)} failed")
+    say(f"{cfg.name}: {done}/{len(picked)} interval(s) done, {rows} rows loaded, {len(failed)} failed")
     for d in failed:
-        print(f"  failed: {d}  (task logs in the UI; `python -m sluice backfill plan` shows the error)")
+        say(f"  failed: {d}  (task logs in the UI; `python -m sluice backfill plan` shows the error)")
     return 1 if failed or done < len(picked) else 0
 
 

@@ -14,7 +14,6 @@ pool `sluice_source__<conn_id>` (sluice.pools), created here when missing.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -133,10 +132,10 @@ def ensure_pool(api: AirflowApi, name: str, slots: int) -> str:
 class Progress:
     """Intervals done / total and rows loaded: a rich progress bar on a terminal, a line per change otherwise."""
 
-    def __init__(self, total: int, echo: Callable[[str], None]):
+    def __init__(self, total: int, echo: Callable[[str], None], tty: bool = False):
         self.total, self.echo, self.last = total, echo, None
         self.bar = None
-        if sys.stdout.isatty():
+        if tty:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(
@@ -205,6 +204,7 @@ def run_segments(
     max_active_runs: int,
     dsn: str,
     echo: Callable[[str], None] = print,
+    tty: bool = False,
     timeout: float = 6 * 3600,
 ) -> tuple[int, int, list[str]]:
     """Create and follow one backfill per segment, one after another; returns (intervals done, rows loaded, failed
@@ -213,7 +213,7 @@ def run_segments(
 
     total = sum(len(s.intervals) for s in segs)
     since = _last_generation(dsn)
-    progress = Progress(total, echo)
+    progress = Progress(total, echo, tty)
     finished: dict[str, str] = {}  # logical date -> terminal state, over every segment
     rows = 0
     try:
