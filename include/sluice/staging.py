@@ -355,12 +355,8 @@ def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str, gene
         store.url,
         cfg.staging.chunk_rows,
     )
-    source = None
-    if cfg.source.kind == "s3":
-        from sluice.sources.s3 import source_objects
-
-        source = source_objects(cfg, interval)
-    for batch in iter_source(cfg, interval, writer.on_reject):
+    listed: list[list[dict]] = []  # what an S3 source read (key, size, ETag), reported by the source
+    for batch in iter_source(cfg, interval, writer.on_reject, on_objects=listed.append):
         writer.add(batch)
     fallback = pa.schema([(c.source_column, pa.string()) for c in cfg.target.columns])
     chunks = writer.finish(fallback)
@@ -369,7 +365,7 @@ def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str, gene
             f"pipeline {cfg.name}: no data for interval {interval.key} in {_source_label(cfg, interval)}"
             " and require_data is true (set require_data: false to accept empty intervals)"
         )
-    store.write_manifest(chunks, source)
+    store.write_manifest(chunks, listed[0] if listed else None)
     rows = sum(c["rows"] for c in chunks)
     elapsed = time.monotonic() - writer.started
     log.info(

@@ -29,7 +29,7 @@ import fnmatch
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -134,13 +134,19 @@ def is_gzip(key: str, compression: str) -> bool:
     return compression == "gzip" or (compression == "auto" and key.endswith(".gz"))
 
 
-def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
-    """Stream every matching file of the interval, in key order, as record batches of at most batch_rows(cfg)."""
+def iter_batches(
+    cfg: PipelineConfig, interval: Interval, on_reject: OnReject, on_objects: Callable[[list[dict]], None] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Stream every matching file of the interval, in key order, as record batches of at most batch_rows(cfg);
+    the objects listed (key, size, ETag) go to `on_objects` first, for the staging manifest."""
     from sluice.config import render
 
     src = cfg.source
     fs = arrow_s3_filesystem(src.conn_id)
-    keys = list_source_keys(cfg, interval)
+    objects = source_objects(cfg, interval)
+    if on_objects is not None:
+        on_objects(objects)
+    keys = [o["key"] for o in objects]
     log.info("s3://%s/%s: %d file(s) for %s", src.bucket, render(src.prefix, interval), len(keys), interval.key)
     for key in keys:
         yield from read_object(cfg, fs, f"{src.bucket}/{key}", f"s3://{src.bucket}/{key}", on_reject)
