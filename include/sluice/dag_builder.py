@@ -209,6 +209,14 @@ def unretryable(fn: Any, *args: Any) -> Any:
         raise
 
 
+def source_pool(cfg: PipelineConfig) -> dict[str, str]:
+    """The `pool` argument of extract_and_stage: its source connection's pool, when pools are enabled (pools.py)."""
+    from sluice.pools import pools_enabled, source_pool_name
+
+    name = source_pool_name(cfg)
+    return {"pool": name} if name and pools_enabled() else {}
+
+
 def _pendulum(value) -> Any:
     import pendulum
 
@@ -236,55 +244,45 @@ def build_dag(cfg: PipelineConfig) -> DAG:
 
     with dag:
         # multiple_outputs=False: each task's result is one XCom (return_value), not also one XCom per key
-        @task(multiple_outputs=False)
+        @task(multiple_outputs=False, **source_pool(cfg))
         def extract_and_stage(**context) -> list[ChunkRef]:
-            from sluice.connections import pg_dsn
-            from sluice.loading.ledger import new_generation
-            from sluice.staging import extract_and_stage as run
+            from sluice import steps
 
             interval = resolve_interval(context, timetable)
-            generation = new_generation(pg_dsn(cfg.target.conn_id))
+            generation = steps.begin(cfg, interval, context["run_id"])
             context["ti"].xcom_push(key="generation", value=generation)
             log.info(
                 "pipeline %s: interval [%s, %s), generation %d", cfg.name, interval.start, interval.end, generation
             )
-            return run(cfg, interval, context["run_id"], generation)
+            return steps.extract(cfg, interval, context["run_id"], generation)
 
         @task(multiple_outputs=False, map_index_template="chunk {{ task.op_kwargs['chunk']['index'] }}")
         def validate_chunk(chunk: ChunkRef, **context) -> ChunkReport:
-            from sluice.validate.chunk import validate_chunk as run
+            from sluice import steps
 
-            return unretryable(run, cfg, resolve_interval(context, timetable), context["run_id"], chunk)
+            return unretryable(steps.validate, cfg, resolve_interval(context, timetable), context["run_id"], chunk)
 
         @task(multiple_outputs=False, trigger_rule="none_failed")
         def quality_gate(reports: Iterable[ChunkReport], **context) -> list[GatedReport]:
-            from sluice.loading.duplicates import mark_superseded
-            from sluice.loading.finalize import refuse_emptying
-            from sluice.staging import StagingStore
-            from sluice.validate.gate import quality_gate as run
+            from sluice import steps
 
             interval = resolve_interval(context, timetable)
-            gated = run(cfg, current(reports, context))
-            unretryable(refuse_emptying, cfg, interval, gated)
-
-            def store_for(report: ChunkReport) -> StagingStore:
-                return StagingStore(cfg.staging, cfg.name, interval, context["run_id"], report.get("generation"))
-
-            keys = cfg.target.primary_key if cfg.target.write_mode.value != "append" else []
-            return mark_superseded(store_for, gated, keys)
+            return unretryable(
+                steps.gate, cfg, interval, context["run_id"], this_generation(context), current(reports, context)
+            )
 
         @task(multiple_outputs=False, map_index_template="chunk {{ task.op_kwargs['report']['index'] }}")
         def load_chunk(report: GatedReport, **context) -> ChunkLoadResult:
-            from sluice.loading.postgres import load_chunk as run
+            from sluice import steps
 
-            return unretryable(run, cfg, resolve_interval(context, timetable), context["run_id"], report)
+            return unretryable(steps.load, cfg, resolve_interval(context, timetable), context["run_id"], report)
 
         @task(multiple_outputs=False, trigger_rule="none_failed", outlets=[asset])
         def finalize(results: Iterable[ChunkLoadResult], gated: list[GatedReport], **context) -> RunSummary:
-            from sluice.loading.finalize import finalize as run
+            from sluice import steps
 
             generation = this_generation(context)
-            summary = run(
+            summary = steps.finalize(
                 cfg, resolve_interval(context, timetable), context["run_id"], current(results, context), generation
             )
             summary.pop("table", None)  # finalize logged it; the XCom and the Asset event keep the figures

@@ -8,7 +8,8 @@ warehouse's sluice.load_run_seq, so a cleared run, whose run_id Airflow keeps, n
         chunk-00000.rejects.parquet    rows the source could not parse: file, line, raw, reason (only if any)
         chunk-00000.good.parquet       written later by validation (StagingStore.derived_key(0, "good"))
         chunk-00000.gx.json            GX validation result, also by validation (derived_key(0, "gx", ext="json"))
-        manifest.json                  written LAST: chunk keys, rows, rejects, checksums
+        manifest.json                  written LAST: chunk keys, rows, rejects, checksums; for S3 sources also
+                                       source_objects (key, size, ETag of each object read), for `backfill plan`
 
 A generation directory without manifest.json is incomplete: extract_and_stage writes the manifest only after every
 chunk is stored. Files of one generation never change (validation and loading check the checksums); files of earlier
@@ -235,8 +236,9 @@ class StagingStore:
             checksum=digest,
         )
 
-    def write_manifest(self, chunks: list[ChunkRef]) -> str:
-        """Write manifest.json; call it last, after every chunk is stored."""
+    def write_manifest(self, chunks: list[ChunkRef], source: list[dict] | None = None) -> str:
+        """Write manifest.json; call it last, after every chunk is stored. `source`: the objects read (S3 sources:
+        key, size, ETag), listed just before reading, so a file changed meanwhile shows as changed later."""
         manifest = {
             "version": MANIFEST_VERSION,
             "pipeline": self.pipeline,
@@ -248,6 +250,8 @@ class StagingStore:
             "rejects": sum(c["rejects"] for c in chunks),
             "chunks": list(chunks),
         }
+        if source is not None:
+            manifest["source_objects"] = source
         self._put(self.manifest_key, json.dumps(manifest, indent=2, sort_keys=True).encode())
         return self.manifest_key
 
@@ -351,7 +355,8 @@ def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str, gene
         store.url,
         cfg.staging.chunk_rows,
     )
-    for batch in iter_source(cfg, interval, writer.on_reject):
+    listed: list[list[dict]] = []  # what an S3 source read (key, size, ETag), reported by the source
+    for batch in iter_source(cfg, interval, writer.on_reject, on_objects=listed.append):
         writer.add(batch)
     fallback = pa.schema([(c.source_column, pa.string()) for c in cfg.target.columns])
     chunks = writer.finish(fallback)
@@ -360,7 +365,7 @@ def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str, gene
             f"pipeline {cfg.name}: no data for interval {interval.key} in {_source_label(cfg, interval)}"
             " and require_data is true (set require_data: false to accept empty intervals)"
         )
-    store.write_manifest(chunks)
+    store.write_manifest(chunks, listed[0] if listed else None)
     rows = sum(c["rows"] for c in chunks)
     elapsed = time.monotonic() - writer.started
     log.info(

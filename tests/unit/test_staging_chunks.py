@@ -51,7 +51,7 @@ def batch(start: int, n: int) -> pa.RecordBatch:
 def fake_source(monkeypatch, script):
     """script: list of ("rows", n) / ("reject", line) / ("raise", msg) steps, replayed by the fake source."""
 
-    def iter_source(cfg, interval, on_reject):
+    def iter_source(cfg, interval, on_reject, on_objects=None):
         next_id = 0
         for step, arg in script:
             if step == "rows":

@@ -124,6 +124,7 @@ def ensure_metadata(dsn: str, schema: str) -> None:
                             q.create_ledger_interval_index(),
                             q.create_run_seq(),
                             q.create_run_summary(),
+                            q.create_run_summary_interval_index(),
                             *q.migrate_ledger(),
                             q.create_schema_changes(),
                             q.create_schema(schema),

@@ -5,7 +5,7 @@ parsing a DAG file never imports a driver it does not need."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from sluice.config.sources import SOURCE_MODULES
@@ -21,7 +21,12 @@ if TYPE_CHECKING:
 __all__ = ["Reject", "SOURCE_MODULES", "iter_source"]
 
 
-def iter_source(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
-    """Stream the pipeline's source for one interval as Arrow record batches."""
+def iter_source(
+    cfg: PipelineConfig, interval: Interval, on_reject: OnReject, on_objects: Callable[[list[dict]], None] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Stream the pipeline's source for one interval as Arrow record batches. A source that reads objects (S3)
+    reports them (key, size, ETag) to `on_objects` once, from the same listing it reads, for the manifest."""
     module = importlib.import_module(SOURCE_MODULES[cfg.source.kind])
+    if on_objects is not None and cfg.source.kind == "s3":
+        return module.iter_batches(cfg, interval, on_reject, on_objects=on_objects)
     return module.iter_batches(cfg, interval, on_reject)

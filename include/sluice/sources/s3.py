@@ -28,7 +28,7 @@ import codecs
 import fnmatch
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -108,17 +108,53 @@ def list_source_keys(cfg: PipelineConfig, interval: Interval) -> list[str]:
     return sorted(k for k in keys if not k.endswith("/") and matches(k[len(prefix) :].lstrip("/"), src.pattern))
 
 
+def list_objects(conn_id: str, bucket: str, prefix: str) -> dict[str, dict]:
+    """Every object under a prefix: key -> {key, size, etag} (one paginated ListObjectsV2, 1000 keys a page)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    client = S3Hook(aws_conn_id=conn_id).get_conn()
+    found: dict[str, dict] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = {"key": obj["Key"], "size": int(obj["Size"]), "etag": obj["ETag"].strip('"')}
+    return found
+
+
+def selected(cfg: PipelineConfig, prefix: str, objects: dict[str, dict]) -> list[dict]:
+    """The objects of a listing that an interval with this rendered prefix reads (pattern applied), in key order."""
+    return [
+        objects[k]
+        for k in sorted(objects)
+        if k.startswith(prefix) and not k.endswith("/") and matches(k[len(prefix) :].lstrip("/"), cfg.source.pattern)
+    ]
+
+
+def source_objects(cfg: PipelineConfig, interval: Interval) -> list[dict]:
+    """What an interval's extraction reads: key, size and ETag of every matching object. Recorded in the staging
+    manifest, so `backfill plan` can tell whether the source changed since the load."""
+    from sluice.config import render
+
+    prefix = render(cfg.source.prefix, interval).lstrip("/")
+    return selected(cfg, prefix, list_objects(cfg.source.conn_id, cfg.source.bucket, prefix))
+
+
 def is_gzip(key: str, compression: str) -> bool:
     return compression == "gzip" or (compression == "auto" and key.endswith(".gz"))
 
 
-def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
-    """Stream every matching file of the interval, in key order, as record batches of at most batch_rows(cfg)."""
+def iter_batches(
+    cfg: PipelineConfig, interval: Interval, on_reject: OnReject, on_objects: Callable[[list[dict]], None] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Stream every matching file of the interval, in key order, as record batches of at most batch_rows(cfg);
+    the objects listed (key, size, ETag) go to `on_objects` first, for the staging manifest."""
     from sluice.config import render
 
     src = source_of(cfg)
     fs = arrow_s3_filesystem(src.conn_id)
-    keys = list_source_keys(cfg, interval)
+    objects = source_objects(cfg, interval)
+    if on_objects is not None:
+        on_objects(objects)
+    keys = [o["key"] for o in objects]
     log.info("s3://%s/%s: %d file(s) for %s", src.bucket, render(src.prefix, interval), len(keys), interval.key)
     for key in keys:
         yield from read_object(cfg, fs, f"{src.bucket}/{key}", f"s3://{src.bucket}/{key}", on_reject)

@@ -133,3 +133,74 @@ def run_summary_upsert() -> sql.Composed:
         sql.SQL(", ").join(sql.Placeholder(f) for f in SUMMARY_FIELDS),
         sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in rest),
     )
+
+
+def run_started_upsert() -> sql.Composed:
+    """A generation begins: the run's summary row says `running` for it (zero counts until finalize), so an interval
+    whose run dies before loading anything is not mistaken for one that never ran."""
+    zero = (
+        "chunks",
+        "rows_in",
+        "rows_loaded",
+        "rows_quarantined",
+        "inserted",
+        "updated",
+        "deleted",
+        "superseded",
+        "unchanged",
+    )
+    values = {f: sql.Placeholder(f) for f in ("pipeline", "run_id", "target", "interval_start", "interval_end")}
+    values |= {f: sql.SQL("0") for f in zero}
+    values |= {
+        "generation": sql.Placeholder("generation"),
+        "schema_changes": sql.SQL("'[]'::jsonb"),
+        "problems": sql.SQL("'[]'::jsonb"),
+        "status": sql.Literal("running"),
+        "finished_at": sql.SQL("now()"),
+    }
+    rest = [f for f in SUMMARY_FIELDS if f not in ("pipeline", "run_id")]
+    return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (pipeline, run_id) DO UPDATE SET {}").format(
+        qualified(META, "run_summary"),
+        _cols(SUMMARY_FIELDS),
+        sql.SQL(", ").join(values[f] for f in SUMMARY_FIELDS),
+        sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in rest),
+    )
+
+
+def run_status_update() -> sql.Composed:
+    """A stage of a generation failed (or the gate refused it): its summary row says so, with the reason and the
+    counts known so far. Only that generation's row: a newer generation of the run is never overwritten."""
+    return sql.SQL(
+        "UPDATE {} SET status = %(status)s, problems = %(problems)s, rows_in = GREATEST(rows_in, %(rows_in)s), "
+        "rows_quarantined = GREATEST(rows_quarantined, %(rows_quarantined)s), finished_at = now() "
+        "WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s AND generation = %(generation)s"
+    ).format(qualified(META, "run_summary"))
+
+
+def interval_states() -> sql.Composed:
+    """Per interval of a pipeline whose start is in [%(lo)s, %(hi)s]: its latest generation's summary (any run_id:
+    scheduled, manual, backfill, `sluice run`) and how many ledger rows that generation has."""
+    return sql.SQL(
+        "SELECT s.interval_start, s.interval_end, s.run_id, s.generation, s.status, s.chunks, s.rows_in, "
+        "s.rows_loaded, s.rows_quarantined, s.problems, s.finished_at, "
+        "(SELECT count(*) FROM {l} l WHERE l.pipeline = s.pipeline AND l.run_id = s.run_id "
+        "AND l.run_no = s.generation) AS ledger_chunks "
+        "FROM (SELECT DISTINCT ON (interval_start, interval_end) * FROM {s} WHERE pipeline = %(pipeline)s "
+        "AND interval_start >= %(lo)s AND interval_start <= %(hi)s "
+        "ORDER BY interval_start, interval_end, generation DESC, finished_at DESC) s ORDER BY s.interval_start"
+    ).format(s=qualified(META, "run_summary"), l=qualified(META, "load_ledger"))
+
+
+def last_generation() -> sql.Composed:
+    """The newest generation number handed out so far (0 before the first): generations after it are newer runs."""
+    return sql.SQL("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {}").format(
+        qualified(META, "load_run_seq")
+    )
+
+
+def loaded_since() -> sql.Composed:
+    """Runs of a pipeline that finished successfully with a generation newer than %(generation)s, and their rows."""
+    return sql.SQL(
+        "SELECT count(*), coalesce(sum(rows_loaded), 0) FROM {} WHERE pipeline = %(pipeline)s "
+        "AND generation > %(generation)s AND status = 'success'"
+    ).format(qualified(META, "run_summary"))

@@ -156,3 +156,10 @@ def analyze_temp(primary_key: Sequence[str]) -> sql.Composed:
     """Key columns only: the planner needs the row count and key spread to pick index lookups over scanning the
     whole target per chunk; statistics of every column would cost as much as the COPY."""
     return sql.SQL("ANALYZE {} ({})").format(ident(TEMP_TABLE), _cols(primary_key))
+
+
+def create_run_summary_interval_index() -> sql.Composed:
+    """`backfill plan` reads a pipeline's summaries by interval."""
+    return sql.SQL("CREATE INDEX IF NOT EXISTS run_summary_interval ON {} (pipeline, interval_start)").format(
+        qualified(META, "run_summary")
+    )

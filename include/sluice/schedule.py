@@ -1,0 +1,77 @@
+"""The data intervals of a pipeline's schedule, computed without Airflow (croniter, as Airflow's
+CronDataIntervalTimetable does), so `plan` and `backfill plan` work with no Airflow installed or running and stay fast.
+
+An interval of a cron schedule runs from one cron tick to the next, [tick, next tick), in UTC. Its logical date (what
+Airflow's backfill `from_date`/`to_date` select on) is its start.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+
+from croniter import croniter
+
+from sluice.interval import Interval
+
+_EPSILON = timedelta(microseconds=1)
+_FAR = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _at_midnight(d: date | datetime) -> datetime:
+    if isinstance(d, datetime):
+        return d if d.tzinfo else d.replace(tzinfo=UTC)
+    return datetime.combine(d, time.min, tzinfo=UTC)
+
+
+def iter_intervals(cron: str, start: datetime, stop: datetime) -> Iterator[Interval]:
+    """Every interval whose start (logical date) is in [start, stop], in order; `start` is aligned up to a tick."""
+    it = croniter(cron, start - _EPSILON)  # a tick exactly at `start` counts
+    tick = it.get_next(datetime).replace(fold=0)
+    while tick <= stop:
+        nxt = it.get_next(datetime).replace(fold=0)
+        yield Interval(tick, nxt)
+        tick = nxt
+
+
+def intervals_between(cfg, first: date | datetime, last: date | datetime) -> list[Interval]:
+    """The pipeline's intervals whose logical date is in [first, last] (both inclusive, like `airflow backfill
+    create --from-date/--to-date`), clipped to start_date and end_date."""
+    lo = max(_at_midnight(first), _at_midnight(cfg.start_date))
+    hi = _at_midnight(last)
+    if cfg.end_date:
+        hi = min(hi, _at_midnight(cfg.end_date))
+    return list(iter_intervals(cfg.cron, lo, hi)) if lo <= hi else []
+
+
+def next_intervals(cfg, now: datetime, n: int = 3) -> list[Interval]:
+    """The interval in progress at `now` (or the first one, before start_date) and the ones after it, at most `n`,
+    none starting after end_date."""
+    first = interval_at(cfg, max(now, _at_midnight(cfg.start_date)))
+    if first.start < _at_midnight(cfg.start_date):
+        first = next(iter_intervals(cfg.cron, _at_midnight(cfg.start_date), _FAR))
+    limit = _at_midnight(cfg.end_date) if cfg.end_date else _FAR
+    return list(itertools.islice(iter_intervals(cfg.cron, first.start, limit), n))
+
+
+def latest_complete(cfg, now: datetime) -> Interval | None:
+    """The latest interval that has ended by `now` (what a manual run without params processes), if any."""
+    current = interval_at(cfg, now)
+    start = croniter(cfg.cron, current.start).get_prev(datetime).replace(fold=0)
+    prev = Interval(start, current.start) if current.end > now else current
+    return prev if prev.start >= _at_midnight(cfg.start_date) else None
+
+
+def interval_at(cfg, when: date | datetime) -> Interval:
+    """The interval of the schedule that starts at `when` (a date means its midnight UTC), or, when `when` is not
+    a tick, the one that contains it."""
+    t = _at_midnight(when)
+    start = croniter(cfg.cron, t + _EPSILON).get_prev(datetime).replace(fold=0)
+    return Interval(start, croniter(cfg.cron, start).get_next(datetime).replace(fold=0))
+
+
+def parse_when(text: str) -> datetime:
+    """A date (2024-01-01) or an ISO timestamp; naive values are UTC."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
