@@ -85,10 +85,25 @@ def _links(ui: str, h: PipelineHealth) -> str:
     return " · ".join(out)
 
 
+# The UI shows external views in an iframe sandboxed without allow-top-navigation, so a target="_top" link cannot
+# leave it. The iframe is same-origin (allow-same-origin): an anchor created in the top document and clicked there
+# navigates the top window, as a click in the UI itself would.
+TOP_LINKS = """<script>
+document.addEventListener('click', function (e) {
+  var a = e.target.closest('a[target="_top"]');
+  if (!a || window.top === window) return;
+  try {
+    var d = window.top.document, t = d.createElement('a');
+    t.href = a.href; d.body.appendChild(t); t.click(); t.remove(); e.preventDefault();
+  } catch (err) { /* not same-origin: the plain link stays */ }
+});
+</script>"""
+
+
 def _page(title: str, body: str) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{STYLE}</style>"
-        f"</head><body>{body}</body></html>"
+        f"</head><body>{body}{TOP_LINKS}</body></html>"
     )
 
 
