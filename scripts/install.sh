@@ -14,6 +14,11 @@ missing=()
 [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/postgres" ] || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
 if [ "${SLUICE_SKIP_BROWSER:-0}" != 1 ]; then command -v chromium >/dev/null || missing+=(chromium); fi
+# Prometheus scrapes `python -m sluice metrics` in the local stack. Installed as root; optional for another user
+# (the stack then runs without it and says so).
+optional=()
+[ -x /usr/bin/prometheus ] || optional+=(prometheus)
+if [ "$(id -u)" = 0 ]; then missing+=("${optional[@]}"); optional=(); fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -35,6 +40,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "(Sluice starts its own private PostgreSQL and Redis; the system services may stay stopped.)" >&2
     exit 1
   fi
+fi
+if [ ${#optional[@]} -gt 0 ]; then
+  echo "[install] optional and missing: ${optional[*]} (the stack runs without Prometheus; to add it:" \
+       "sudo apt-get install -y ${optional[*]})" >&2
 fi
 
 # Python environment: the venv first, then uv inside it (or a uv already on PATH). Never `pip install --user`

@@ -23,7 +23,12 @@ class Command:
 
 COMMANDS: dict[str, Command] = {}
 # Modules that register more commands when imported, e.g. "sluice.replay_cli". Keep their top-level imports light.
-COMMAND_MODULES: tuple[str, ...] = ("sluice.quarantine_cli", "sluice.try_cli", "sluice.backfill.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "sluice.quarantine_cli",
+    "sluice.try_cli",
+    "sluice.backfill.cli",
+    "sluice.health.cli",
+)
 
 
 def register(command: Command) -> Command:

@@ -9,12 +9,14 @@ import subprocess
 
 from . import health, processes, provision, supervision
 from .console import StackError, error, log
-from .environment import PORTS, REPO, VENV_BIN, Settings, airflow_env, load_secrets, write_env_file
+from .environment import PORTS, PROMETHEUS, REPO, VENV_BIN, Settings, airflow_env, load_secrets, write_env_file
 
 
 def check_ports(settings: Settings) -> None:
     """Before a first start: every port must be free, or the error names the port and its variable."""
     for name, port in settings.ports.items():
+        if name == "flower" and not settings.flower or name == "prometheus" and not PROMETHEUS.exists():
+            continue
         if health.port_open(port):
             var = PORTS[name][0]
             raise StackError(
@@ -28,7 +30,7 @@ def up(settings: Settings) -> None:
     if not (VENV_BIN / "airflow").exists():
         raise StackError("the Python environment is missing: run `make install` first")
     home, logs, p = settings.home, settings.log_dir, settings.ports
-    for d in (settings.run_dir, logs / "airflow", home / "redis", home / "airflow"):
+    for d in (settings.run_dir, logs / "airflow", home / "redis", home / "airflow", home / "prometheus"):
         d.mkdir(parents=True, exist_ok=True)
     running = supervision.supervisord_pid(settings)
     if not running:
@@ -83,6 +85,14 @@ def print_summary(settings: Settings) -> None:
     log("stack is up")
     print(f"  Airflow UI : http://127.0.0.1:{settings.ports['api']}  (user admin, password {s['admin_password']})")
     print(f"  Env file   : source {settings.home}/env   (for the airflow CLI: scripts/airflow.sh ...)")
+    print(f"  Sluice page: http://127.0.0.1:{settings.ports['api']}/plugin/sluice  (inside the Airflow UI)")
+    print(f"  Metrics    : http://127.0.0.1:{settings.ports['metrics']}/metrics")
+    if PROMETHEUS.exists():
+        print(f"  Prometheus : http://127.0.0.1:{settings.ports['prometheus']}")
+    else:
+        print(f"  Prometheus : not installed ({PROMETHEUS} missing): sudo apt-get install -y prometheus, then make up")
+    if settings.flower:
+        print(f"  Flower     : http://127.0.0.1:{settings.ports['flower']}")
     print(f"  Logs       : {settings.log_dir}")
 
 

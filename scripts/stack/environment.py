@@ -25,7 +25,11 @@ PORTS: dict[str, tuple[str, int]] = {
     "demo_api": ("SLUICE_DEMO_API_PORT", 18765),
     "webhooks": ("SLUICE_WEBHOOK_PORT", 18090),
     "worker_logs": ("SLUICE_WORKER_LOG_PORT", 18793),  # worker i serves its logs on this + i - 1
+    "metrics": ("SLUICE_METRICS_PORT", 18791),  # python -m sluice metrics (Prometheus exporter)
+    "prometheus": ("SLUICE_PROMETHEUS_PORT", 19090),  # only when /usr/bin/prometheus is installed
+    "flower": ("SLUICE_FLOWER_PORT", 15555),  # only with SLUICE_FLOWER=1
 }
+PROMETHEUS = Path("/usr/bin/prometheus")  # Debian's package
 BUCKETS = ("sluice-staging", "sluice-landing")
 STACK_MARK = "SLUICE_STACK_PROCESS"  # set only in supervisord's environment, so every program of this stack has it
 AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -40,6 +44,7 @@ class Settings:
     workers: int
     concurrency: int
     pipelines_dirs: str
+    flower: bool = False
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -50,6 +55,7 @@ class Settings:
             workers=int(env.get("SLUICE_WORKERS", "2")),
             concurrency=int(env.get("SLUICE_WORKER_CONCURRENCY", "4")),
             pipelines_dirs=env.get("SLUICE_PIPELINES_DIRS", str(REPO / "config" / "pipelines")),
+            flower=env.get("SLUICE_FLOWER", "0") == "1",
         )
 
     @property

@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 
 from .console import StackError
-from .environment import REPO, VENV_BIN, Settings
+from .environment import PROMETHEUS, REPO, VENV_BIN, Settings
 from .processes import pid_alive, read_pid
 from .provision import pg_bin, service_user
 
@@ -73,10 +73,40 @@ def programs(settings: Settings) -> dict[str, dict[str, str]]:
             "priority": "40",
             "environment": f"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT={p['worker_logs'] + i - 1}",
         }
+    progs["sluice-metrics"] = {
+        "command": f"{VENV_BIN}/python -m sluice metrics --host 127.0.0.1 --port {p['metrics']}",
+        "priority": "40",
+    }
+    if PROMETHEUS.exists():
+        progs["prometheus"] = {
+            "command": f"{PROMETHEUS} --config.file={home}/prometheus.yml --storage.tsdb.path={home}/prometheus "
+            f"--web.listen-address=127.0.0.1:{p['prometheus']} --storage.tsdb.retention.time=15d",
+            "priority": "50",
+        }
+    if settings.flower:
+        progs["flower"] = {
+            "command": f"{airflow} celery flower --hostname 127.0.0.1 --port {p['flower']}",
+            "priority": "50",
+        }
     user = service_user()
     if user:
         progs["postgres"]["user"] = user
     return progs
+
+
+def render_prometheus(settings: Settings) -> str:
+    """prometheus.yml: scrape the stack's exporter every 15 s (a scrape reads the warehouse once)."""
+    return "\n".join(
+        [
+            "global:",
+            "  scrape_interval: 15s",
+            "scrape_configs:",
+            "  - job_name: sluice",
+            "    static_configs:",
+            f"      - targets: ['127.0.0.1:{settings.ports['metrics']}']",
+            "",
+        ]
+    )
 
 
 def render_conf(settings: Settings) -> str:
@@ -116,6 +146,7 @@ def render_conf(settings: Settings) -> str:
 def write_conf(settings: Settings) -> None:
     settings.conf.write_text(render_conf(settings))
     settings.conf.chmod(0o600)
+    (settings.home / "prometheus.yml").write_text(render_prometheus(settings))
 
 
 def supervisord_pid(settings: Settings) -> int | None:

@@ -126,6 +126,7 @@ def ensure_metadata(dsn: str, schema: str) -> None:
                             q.create_run_summary(),
                             q.create_run_summary_interval_index(),
                             *q.migrate_ledger(),
+                            *q.create_run_summary_indexes(),
                             q.create_schema_changes(),
                             q.create_schema(schema),
                         ):

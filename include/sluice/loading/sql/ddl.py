@@ -121,6 +121,18 @@ def create_ledger_interval_index() -> sql.Composed:
     )
 
 
+def create_run_summary_indexes() -> list[sql.Composed]:
+    """For the health view (sluice.loading.sql.dashboard): a pipeline's intervals newest first, and its last run,
+    each an index scan instead of a sort of the whole history."""
+    t = qualified(META, "run_summary")
+    return [
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS run_summary_interval ON {} (pipeline, interval_start, interval_end, generation)"
+        ).format(t),
+        sql.SQL("CREATE INDEX IF NOT EXISTS run_summary_finished ON {} (pipeline, finished_at)").format(t),
+    ]
+
+
 def create_run_seq() -> sql.Composed:
     return sql.SQL("CREATE SEQUENCE IF NOT EXISTS {}").format(qualified(META, "load_run_seq"))
 

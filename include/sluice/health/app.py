@@ -1,0 +1,62 @@
+"""The Sluice page's FastAPI app, mounted by Airflow's api-server under /sluice (plugins/sluice_ui.py).
+
+Every route depends on Airflow's own auth (`requires_access_dag("GET")`: the JWT of the UI's session cookie or a
+bearer token, checked by the configured auth manager), so an anonymous request gets 401 and a user who may not read
+DAGs 403. The data comes from the warehouse only (`sluice.health.report`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from sluice.health import html, report
+
+MOUNT = "/sluice"
+
+
+def _roots(request: Request) -> tuple[str, str]:
+    """(this app's root, the Airflow UI's root), both without a trailing slash, from the mount point."""
+    base = request.scope.get("root_path", MOUNT).rstrip("/")
+    return base, base[: -len(MOUNT)] if base.endswith(MOUNT) else ""
+
+
+def create_app() -> FastAPI:
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    auth = [Depends(requires_access_dag("GET"))]
+    app = FastAPI(title="Sluice", description="Pipeline health from the warehouse", dependencies=auth)
+
+    @app.get("/", response_class=HTMLResponse)
+    def overview_page(request: Request) -> HTMLResponse:
+        return HTMLResponse(html.overview_page(report.read_overview(), *_roots(request)))
+
+    @app.get("/pipelines/{name}", response_class=HTMLResponse)
+    def pipeline_page(name: str, request: Request) -> HTMLResponse:
+        detail = report.read_detail(name)
+        return HTMLResponse(html.detail_page(detail, *_roots(request)), status_code=200 if detail.health else 404)
+
+    @app.get("/api/overview")
+    def overview_json() -> Any:
+        return JSONResponse(html.as_json(report.read_overview()))
+
+    @app.get("/api/pipelines/{name}")
+    def pipeline_json(name: str) -> Any:
+        detail = report.read_detail(name)
+        return JSONResponse(html.as_json(detail), status_code=200 if detail.health else 404)
+
+    return app
+
+
+class LazyApp:
+    """An ASGI app that builds the FastAPI app on its first request: every Airflow component imports plugins, and
+    only the api-server serves this, so the scheduler and workers never import Airflow's API security code for it."""
+
+    def __init__(self) -> None:
+        self._app: FastAPI | None = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if self._app is None:
+            self._app = create_app()
+        await self._app(scope, receive, send)
