@@ -251,10 +251,20 @@ def build_dag(cfg: PipelineConfig) -> DAG:
             from sluice.loading.duplicates import mark_superseded
             from sluice.loading.finalize import refuse_emptying
             from sluice.staging import StagingStore
-            from sluice.validate.gate import quality_gate as run
+            from sluice.validate.gate import run_gate
+            from sluice.validate.history import read_history
 
             interval = resolve_interval(context, timetable)
-            gated = run(cfg, current(reports, context))
+            history = read_history(cfg, interval) if cfg.history else None
+            result = run_gate(cfg, current(reports, context), history)
+            gated = result.reports
+            context["ti"].xcom_push(key="gate", value={"warnings": result.warnings, "notes": result.notes})
+            if result.warnings and cfg.alerts.channels:
+                from sluice.alerts import notify_quality_warning
+
+                notify_quality_warning(
+                    cfg.name, cfg.alerts.channels, result.warnings, context["run_id"], interval, gated
+                )
             unretryable(refuse_emptying, cfg, interval, gated)
 
             def store_for(report: dict) -> StagingStore:
@@ -272,10 +282,14 @@ def build_dag(cfg: PipelineConfig) -> DAG:
         @task(trigger_rule="none_failed", outlets=[asset])
         def finalize(results, gated, **context) -> dict:
             from sluice.loading.finalize import finalize as run
+            from sluice.validate.gate import interval_figures
 
             generation = this_generation(context)
             results = current(results, context)
-            summary = run(cfg, resolve_interval(context, timetable), context["run_id"], results, int(generation))
+            figures = interval_figures(cfg, current(gated, context))
+            gate = context["ti"].xcom_pull(task_ids="quality_gate", key="gate")
+            interval = resolve_interval(context, timetable)
+            summary = run(cfg, interval, context["run_id"], results, int(generation), figures=figures, gate=gate)
             context["outlet_events"][asset].extra = {
                 k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) and k != "table"
             }
@@ -314,3 +328,52 @@ def raise_config_errors() -> None:
     result = load_configs()
     if result.errors:
         raise PipelineFilesInvalid(result.errors)
+
+
+FRESHNESS_DAG = "sluice_freshness"
+FRESHNESS_SCHEDULE = "*/5 * * * *"
+
+
+def build_freshness_dag() -> DAG:
+    """The freshness watchdog (alerts/watchdog.py): one small task every few minutes over every pipeline with
+    `freshness.max_lag`. Its "now" is the run's `now` param, else the time the run was scheduled for (run_after), so a
+    test or an operator can ask "as of when?" and no task reads the clock."""
+    dag = DAG(
+        dag_id=FRESHNESS_DAG,
+        description="Freshness watchdog: alerts when a pipeline's loaded data is older than its freshness.max_lag",
+        schedule=FRESHNESS_SCHEDULE,
+        start_date=_pendulum(datetime(2024, 1, 1)),
+        catchup=False,
+        max_active_runs=1,
+        tags=["sluice", "ops"],
+        doc_md=build_freshness_dag.__doc__,
+        params={
+            "now": Param(
+                None,
+                type=["null", "string"],
+                title="As of (ISO-8601 UTC)",
+                description="Judge freshness as of this time; empty: the time the run was scheduled for.",
+            )
+        },
+        default_args={"retries": 0},
+    )
+    with dag:
+
+        @task(execution_timeout=timedelta(minutes=4))
+        def check_freshness(**context) -> dict[str, str]:
+            from sluice.alerts.watchdog import check_all
+
+            raw = (context.get("params") or {}).get("now")
+            now = datetime.fromisoformat(raw) if raw else context["dag_run"].run_after
+            if now.tzinfo is None:
+                raise ValueError(f"param now {raw!r} has no time zone (write e.g. 2026-01-01T06:00:00+00:00)")
+            return check_all(load_configs().pipelines.values(), now)
+
+        check_freshness()
+    return dag
+
+
+def register_freshness_watchdog(namespace: dict[str, Any]) -> DAG:
+    """For dags/sluice_freshness.py."""
+    dag = namespace[FRESHNESS_DAG] = build_freshness_dag()
+    return dag

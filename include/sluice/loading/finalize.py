@@ -44,10 +44,21 @@ def refuse_emptying(cfg: PipelineConfig, interval: Interval, reports: list[dict]
             )
 
 
-def finalize(cfg: PipelineConfig, interval: Interval, run_id: str, results: list[dict], generation: int = 0) -> dict:
+def finalize(
+    cfg: PipelineConfig,
+    interval: Interval,
+    run_id: str,
+    results: list[dict],
+    generation: int = 0,
+    *,
+    figures: dict | None = None,
+    gate: dict | None = None,
+) -> dict:
     """Check conservation of the generation from the ledger (per chunk: rows_in = loaded + quarantined, loaded =
     inserted + updated + unchanged + superseded) and against the rows in sluice.quarantine; record the run summary
-    (also when the check fails) and return it; raises ConservationError when anything does not add up."""
+    (also when the check fails) with the gate's warnings and notes, and return it; raises ConservationError when
+    anything does not add up. Only a run that adds up records its interval's `figures` (column statistics) in
+    sluice.interval_stats, the history the gate's checks compare with."""
     import psycopg
     from psycopg.rows import dict_row
     from psycopg.types.json import Jsonb
@@ -87,12 +98,18 @@ def finalize(cfg: PipelineConfig, interval: Interval, run_id: str, results: list
             "schema_changes": changes,
             "status": "failed" if problems else "success",
             "problems": problems,
+            "warnings": list((gate or {}).get("warnings") or []),
+            "notes": list((gate or {}).get("notes") or []),
             "finished_at": datetime.now(UTC),
         }
+        jsonb = {f: Jsonb(summary[f]) for f in ("problems", "warnings", "notes")}
         conn.execute(
             q.run_summary_upsert(),
-            {k: summary[k] for k in q.SUMMARY_FIELDS} | {"schema_changes": Jsonb(changes), "problems": Jsonb(problems)},
+            {k: summary[k] for k in q.SUMMARY_FIELDS} | {"schema_changes": Jsonb(changes), **jsonb},
         )
+        if not problems:
+            stats = {"generation": generation, "columns": Jsonb(figures or {})}
+            conn.execute(q.interval_stats_upsert(), {k: summary.get(k) for k in q.STATS_FIELDS} | stats)
     summary = {
         **summary,
         "interval": interval.to_dict(),

@@ -5,12 +5,16 @@ Identifiers (schemas, tables, columns, types) are validated in `identifiers` and
 This package is a leaf: it imports only psycopg, so every stage (validate, loading, alerts) may use it.
 
 `from sluice.loading import sql as q` gives every statement; the submodules group them:
-`identifiers`, `ddl`, `dml` (the load), `catalog`, `bookkeeping` (ledger, run summary, schema changes).
+`identifiers`, `ddl`, `dml` (the load), `catalog`, `bookkeeping` (ledger, run summary, schema changes),
+`freshness` (last loaded interval, run progress, the watchdog's breaches), `history` (per-interval statistics
+of successful loads, for the quality gate's history checks).
 """
 
 from sluice.loading.sql.bookkeeping import *  # noqa: F403
 from sluice.loading.sql.catalog import *  # noqa: F403
 from sluice.loading.sql.ddl import *  # noqa: F403
 from sluice.loading.sql.dml import *  # noqa: F403
+from sluice.loading.sql.freshness import *  # noqa: F403
+from sluice.loading.sql.history import *  # noqa: F403
 from sluice.loading.sql.identifiers import *  # noqa: F403
 from sluice.loading.sql.identifiers import _coldef, _cols  # noqa: F401
