@@ -18,20 +18,26 @@ import pytest
 from test_alerts_e2e import CHANNELS, receivers  # noqa: F401 - the receivers fixture
 
 HISTORY_DAG, FRESH_DAG, WATCHDOG = "e2e_history", "e2e_fresh", "sluice_freshness"
-OURS = (HISTORY_DAG, FRESH_DAG, WATCHDOG)
 
 
-@pytest.fixture(scope="module")
-def health_dags(api):
-    """Parsed, with no run left over from an interrupted session; unpaused (the pipelines' dates never schedule a
-    run; the watchdog's scheduled runs are harmless, see the module docstring) and paused again at the end."""
-    for dag_id in OURS:
-        api.wait_for_dag(dag_id, timeout=180)
-        for state in ("queued", "running"):
-            for run in api.request("GET", f"/dags/{dag_id}/dagRuns", params={"state": state})["dag_runs"]:
-                api.request("PATCH", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
-    yield
-    for dag_id in OURS:
+@pytest.fixture
+def own_dags(api):
+    """Each test's DAGs: parsed, with no run left over from an interrupted session (a paused DAG's runs stay running
+    for ever), unpaused by the test (the pipelines' dates never schedule a run; the watchdog's scheduled runs are
+    harmless, see the module docstring) and paused again at its end whatever happens."""
+    mine: list[str] = []
+
+    def take(*dag_ids: str) -> None:
+        for dag_id in dag_ids:
+            api.wait_for_dag(dag_id, timeout=180)
+            for state in ("queued", "running"):
+                for run in api.request("GET", f"/dags/{dag_id}/dagRuns", params={"state": state})["dag_runs"]:
+                    api.request("PATCH", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
+            api.unpause(dag_id)
+            mine.append(dag_id)
+
+    yield take
+    for dag_id in mine:
         api.request("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
 
 
@@ -66,13 +72,14 @@ def gate_state(api, dag_id: str, run_id: str) -> str:
     return next(t["state"] for t in api.task_instances(dag_id, run_id) if t["task_id"] == "quality_gate")
 
 
-@pytest.mark.timeout(420)
-def test_history_volume_anomaly_fails_and_outlier_warns(api, health_dags, receivers, s3_client, pg):  # noqa: F811
+@pytest.mark.timeout(2400)
+def test_history_volume_anomaly_fails_and_outlier_warns(api, own_dags, receivers, s3_client, pg):  # noqa: F811
     """Three normal intervals (10 rows, max amount 109-111) make the history; the first ones pass with a note
     (history too short). Then, in parallel: an interval with 10x the rows fails the gate (volume, severity fail)
     naming the check, the value and the history; an interval with one amount far out loads with a warning (outlier,
     severity warn) in the run summary and one alert per channel, compared with exactly the 3 successful intervals
     (the failed 10x run is not history)."""
+    own_dags(HISTORY_DAG)
     forget(pg, "interval_stats", HISTORY_DAG)
     base = date(2001, 1, 1) + timedelta(days=uuid.uuid4().int % 7000)
     days = [base + timedelta(days=i) for i in range(5)]
@@ -80,9 +87,8 @@ def test_history_volume_anomaly_fails_and_outlier_warns(api, health_dags, receiv
         put_csv(s3_client, day, [100 + j + i for j in range(10)])
     put_csv(s3_client, days[3], [100 + j % 10 for j in range(100)])  # 10x the rows, ordinary values
     put_csv(s3_client, days[4], [*(100 + j for j in range(9)), 1_000_000])  # one value far out
-    api.unpause(HISTORY_DAG)
     normal = [trigger_day(api, HISTORY_DAG, midnight(d)) for d in days[:3]]
-    assert [api.wait_for_run(HISTORY_DAG, r, timeout=240) for r in normal] == ["success"] * 3
+    assert [api.wait_for_run(HISTORY_DAG, r, timeout=900) for r in normal] == ["success"] * 3
     for run_id in normal:
         status, warnings, notes = summary_of(pg, run_id)
         assert status == "success" and warnings == [], (run_id, warnings)
@@ -90,8 +96,8 @@ def test_history_volume_anomaly_fails_and_outlier_warns(api, health_dags, receiv
             assert any("history.volume: not checked" in n for n in notes), notes
 
     volume, outlier = (trigger_day(api, HISTORY_DAG, midnight(d)) for d in days[3:])
-    assert api.wait_for_run(HISTORY_DAG, volume, timeout=240) == "failed"
-    assert api.wait_for_run(HISTORY_DAG, outlier, timeout=240) == "success"
+    assert api.wait_for_run(HISTORY_DAG, volume, timeout=900) == "failed"
+    assert api.wait_for_run(HISTORY_DAG, outlier, timeout=900) == "success"
     assert gate_state(api, HISTORY_DAG, volume) == "failed" and summary_of(pg, volume) is None  # nothing loaded
 
     span = f"the last 3 successful interval(s) ({days[0]:%Y-%m-%d} 00:00"
@@ -129,7 +135,7 @@ def wait_messages(receivers, run_id: str, kind: str) -> dict[str, dict]:  # noqa
 def watchdog(api, now: datetime) -> dict[str, str]:
     """One watchdog run as of `now`, to completion; what it did per pipeline (its return value)."""
     run_id = api.trigger(WATCHDOG, conf={"now": now.isoformat()})
-    assert api.wait_for_run(WATCHDOG, run_id, timeout=180) == "success", run_id
+    assert api.wait_for_run(WATCHDOG, run_id, timeout=600) == "success", run_id
     value = api.request(
         "GET", f"/dags/{WATCHDOG}/dagRuns/{run_id}/taskInstances/check_freshness/xcomEntries/return_value"
     )["value"]
@@ -151,11 +157,12 @@ def kinds_per_channel(messages: list[dict]) -> dict[str, list[str]]:
     return {s: [m["facts"]["_kind"] for m in messages if m["service"] == s and m["accepted"]] for s in CHANNELS}
 
 
-@pytest.mark.timeout(480)
-def test_watchdog_alerts_once_per_channel_then_recovers_once(api, health_dags, receivers, pg):  # noqa: F811
+@pytest.mark.timeout(2400)
+def test_watchdog_alerts_once_per_channel_then_recovers_once(api, own_dags, receivers, pg):  # noqa: F811
     """e2e_fresh (max_lag 2h) loads [T, T+1h). As of T+2h: fresh, nothing sent. As of T+4h (lag 3h): one breach
     message per channel, with the deadline alert's freshness fields; as of T+5h, still breached: nothing more.
     Then [T+3h, T+4h) loads; as of T+5h+1m (lag 1h): one "recovered" per channel; as of T+6h: nothing more."""
+    own_dags(FRESH_DAG, WATCHDOG)
     forget(pg, "freshness_state", FRESH_DAG)
     latest = (
         pg.execute("SELECT max(interval_end) FROM sluice.run_summary WHERE pipeline = %s", [FRESH_DAG]).fetchone()[0]
@@ -165,10 +172,8 @@ def test_watchdog_alerts_once_per_channel_then_recovers_once(api, health_dags, r
     t = max(datetime(2100, 1, 1, tzinfo=UTC), (latest or datetime.min.replace(tzinfo=UTC)) + timedelta(days=1))
     t = t.replace(minute=0, second=0, microsecond=0)
     since = time.time()
-    api.unpause(FRESH_DAG)
-    api.unpause(WATCHDOG)
     first = trigger_day(api, FRESH_DAG, t, hours=1)
-    assert api.wait_for_run(FRESH_DAG, first, timeout=240) == "success"
+    assert api.wait_for_run(FRESH_DAG, first, timeout=900) == "success"
 
     assert watchdog(api, t + timedelta(hours=2))[FRESH_DAG].startswith("ok, lag 1h (max 2h); nobody to tell")
     assert freshness_messages(receivers, since) == []
@@ -191,7 +196,7 @@ def test_watchdog_alerts_once_per_channel_then_recovers_once(api, health_dags, r
     assert kinds_per_channel(freshness_messages(receivers, since)) == {s: ["freshness_breach"] for s in CHANNELS}
 
     second = trigger_day(api, FRESH_DAG, t + timedelta(hours=3), hours=1)
-    assert api.wait_for_run(FRESH_DAG, second, timeout=240) == "success"
+    assert api.wait_for_run(FRESH_DAG, second, timeout=900) == "success"
     recovered = watchdog(api, t + timedelta(hours=5, minutes=1))[FRESH_DAG]
     assert recovered.startswith("ok, lag 1h1m (max 2h); sluice_slack: sent, sluice_discord: sent"), recovered
     assert watchdog(api, t + timedelta(hours=6))[FRESH_DAG].startswith("ok, lag 2h (max 2h); nobody to tell")
