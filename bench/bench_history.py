@@ -115,7 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--iterations", type=int, default=60)
-    args = ap.parse_args()
+    args, _ = ap.parse_known_args()  # bench/run.sh hands every benchmark the same arguments
 
     import psycopg
     from sluice.connections import pg_dsn
