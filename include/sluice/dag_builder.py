@@ -267,9 +267,11 @@ def build_dag(cfg: PipelineConfig) -> DAG:
             from sluice import steps
 
             interval = resolve_interval(context, timetable)
-            return unretryable(
+            gated, notes = unretryable(
                 steps.gate, cfg, interval, context["run_id"], this_generation(context), current(reports, context)
             )
+            context["ti"].xcom_push(key="gate", value=notes)  # warnings and notes, for finalize's run summary
+            return gated
 
         @task(multiple_outputs=False, map_index_template="chunk {{ task.op_kwargs['report']['index'] }}")
         def load_chunk(report: GatedReport, **context) -> ChunkLoadResult:
@@ -282,8 +284,15 @@ def build_dag(cfg: PipelineConfig) -> DAG:
             from sluice import steps
 
             generation = this_generation(context)
+            gate = context["ti"].xcom_pull(task_ids="quality_gate", key="gate")
             summary = steps.finalize(
-                cfg, resolve_interval(context, timetable), context["run_id"], current(results, context), generation
+                cfg,
+                resolve_interval(context, timetable),
+                context["run_id"],
+                current(results, context),
+                generation,
+                current(gated, context),
+                gate,
             )
             summary.pop("table", None)  # finalize logged it; the XCom and the Asset event keep the figures
             context["outlet_events"][asset].extra = {
@@ -389,3 +398,52 @@ def raise_config_errors() -> None:
     result = load_configs()
     if result.errors:
         raise PipelineFilesInvalid(result.errors)
+
+
+FRESHNESS_DAG = "sluice_freshness"
+FRESHNESS_SCHEDULE = "*/5 * * * *"
+
+
+def build_freshness_dag() -> DAG:
+    """The freshness watchdog (alerts/watchdog.py): one small task every few minutes over every pipeline with
+    `freshness.max_lag`. Its "now" is the run's `now` param, else the time the run was scheduled for (run_after), so a
+    test or an operator can ask "as of when?" and no task reads the clock."""
+    dag = DAG(
+        dag_id=FRESHNESS_DAG,
+        description="Freshness watchdog: alerts when a pipeline's loaded data is older than its freshness.max_lag",
+        schedule=FRESHNESS_SCHEDULE,
+        start_date=_pendulum(datetime(2024, 1, 1)),
+        catchup=False,
+        max_active_runs=1,
+        tags=["sluice", "ops"],
+        doc_md=build_freshness_dag.__doc__,
+        params={
+            "now": Param(
+                None,
+                type=["null", "string"],
+                title="As of (ISO-8601 UTC)",
+                description="Judge freshness as of this time; empty: the time the run was scheduled for.",
+            )
+        },
+        default_args={"retries": 0},
+    )
+    with dag:
+
+        @task(execution_timeout=timedelta(minutes=4))
+        def check_freshness(**context) -> dict[str, str]:
+            from sluice.alerts.watchdog import check_all
+
+            raw = (context.get("params") or {}).get("now")
+            now = datetime.fromisoformat(raw) if raw else context["dag_run"].run_after
+            if now.tzinfo is None:
+                raise ValueError(f"param now {raw!r} has no time zone (write e.g. 2026-01-01T06:00:00+00:00)")
+            return check_all(load_configs().pipelines.values(), now)
+
+        check_freshness()
+    return dag
+
+
+def register_freshness_watchdog(namespace: dict[str, Any]) -> DAG:
+    """For dags/sluice_freshness.py."""
+    dag = namespace[FRESHNESS_DAG] = build_freshness_dag()
+    return dag

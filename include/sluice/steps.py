@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from sluice.config import PipelineConfig
     from sluice.interval import Interval
     from sluice.loading.duplicates import GatedReport
-    from sluice.loading.finalize import RunSummary
+    from sluice.loading.finalize import GateNotes, RunSummary
     from sluice.loading.postgres import ChunkLoadResult
     from sluice.staging import ChunkRef
     from sluice.validate.chunk import ChunkReport
@@ -120,21 +120,30 @@ def quarantine_share(reports: Sequence[ChunkReport]) -> tuple[int, int]:
 
 def gate(
     cfg: PipelineConfig, interval: Interval, run_id: str, generation: int, reports: Sequence[ChunkReport]
-) -> list[GatedReport]:
-    """The quality gate, the guard against emptying a replace_interval interval, and the run-wide duplicate rule;
-    returns the reports to load, each with its superseded rows marked."""
+) -> tuple[list[GatedReport], GateNotes]:
+    """The quality gate (with `history:`, its checks against the pipeline's last successful loads), the guard against
+    emptying a replace_interval interval, and the run-wide duplicate rule; returns the reports to load, each with its
+    superseded rows marked, and the gate's warnings and notes (warnings also go out as one quality-warning alert)."""
     from sluice.loading.duplicates import mark_superseded
     from sluice.loading.finalize import refuse_emptying
     from sluice.staging import StagingStore
-    from sluice.validate.gate import QualityGateFailed, quality_gate
+    from sluice.validate.gate import QualityGateFailed, run_gate
+    from sluice.validate.history import read_history
 
     rows_in, bad = quarantine_share(reports)
+    history = _recorded(cfg, run_id, generation, read_history, cfg, interval) if cfg.history else None
     try:
-        gated = quality_gate(cfg, reports)
+        result = run_gate(cfg, list(reports), history)
     except QualityGateFailed as exc:
         over = rows_in and (bad == rows_in or bad / rows_in > cfg.quality.max_quarantine_fraction)
         record_status(cfg, run_id, generation, "quarantined" if over else "failed", str(exc), rows_in, bad)
         raise
+    gated = result.reports
+    notes: GateNotes = {"warnings": list(result.warnings), "notes": list(result.notes)}
+    if result.warnings and cfg.alerts.channels:
+        from sluice.alerts import notify_quality_warning
+
+        notify_quality_warning(cfg.name, cfg.alerts.channels, result.warnings, run_id, interval, gated)
 
     def store_for(report: ChunkReport) -> StagingStore:
         return StagingStore(cfg.staging, cfg.name, interval, run_id, report.get("generation"))
@@ -144,7 +153,7 @@ def gate(
         keys = cfg.target.primary_key if cfg.target.write_mode.value != "append" else []
         return mark_superseded(store_for, gated, keys)
 
-    return _recorded(cfg, run_id, generation, rest)
+    return _recorded(cfg, run_id, generation, rest), notes
 
 
 def load(cfg: PipelineConfig, interval: Interval, run_id: str, report: GatedReport) -> ChunkLoadResult:
@@ -155,9 +164,22 @@ def load(cfg: PipelineConfig, interval: Interval, run_id: str, report: GatedRepo
 
 
 def finalize(
-    cfg: PipelineConfig, interval: Interval, run_id: str, results: Sequence[ChunkLoadResult], generation: int
+    cfg: PipelineConfig,
+    interval: Interval,
+    run_id: str,
+    results: Sequence[ChunkLoadResult],
+    generation: int,
+    gated: Sequence[GatedReport] = (),
+    gate: GateNotes | None = None,
 ) -> RunSummary:
-    """Conservation from the ledger and the run summary (loading.finalize.finalize, which records the status)."""
+    """Conservation from the ledger and the run summary (loading.finalize.finalize, which records the status, the
+    gate's warnings and notes and, for a run that adds up, the interval's column figures for later history checks)."""
     from sluice.loading.finalize import finalize as run
+    from sluice.validate.gate import interval_figures
 
-    return _recorded(cfg, run_id, generation, run, cfg, interval, run_id, results, generation)
+    figures = interval_figures(cfg, list(gated))
+
+    def run_finalize() -> RunSummary:
+        return run(cfg, interval, run_id, results, generation, figures=figures, gate=gate)
+
+    return _recorded(cfg, run_id, generation, run_finalize)

@@ -118,10 +118,12 @@ def run_pipeline(cfg: PipelineConfig, interval, run_id: str, echo=print) -> dict
     reports = [steps.validate(cfg, interval, run_id, c) for c in chunks]
     rows_in, bad = steps.quarantine_share(reports)
     echo(f"validate_chunk: {rows_in} rows in, {rows_in - bad} good, {bad} quarantined")
-    gated = steps.gate(cfg, interval, run_id, generation, reports)
+    gated, notes = steps.gate(cfg, interval, run_id, generation, reports)
     echo(f"quality_gate: passed, {len(gated)} chunk(s) to load")
+    for line in (*notes["warnings"], *notes["notes"]):
+        echo(f"  {line}")
     results = [steps.load(cfg, interval, run_id, r) for r in gated]
-    summary = steps.finalize(cfg, interval, run_id, results, generation)
+    summary = steps.finalize(cfg, interval, run_id, results, generation, gated, notes)
     echo(f"finalize: {summary['status']}\n{summary['table']}")
     return summary
 

@@ -21,11 +21,9 @@ from sluice.alerts import (  # noqa: E402
     deadline_callback_kwargs,
     format_discord,
     format_slack,
-    freshness_sql,
     make_failure_callback,
     mask_secrets,
     on_deadline_missed,
-    run_progress_sql,
     run_url,
     task_alert_context,
 )
@@ -154,11 +152,14 @@ def test_discord_total_6000_enforced_with_huge_fields():
         (AlertKind.FAILURE, Severity.CRITICAL),
         (AlertKind.DEADLINE_MISSED, Severity.WARNING),
         (AlertKind.RETRY, Severity.NOTICE),
+        (AlertKind.QUALITY_WARNING, Severity.WARNING),
+        (AlertKind.FRESHNESS_BREACH, Severity.WARNING),
+        (AlertKind.FRESHNESS_RECOVERED, Severity.RESOLVED),
     ],
 )
 def test_discord_colour_by_severity(kind, severity):
     assert format_discord(make_ctx(kind))["embeds"][0]["color"] == COLOURS[severity]
-    assert len(set(COLOURS.values())) == 3
+    assert len(set(COLOURS.values())) == len(Severity)
 
 
 # ---------- masking ----------
@@ -243,20 +244,6 @@ def test_failure_callbacks_never_raise_and_retry_is_off_by_default():
     assert callbacks.on_retry_callback is None
     callbacks.on_failure_callback({})  # no ti at all: logs, does not raise
     assert make_failure_callback(["nope"], on_retry=True).on_retry_callback is not None
-
-
-# ---------- SQL ----------
-def test_freshness_sql():
-    sql = freshness_sql()
-    assert 'FROM "sluice".run_summary WHERE pipeline = %(pipeline)s AND lower(status) = ANY(%(ok)s)' in sql
-    assert "ORDER BY interval_end DESC, finished_at DESC NULLS LAST LIMIT 1) AS ok ON true" in sql
-    assert "ORDER BY finished_at DESC NULLS LAST LIMIT 1) AS lr ON true" in sql
-    assert run_progress_sql("t_abc") == (
-        'SELECT count(*), sum(rows_in), sum(rows_loaded), sum(rows_quarantined) FROM "t_abc".load_ledger'
-        " WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s"
-    )
-    with pytest.raises(ValueError, match="invalid schema name"):
-        freshness_sql('x"; drop table y; --')
 
 
 # ---------- Airflow wiring ----------

@@ -131,6 +131,36 @@ def make_failure_callback(
     return FailureCallbacks(on_failure_callback, on_retry_callback if on_retry else None)
 
 
+def notify_quality_warning(
+    pipeline: str, channels: Sequence[str], warnings: Sequence[str], run_id: str | None, interval: Any, reports: list
+) -> dict[str, str]:
+    """One message per channel when the quality gate let a run load with warnings (a history check with severity
+    warn, a batch expectation with severity warn): the warnings name the check, the value and what it was compared
+    with. Never raises."""
+    try:
+        secrets = connection_secrets(channels)
+        ctx = AlertContext(
+            pipeline=pipeline,
+            kind=AlertKind.QUALITY_WARNING,
+            run_id=run_id,
+            interval_start=interval.start,
+            interval_end=interval.end,
+            error=cut(mask_secrets("\n".join(f"- {w}" for w in warnings), secrets), ERROR_MAX),
+            run_url=run_url(pipeline, run_id),
+            rows=Rows(
+                extracted=sum(int(r["rows_in"]) for r in reports),
+                quarantined=sum(int(r["rows_quarantined"]) for r in reports),
+                chunks=len(reports),
+            ),
+        )
+        outcome = send_alert(ctx, channels, secrets=secrets)
+        log.info("quality warning alert for %s: %s", pipeline, outcome)
+        return outcome
+    except Exception as exc:
+        log.error("Sluice quality warning for %s not sent: %s", pipeline, mask_secrets(repr(exc)))
+        return {}
+
+
 def notify_deadline_missed(
     pipeline: str,
     channels: Sequence[str],

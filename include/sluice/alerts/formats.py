@@ -8,9 +8,19 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sluice.alerts.model import COLOURS, AlertContext, AlertKind, ChannelKind, Freshness, Rows, Severity, mask_secrets
+from sluice.alerts.model import (
+    COLOURS,
+    FRESHNESS_KINDS,
+    AlertContext,
+    AlertKind,
+    ChannelKind,
+    Freshness,
+    Rows,
+    Severity,
+    mask_secrets,
+)
 
-_ICONS = {Severity.CRITICAL: "🔴", Severity.WARNING: "🟠", Severity.NOTICE: "🟡"}
+_ICONS = {Severity.CRITICAL: "🔴", Severity.WARNING: "🟠", Severity.NOTICE: "🟡", Severity.RESOLVED: "🟢"}
 
 
 def cut(text: str, limit: int) -> str:
@@ -64,14 +74,46 @@ def _title(ctx: AlertContext) -> str:
     task = f"{ctx.task_id}[{ctx.map_index}]" if ctx.map_index is not None else ctx.task_id
     if ctx.kind is AlertKind.DEADLINE_MISSED:
         return f"{icon} {ctx.pipeline}: deadline missed for {_ts(ctx.interval_start)} → {_ts(ctx.interval_end)}"
+    if ctx.kind is AlertKind.QUALITY_WARNING:
+        return f"{icon} {ctx.pipeline}: quality gate warning for {_ts(ctx.interval_start)} → {_ts(ctx.interval_end)}"
+    if ctx.kind is AlertKind.FRESHNESS_BREACH:
+        return f"{icon} {ctx.pipeline}: data is stale, older than max_lag {ctx.max_lag}"
+    if ctx.kind is AlertKind.FRESHNESS_RECOVERED:
+        return f"{icon} {ctx.pipeline}: data is fresh again, within max_lag {ctx.max_lag}"
     if ctx.kind is AlertKind.RETRY:
         return f"{icon} {ctx.pipeline}: {task} failed, will retry (try {ctx.try_number} of {ctx.max_tries})"
     return f"{icon} {ctx.pipeline}: task {task} failed"
 
 
+def _freshness_facts(ctx: AlertContext) -> list[tuple[str, str]]:
+    """What the warehouse says about the data: the same fields in deadline and freshness-watchdog messages."""
+    fresh = ctx.freshness or Freshness(unavailable="not read")
+    if fresh.unavailable:
+        return [("Freshness", f"unavailable: {fresh.unavailable}")]
+    facts = []
+    if fresh.last_end:
+        loaded = f" (loaded {_ts(fresh.last_loaded_at)})" if fresh.last_loaded_at else ""
+        facts += [
+            ("Last loaded interval", _interval(fresh.last_start, fresh.last_end) + loaded),
+            ("Staleness", f"data ends {_age(ctx.now - fresh.last_end)} ago"),
+        ]
+    else:
+        facts.append(("Last loaded interval", "none: no successful run recorded"))
+    if fresh.last_run_id:
+        facts.append(
+            ("Last run", f"{fresh.last_run_status or '?'} · {_rows_text(fresh.last_run_rows)} · {fresh.last_run_id}")
+        )
+    return facts
+
+
 def _facts(ctx: AlertContext) -> list[tuple[str, str]]:
     """Label/value pairs shared by both formats, most important first."""
     facts = [("Pipeline", ctx.pipeline), ("Data interval", _interval(ctx.interval_start, ctx.interval_end))]
+    if ctx.kind in (AlertKind.FRESHNESS_BREACH, AlertKind.FRESHNESS_RECOVERED):
+        rule = [("Freshness rule", f"max_lag {ctx.max_lag}"), ("Checked at", _ts(ctx.now))]
+        return [("Pipeline", ctx.pipeline), *rule, *_freshness_facts(ctx)]
+    if ctx.kind is AlertKind.QUALITY_WARNING:
+        return [*facts, ("Rows", _rows_text(ctx.rows)), ("Run", ctx.run_id or "unknown")]
     if ctx.kind is not AlertKind.DEADLINE_MISSED:
         task = f"{ctx.task_id} [map {ctx.map_index}]" if ctx.map_index is not None else str(ctx.task_id)
         tries = f"{ctx.try_number} of {ctx.max_tries}" if ctx.max_tries else str(ctx.try_number or "?")
@@ -82,23 +124,10 @@ def _facts(ctx: AlertContext) -> list[tuple[str, str]]:
             ("Rows so far", _rows_text(ctx.rows)),
             ("Run", ctx.run_id or "unknown"),
         ]
-    fresh = ctx.freshness or Freshness(unavailable="not read")
     rule = f"{ctx.deadline} ({_ts(ctx.deadline_time)})" if ctx.deadline else _ts(ctx.deadline_time)
-    facts += [("Deadline", rule), ("Run state", ctx.run_state or "unknown")]
-    if fresh.unavailable:
-        return [*facts, ("Freshness", f"unavailable: {fresh.unavailable}"), ("Run", ctx.run_id or "unknown")]
-    if fresh.last_end:
-        loaded = f" (loaded {_ts(fresh.last_loaded_at)})" if fresh.last_loaded_at else ""
-        facts += [
-            ("Last loaded interval", _interval(fresh.last_start, fresh.last_end) + loaded),
-            ("Staleness", f"data ends {_age(ctx.generated_at - fresh.last_end)} ago"),
-        ]
-    else:
-        facts.append(("Last loaded interval", "none: no successful run recorded"))
-    if fresh.last_run_id:
-        facts.append(
-            ("Last run", f"{fresh.last_run_status or '?'} · {_rows_text(fresh.last_run_rows)} · {fresh.last_run_id}")
-        )
+    facts += [("Deadline", rule), ("Run state", ctx.run_state or "unknown"), *_freshness_facts(ctx)]
+    if ctx.freshness is None or ctx.freshness.unavailable:
+        return [*facts, ("Run", ctx.run_id or "unknown")]
     return [*facts, ("This run so far", _rows_text(ctx.rows)), ("Run", ctx.run_id or "unknown")]
 
 
@@ -110,11 +139,14 @@ def _links(ctx: AlertContext) -> list[tuple[str, str]]:
 def _summary(ctx: AlertContext, *, detail: bool = True) -> str:
     """Plain text: what a phone notification shows (Slack's `text` fallback, Discord's `content`)."""
     text = _title(ctx)[2:] + "."
-    if ctx.kind is AlertKind.DEADLINE_MISSED:
+    if ctx.kind in FRESHNESS_KINDS:
         fresh = ctx.freshness
-        text += f" Run is {ctx.run_state or 'unknown'}."
+        if ctx.kind is AlertKind.DEADLINE_MISSED:
+            text += f" Run is {ctx.run_state or 'unknown'}."
         if fresh and fresh.last_end:
-            text += f" Loaded data ends {_ts(fresh.last_end)} ({_age(ctx.generated_at - fresh.last_end)} ago)."
+            text += f" Loaded data ends {_ts(fresh.last_end)} ({_age(ctx.now - fresh.last_end)} ago)."
+    elif ctx.kind is AlertKind.QUALITY_WARNING:
+        text += f" Loaded with {ctx.error.count(chr(10)) + 1 if ctx.error else 0} warning(s)."
     else:
         text += f" Interval {_interval(ctx.interval_start, ctx.interval_end)}, try {ctx.try_number}."
     if detail and ctx.error:
@@ -124,6 +156,10 @@ def _summary(ctx: AlertContext, *, detail: bool = True) -> str:
 
 def _scrub(ctx: AlertContext) -> AlertContext:
     return replace(ctx, error=mask_secrets(ctx.error)) if ctx.error else ctx
+
+
+def _error_label(ctx: AlertContext) -> str:
+    return "Warnings" if ctx.kind is AlertKind.QUALITY_WARNING else "Error"
 
 
 def _slack_escape(text: str) -> str:
@@ -148,7 +184,7 @@ def format_slack(ctx: AlertContext) -> dict[str, Any]:
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": _fit(error, 3000, lambda s: "*Error*\n```" + _slack_escape(s) + "```"),
+                    "text": _fit(error, 3000, lambda s: f"*{_error_label(ctx)}*\n```" + _slack_escape(s) + "```"),
                 },
             }
         )

@@ -17,12 +17,16 @@ class AlertKind(StrEnum):
     FAILURE = "failure"
     DEADLINE_MISSED = "deadline_missed"
     RETRY = "retry"
+    QUALITY_WARNING = "quality_warning"  # the quality gate warned (e.g. a history check with severity warn)
+    FRESHNESS_BREACH = "freshness_breach"  # the watchdog: loaded data older than freshness.max_lag
+    FRESHNESS_RECOVERED = "freshness_recovered"
 
 
 class Severity(StrEnum):
     CRITICAL = "critical"
     WARNING = "warning"
     NOTICE = "notice"
+    RESOLVED = "resolved"
 
 
 class ChannelKind(StrEnum):
@@ -36,8 +40,17 @@ SEVERITY = {
     AlertKind.FAILURE: Severity.CRITICAL,
     AlertKind.DEADLINE_MISSED: Severity.WARNING,
     AlertKind.RETRY: Severity.NOTICE,
+    AlertKind.QUALITY_WARNING: Severity.WARNING,
+    AlertKind.FRESHNESS_BREACH: Severity.WARNING,
+    AlertKind.FRESHNESS_RECOVERED: Severity.RESOLVED,
 }
-COLOURS = {Severity.CRITICAL: 0xE01E5A, Severity.WARNING: 0xF2A30F, Severity.NOTICE: 0xECB22E}
+COLOURS = {
+    Severity.CRITICAL: 0xE01E5A,
+    Severity.WARNING: 0xF2A30F,
+    Severity.NOTICE: 0xECB22E,
+    Severity.RESOLVED: 0x2EB67D,
+}
+FRESHNESS_KINDS = (AlertKind.DEADLINE_MISSED, AlertKind.FRESHNESS_BREACH, AlertKind.FRESHNESS_RECOVERED)
 
 
 @dataclass(frozen=True)
@@ -86,11 +99,17 @@ class AlertContext:
     freshness: Freshness | None = None
     deadline_time: datetime | None = None
     deadline: str | None = None  # the rule, e.g. "2h after the interval end"
+    max_lag: str | None = None  # the freshness watchdog's rule, e.g. "26h"
+    as_of: datetime | None = None  # the time staleness is measured at (the watchdog's "now"); else generated_at
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def severity(self) -> Severity:
         return SEVERITY[self.kind]
+
+    @property
+    def now(self) -> datetime:
+        return self.as_of or self.generated_at
 
 
 # ---------- secrets ----------

@@ -2,6 +2,16 @@
 file, line, field and a fix (errors.py). Everything a stage needs is importable from `sluice.config`."""
 
 from sluice.config.errors import ConfigError, ConfigIssue
+from sluice.config.health import (
+    CheckSeverity,
+    FreshnessConfig,
+    HistoryConfig,
+    OutlierCheck,
+    OutlierMethod,
+    Statistic,
+    VolumeCheck,
+    VolumeMethod,
+)
 from sluice.config.loader import (
     Defaults,
     LoadResult,
@@ -64,6 +74,14 @@ from sluice.config.types import (
 )
 
 __all__ = [
+    "VolumeMethod",
+    "VolumeCheck",
+    "Statistic",
+    "OutlierMethod",
+    "OutlierCheck",
+    "HistoryConfig",
+    "FreshnessConfig",
+    "CheckSeverity",
     "AlertsConfig",
     "CRON_PRESETS",
     "ColumnSpec",

@@ -234,7 +234,11 @@ def _schema_node(schema: dict, loc: Loc) -> dict | None:
             node = node["additionalProperties"]
         else:
             return None
-    return resolve(node)
+    node = resolve(node)
+    if "anyOf" in node:  # the path ends at an Optional[X] (e.g. history: {volum: ..}): X's keys are the expected ones
+        branches = [resolve(b) for b in node["anyOf"] if b.get("type") != "null"]
+        node = branches[0] if len(branches) == 1 else node
+    return node
 
 
 def _tags(schema: dict, loc: Loc) -> list[str]:

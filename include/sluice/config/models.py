@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from sluice.config.errors import fail, suggest
+from sluice.config.health import FreshnessConfig, HistoryConfig
 from sluice.config.sources import (
     SourceConfig,
 )
@@ -227,6 +228,12 @@ class PipelineConfig(StrictModel):
     retries: RetryConfig = Field(default_factory=RetryConfig, description="Task retries and backoff.")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Where failures and missed deadlines go.")
     deadline: DeadlineConfig | None = Field(None, description="Alert when a run finishes late.")
+    history: HistoryConfig | None = Field(
+        None, description="Quality-gate checks of volume and column outliers against the last successful loads."
+    )
+    freshness: FreshnessConfig | None = Field(
+        None, description="The freshness watchdog alerts when the loaded data is older than max_lag."
+    )
     source_file: SkipJsonSchema[str] = Field("", description="Set by the loader: the file this came from.")
 
     @property
@@ -251,4 +258,14 @@ class PipelineConfig(StrictModel):
                             expected="one of: " + ", ".join(names),
                             hint=suggest(col, names),
                         )
+        numeric = [c.name for c in self.target.columns if c.column_type.is_numeric]
+        for i, check in enumerate(self.history.outliers if self.history else []):
+            if check.column not in numeric:
+                declared = check.column in names
+                raise fail(
+                    f"history.outliers.{i}.column",
+                    f"column '{check.column}' is " + ("not numeric" if declared else "not declared in target.columns"),
+                    expected="a numeric declared column: " + (", ".join(numeric) or "none is declared"),
+                    hint=None if declared else suggest(check.column, numeric or names),
+                )
         return self

@@ -288,6 +288,10 @@ class ColumnType:
     def is_temporal(self) -> bool:
         return self.name in ("date", "timestamp", "timestamptz")
 
+    @property
+    def is_numeric(self) -> bool:
+        return self.name in ("smallint", "integer", "bigint", "numeric", "double")
+
 
 class ColumnSpec(StrictModel):
     """One target column: what the warehouse table holds and what the cast produces."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from sluice.config import WriteMode
 from sluice.loading import sql as q
@@ -44,7 +44,16 @@ class RunSummary(Counts, _LogTable):
     schema_changes: list[SchemaChange]
     status: str  # success or failed
     problems: list[str]
+    warnings: list[str]  # the gate's checks against history that warned (the run loaded)
+    notes: list[str]  # checks that could not judge (too little history)
     finished_at: str  # ISO 8601
+
+
+class GateNotes(TypedDict):
+    """What the quality gate tells finalize beside the reports (the gate task's XCom `gate`)."""
+
+    warnings: list[str]
+    notes: list[str]
 
 
 def refuse_emptying(cfg: PipelineConfig, interval: Interval, reports: Sequence[ChunkReport]) -> None:
@@ -95,11 +104,20 @@ def refuse_emptying(cfg: PipelineConfig, interval: Interval, reports: Sequence[C
 
 
 def finalize(
-    cfg: PipelineConfig, interval: Interval, run_id: str, results: Sequence[ChunkLoadResult], generation: int = 0
+    cfg: PipelineConfig,
+    interval: Interval,
+    run_id: str,
+    results: Sequence[ChunkLoadResult],
+    generation: int = 0,
+    *,
+    figures: dict[str, Any] | None = None,
+    gate: GateNotes | None = None,
 ) -> RunSummary:
     """Check conservation of the generation from the ledger (per chunk: rows_in = loaded + quarantined, loaded =
     inserted + updated + unchanged + superseded) and against the rows in sluice.quarantine; record the run summary
-    (also when the check fails) and return it; raises ConservationError when anything does not add up."""
+    (also when the check fails) with the gate's warnings and notes, and return it; raises ConservationError when
+    anything does not add up. Only a run that adds up records its interval's `figures` (column statistics) in
+    sluice.interval_stats, the history the gate's checks compare with."""
     import psycopg
     from psycopg.rows import dict_row
     from psycopg.types.json import Jsonb
@@ -140,9 +158,14 @@ def finalize(
             "schema_changes": Jsonb(changes),
             "status": "failed" if problems else "success",
             "problems": Jsonb(problems),
+            "warnings": Jsonb(list((gate or {}).get("warnings") or [])),
+            "notes": Jsonb(list((gate or {}).get("notes") or [])),
             "finished_at": finished_at,
         }
         conn.execute(q.run_summary_upsert(), {k: record[k] for k in q.SUMMARY_FIELDS})
+        if not problems:
+            stats = {"generation": generation, "columns": Jsonb(figures or {})}
+            conn.execute(q.interval_stats_upsert(), {k: record.get(k) for k in q.STATS_FIELDS} | stats)
     summary: RunSummary = {
         **total,
         "pipeline": cfg.name,
@@ -154,6 +177,8 @@ def finalize(
         "schema_changes": changes,
         "status": "failed" if problems else "success",
         "problems": problems,
+        "warnings": list((gate or {}).get("warnings") or []),
+        "notes": list((gate or {}).get("notes") or []),
         "finished_at": finished_at.isoformat(),
         "table": format_table(rows),
     }

@@ -128,6 +128,8 @@ def ensure_metadata(dsn: str, schema: str) -> None:
                             *q.migrate_ledger(),
                             *q.create_run_summary_indexes(),
                             q.create_schema_changes(),
+                            q.create_interval_stats(),
+                            q.create_freshness_state(),
                             q.create_schema(schema),
                         ):
                             conn.execute(stmt)

@@ -304,7 +304,12 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
     store.write_table(quarantine_key, quarantine)
     replace_quarantine_rows(pg_dsn(cfg.target.conn_id), cfg.name, run_id, interval, index, quarantine, generation)
     keyed = cfg.target.write_mode is not WriteMode.append
-    stats_cols = sorted({s.kwargs["column"] for i, s in specs if levels[i] is Level.combined and "column" in s.kwargs})
+    # figures of the COMBINED expectations' columns, and of every numeric column: finalize keeps the latter per
+    # interval (sluice.interval_stats) for the gate's history checks, so enabling an outlier check finds a history
+    numeric = {c.name for c in cfg.target.columns if c.column_type.is_numeric}
+    stats_cols = sorted(
+        numeric | {s.kwargs["column"] for i, s in specs if levels[i] is Level.combined and "column" in s.kwargs}
+    )
     seconds = time.perf_counter() - started
     report: ChunkReport = {
         "index": index,

@@ -8,21 +8,36 @@ chunk figures (COMBINED) are evaluated here on the sums; those whose result on t
 
 Row counts are counted on arrival: rows_in = staged rows + source rejects of the interval. Column figures (min, max,
 sum, mean, share of non-null values) are over the good rows, the ones that would be loaded.
+
+With `history:` configured, the checks of validate/history.py compare the interval's row count and column figures
+with the pipeline's last successful loads (read by the task, passed in here as `history`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sluice.config import ExpectationSpec, PipelineConfig
     from sluice.validate.chunk import ChunkReport
+    from sluice.validate.history import Past
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHUNKWISE", "COMBINED", "QualityGateFailed", "evaluate_combined", "quality_gate"]
+__all__ = [
+    "CHUNKWISE",
+    "COMBINED",
+    "GateResult",
+    "QualityGateFailed",
+    "evaluate_combined",
+    "interval_figures",
+    "quality_gate",
+    "run_gate",
+]
 
 # batch-level expectations evaluated here on figures summed over the chunks
 COMBINED = frozenset(
@@ -55,6 +70,13 @@ class QualityGateFailed(RuntimeError):
     """The run's data is not good enough to load; nothing was loaded."""
 
 
+@dataclass
+class GateResult:
+    reports: list[ChunkReport]  # to load
+    warnings: list[str] = field(default_factory=list)  # loaded anyway; go to the run summary and one alert
+    notes: list[str] = field(default_factory=list)  # checks that could not judge (too little history)
+
+
 def _merge_stats(reports: list[ChunkReport], column: str) -> dict[str, Any]:
     """One column's figures over all chunks (each chunk reports count, nulls, min, max, sum over its good rows)."""
     found = [r.get("batch_checks", {}).get("stats", {}).get(column) for r in reports]
@@ -72,6 +94,18 @@ def _merge_stats(reports: list[ChunkReport], column: str) -> dict[str, Any]:
         "sum": total,
         "mean": total / count if total is not None and count else None,
     }
+
+
+def interval_figures(cfg: PipelineConfig, reports: list[dict]) -> dict[str, dict[str, Any]]:
+    """count, nulls, min, max, sum, mean of every numeric column over the interval's good rows: what finalize keeps
+    in sluice.interval_stats and the outlier checks compare."""
+    out = {}
+    for col in (c.name for c in cfg.target.columns if c.column_type.is_numeric):
+        merged = _merge_stats(reports, col)
+        out[col] = {k: merged[k] for k in ("count", "min", "max", "sum", "mean")} | {
+            "nulls": merged["rows"] - merged["count"]
+        }
+    return out
 
 
 def _sortable(value: Any) -> Any:
@@ -148,10 +182,18 @@ def _reasons(reports: list[ChunkReport]) -> str:
     return "; ".join(f"{reason}: {n} row(s)" for reason, n in top) or "no reasons recorded"
 
 
-def quality_gate(cfg: PipelineConfig, reports: list[ChunkReport]) -> list[ChunkReport]:
-    """Check the run's chunk reports against cfg.quality and the batch-level expectations; raise QualityGateFailed
-    naming the chunks and the expectations at fault, else return the reports to load (all of them: a chunk with no
-    good rows still gets its ledger row, so the run's conservation adds up)."""
+def quality_gate(
+    cfg: PipelineConfig, reports: list[ChunkReport], history: Sequence[Past] | None = None
+) -> list[ChunkReport]:
+    """run_gate, returning only the reports to load."""
+    return run_gate(cfg, reports, history).reports
+
+
+def run_gate(cfg: PipelineConfig, reports: list[ChunkReport], history: Sequence[Past] | None = None) -> GateResult:
+    """Check the run's chunk reports against cfg.quality, the batch-level expectations and (with cfg.history) the
+    pipeline's history; raise QualityGateFailed naming the chunks, expectations and checks at fault, else return the
+    reports to load (all of them: a chunk with no good rows still gets its ledger row, so the run's conservation
+    adds up) with the warnings and notes."""
     reports = sorted(reports, key=lambda r: int(r["index"]))
     for r in reports:
         if int(r["rows_in"]) != int(r["rows_good"]) + int(r["rows_quarantined"]):
@@ -200,8 +242,18 @@ def quality_gate(cfg: PipelineConfig, reports: list[ChunkReport]) -> list[ChunkR
             f"declared column(s) {', '.join(missing)} missing from the source: loaded as NULL "
             "(target.on_missing_columns: null)"
         )
+    notes: list[str] = []
+    if cfg.history is not None:
+        from sluice.validate.history import check_history
+
+        found = check_history(cfg.history, rows_in, interval_figures(cfg, reports), list(history or []))
+        problems += found.problems
+        warnings += found.warnings
+        notes += found.notes
     for w in warnings:
         log.warning("quality gate (warn only): %s", w)
+    for n in notes:
+        log.info("quality gate note: %s", n)
     log.info(
         "quality gate for %s: %d chunk(s), %d row(s) in, %d good, %d quarantined (%.2f%%)",
         cfg.name,
@@ -212,7 +264,8 @@ def quality_gate(cfg: PipelineConfig, reports: list[ChunkReport]) -> list[ChunkR
         100 * bad / rows_in if rows_in else 0.0,
     )
     if problems:
+        also = "".join(f"\n- (warning) {w}" for w in warnings)
         raise QualityGateFailed(
-            f"quality gate failed for pipeline {cfg.name}; nothing was loaded:\n- " + "\n- ".join(problems)
+            f"quality gate failed for pipeline {cfg.name}; nothing was loaded:\n- " + "\n- ".join(problems) + also
         )
-    return reports
+    return GateResult(reports, warnings, notes)

@@ -54,6 +54,8 @@ SUMMARY_FIELDS = (
     "schema_changes",
     "status",
     "problems",
+    "warnings",
+    "notes",
     "finished_at",
 )
 
@@ -90,11 +92,15 @@ def metadata_present() -> sql.Composed:
     """One cheap query, so the DDL lock is only taken the first time."""
     return sql.SQL(
         "SELECT to_regclass({l}) IS NOT NULL AND to_regclass({s}) IS NOT NULL AND to_regclass({c}) IS NOT NULL "
-        "AND to_regclass({q}) IS NOT NULL AND to_regclass({g}) IS NOT NULL AND to_regclass({f}) IS NOT NULL "
+        "AND to_regclass({q}) IS NOT NULL AND to_regclass({g}) IS NOT NULL AND to_regclass({i}) IS NOT NULL "
+        "AND to_regclass({h}) IS NOT NULL AND to_regclass({f}) IS NOT NULL "
+        "AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass({s}) AND attname = 'notes') "
         "AND EXISTS (SELECT FROM pg_namespace WHERE nspname = %(schema)s)"
     ).format(
+        h=sql.Literal(f"{META}.interval_stats"),
+        f=sql.Literal(f"{META}.freshness_state"),
         g=sql.Literal(f"{META}.load_ledger_generation_chunk"),
-        f=sql.Literal(f"{META}.run_summary_finished"),  # the last of the health view's indexes
+        i=sql.Literal(f"{META}.run_summary_finished"),  # the last of the health view's indexes
         l=sql.Literal(f"{META}.load_ledger"),
         s=sql.Literal(f"{META}.run_summary"),
         c=sql.Literal(f"{META}.schema_changes"),

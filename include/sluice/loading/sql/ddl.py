@@ -110,7 +110,9 @@ def migrate_ledger() -> list[sql.Composed]:
         sql.SQL(
             "ALTER TABLE {} ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0, "
             "ADD COLUMN IF NOT EXISTS superseded bigint NOT NULL DEFAULT 0, "
-            "ADD COLUMN IF NOT EXISTS unchanged bigint NOT NULL DEFAULT 0"
+            "ADD COLUMN IF NOT EXISTS unchanged bigint NOT NULL DEFAULT 0, "
+            "ADD COLUMN IF NOT EXISTS warnings jsonb NOT NULL DEFAULT '[]', "
+            "ADD COLUMN IF NOT EXISTS notes jsonb NOT NULL DEFAULT '[]'"
         ).format(qualified(META, "run_summary")),
     ]
 
@@ -144,7 +146,8 @@ def create_run_summary() -> sql.Composed:
     rows_in bigint NOT NULL, rows_loaded bigint NOT NULL, rows_quarantined bigint NOT NULL,
     inserted bigint NOT NULL, updated bigint NOT NULL, deleted bigint NOT NULL, schema_changes jsonb NOT NULL,
     generation bigint NOT NULL DEFAULT 0, superseded bigint NOT NULL DEFAULT 0, unchanged bigint NOT NULL DEFAULT 0,
-    status text NOT NULL, problems jsonb NOT NULL, finished_at timestamptz NOT NULL,
+    status text NOT NULL, problems jsonb NOT NULL, warnings jsonb NOT NULL DEFAULT '[]',
+    notes jsonb NOT NULL DEFAULT '[]', finished_at timestamptz NOT NULL,
     PRIMARY KEY (pipeline, run_id))""").format(t=qualified(META, "run_summary"))
 
 
