@@ -9,6 +9,8 @@ export SLUICE_DEMO_API_PORT=${SLUICE_TEST_DEMO_API_PORT:-28765} SLUICE_WEBHOOK_P
 export SLUICE_WORKER_LOG_PORT=${SLUICE_TEST_WORKER_LOG_PORT:-28793}
 export SLUICE_FAILPOINTS=1  # tests hold tasks at named points (include/sluice/failpoints.py)
 export SLUICE_PIPELINES_DIRS="$PWD/config/pipelines:$PWD/tests/e2e/pipelines"
+# make test-faults adds its own pipelines (tests/faults/pipelines) with SLUICE_TEST_EXTRA_PIPELINES
+[ -n "${SLUICE_TEST_EXTRA_PIPELINES:-}" ] && SLUICE_PIPELINES_DIRS="$SLUICE_PIPELINES_DIRS:$PWD/$SLUICE_TEST_EXTRA_PIPELINES"
 PY=.venv/bin/python
 
 $PY scripts/stack wipe >/dev/null 2>&1 || true

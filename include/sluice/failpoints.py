@@ -18,6 +18,8 @@ ENV = "SLUICE_FAILPOINTS"
 
 
 class Point(StrEnum):
+    extract_start = "extract.start"  # extract_and_stage, before the source is read
+    extract_after_chunk = "extract.after_chunk"  # the first chunk is staged, the source is still being read
     load_before_commit = "load.before_commit"  # rows and ledger row written, transaction still open
     load_after_commit = "load.after_commit"  # the chunk's transaction committed, the task has not returned
 
@@ -49,7 +51,7 @@ def waiting_sql() -> str:
 def waiting_tasks_sql() -> str:
     """Backends waiting at a failpoint and the pid of the task process behind each (from the statement's tag)."""
     return (
-        "SELECT a.pid, substring(a.query from '" + PID_TAG + "([0-9]+)')::int FROM pg_locks l "
+        "SELECT a.pid, substring(a.query from 'sluice-task-pid=([0-9]+)')::int FROM pg_locks l "
         "JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND NOT l.granted AND l.objid::int = hashtext(%(key)s)"
     )
@@ -59,3 +61,15 @@ def hit(conn: Any, pipeline: str, point: Point) -> None:
     """Pass the failpoint (blocks while a test holds it)."""
     if enabled():
         conn.execute(hit_sql(os.getpid()), {"key": lock_key(pipeline, point)})
+
+
+def hit_conn_id(conn_id: str, pipeline: str, point: Point) -> None:
+    """Pass the failpoint on a short connection of its own to the Postgres connection `conn_id` (for stages that
+    hold none, such as extraction); nothing is opened unless failpoints are on."""
+    if enabled():
+        import psycopg
+
+        from sluice.connections import pg_dsn
+
+        with psycopg.connect(pg_dsn(conn_id), autocommit=True, application_name=f"sluice failpoint {point}") as conn:
+            hit(conn, pipeline, point)

@@ -20,3 +20,19 @@ def api() -> AirflowApi:
     if not os.environ.get("SLUICE_API_URL"):
         pytest.fail("SLUICE_API_URL is not set: run the tests through `make test-faults`", pytrace=False)
     return AirflowApi.from_env()
+
+
+@pytest.fixture(scope="session")
+def clean_crash_run(api):
+    """One clean run of e2e_lineitem_crash: the table and ledger every faulted run must end with."""
+    from faultkit import CRASH, CRASH_DAY, crash_table, land_crash_data, ledger, sql, wait_for_run
+
+    land_crash_data()
+    sql("DROP TABLE IF EXISTS e2e.lineitem_crash")
+    api.wait_for_dag(CRASH)
+    api.unpause(CRASH)
+    run_id = api.trigger(CRASH, conf=CRASH_DAY)
+    assert wait_for_run(api, CRASH, run_id) == "success"
+    chunks = ledger(run_id)
+    assert len(chunks) >= 5, chunks
+    return {"table": crash_table(), "chunks": chunks}

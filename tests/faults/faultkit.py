@@ -135,9 +135,11 @@ class FailpointHold:
         self.release()
 
     def release(self) -> None:
+        """Let waiting tasks pass (a restarted PostgreSQL already dropped the lock with this connection)."""
         if self.conn is not None:
             try:
-                self.conn.execute("SELECT pg_advisory_unlock_all()")
+                with contextlib.suppress(psycopg.OperationalError):
+                    self.conn.execute("SELECT pg_advisory_unlock_all()")
             finally:
                 self.conn.close()
                 self.conn = None
@@ -199,3 +201,16 @@ def wait_for_run(api, dag_id: str, run_id: str, timeout: float = 900) -> str:
 
 def task_states(api, dag_id: str, run_id: str) -> dict[tuple[str, int], dict]:
     return {(t["task_id"], t["map_index"]): t for t in api.task_instances(dag_id, run_id)}
+
+
+def ensure_buckets(s3_client) -> None:
+    """The local S3 endpoint (moto) keeps objects in memory: after a restart its buckets are gone."""
+    have = {b["Name"] for b in s3_client.list_buckets().get("Buckets", [])}
+    for bucket in ("sluice-staging", "sluice-landing"):
+        if bucket not in have:
+            s3_client.create_bucket(Bucket=bucket)
+
+
+def land_crash_data() -> None:
+    """The lineitem day of e2e_lineitem_crash (tpchgen is deterministic: the same rows every time)."""
+    land("--scale", "0.02", "--tables", "lineitem", "--single-day", "2024-01-01", "--prefix", "e2e/lc")

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from faultkit import (
     CRASH,
     CRASH_DAY,
     FailpointHold,
     crash_table,
     kill_tree,
-    land,
     ledger,
     program_pid,
     sql,
@@ -28,20 +26,7 @@ from faultkit import (
 from sluice.failpoints import Point
 
 
-@pytest.fixture(scope="module")
-def clean_run(api):
-    land("--scale", "0.02", "--tables", "lineitem", "--single-day", "2024-01-01", "--prefix", "e2e/lc")
-    sql("DROP TABLE IF EXISTS e2e.lineitem_crash")
-    api.wait_for_dag(CRASH)
-    api.unpause(CRASH)
-    run_id = api.trigger(CRASH, conf=CRASH_DAY)
-    assert wait_for_run(api, CRASH, run_id) == "success"
-    chunks = ledger(run_id)
-    assert len(chunks) >= 5, chunks
-    return {"table": crash_table(), "chunks": chunks}
-
-
-def test_whole_worker_killed_during_load_is_recovered_without_a_person(api, clean_run):
+def test_whole_worker_killed_during_load_is_recovered_without_a_person(api, clean_crash_run):
     sql("TRUNCATE e2e.lineitem_crash")
     with FailpointHold(CRASH, Point.load_before_commit) as hold:
         run_id = api.trigger(CRASH, conf=CRASH_DAY)
@@ -76,5 +61,5 @@ def test_whole_worker_killed_during_load_is_recovered_without_a_person(api, clea
         tries = api.request("GET", f"/dags/{CRASH}/dagRuns/{run_id}/taskInstances/{task}/{index}/tries")
         first = min(tries["task_instances"], key=lambda t: t["try_number"])
         assert first["pid"] in killed, f"{task}[{index}] try 1 (pid {first['pid']}) was not on the killed worker"
-    assert crash_table() == clean_run["table"]
-    assert ledger(run_id) == clean_run["chunks"]  # one ledger row per chunk, with the clean run's counts
+    assert crash_table() == clean_crash_run["table"]
+    assert ledger(run_id) == clean_crash_run["chunks"]  # one ledger row per chunk, with the clean run's counts

@@ -260,6 +260,8 @@ def test_circuit_breaker_unknown_key_suggests_the_right_one(tmp_path):
 
 
 def test_circuit_breaker_loads(tmp_path):
-    cfg = load_pipeline(write(tmp_path, "b.yaml", HTTP_PIPELINE.replace("max_wait_seconds: 30", "max_wait_seconds: 900")))
+    cfg = load_pipeline(
+        write(tmp_path, "b.yaml", HTTP_PIPELINE.replace("max_wait_seconds: 30", "max_wait_seconds: 900"))
+    )
     b = cfg.source.circuit_breaker
     assert (b.failures, b.cooldown_seconds, b.max_wait_seconds) == (3, 60, 900)

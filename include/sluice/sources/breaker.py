@@ -34,7 +34,8 @@ PROBE_TIMEOUT_SECONDS = 120.0  # longer than a request's timeout; a probe not re
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 # KEYS[1] state hash, KEYS[2] events list. ARGV[1] op, ARGV[2] token, ARGV[3] threshold, ARGV[4] cooldown,
-# ARGV[5] probe timeout, ARGV[6] reason. Returns {decision, seconds to wait, new state or ''}.
+# ARGV[5] probe timeout, ARGV[6] reason, ARGV[7] last event index kept.
+# Returns {decision, seconds to wait, new state or ''}.
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
@@ -43,7 +44,7 @@ local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
 local function move(to, reason)
   redis.call('HSET', KEYS[1], 'state', to, 'changed_at', now)
   redis.call('LPUSH', KEYS[2], cjson.encode({at = now, from = state, to = to, reason = reason}))
-  redis.call('LTRIM', KEYS[2], 0, %d)
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]))
 end
 if op == 'acquire' then
   if state == 'closed' then return {'go', '0', ''} end
@@ -60,7 +61,8 @@ if op == 'acquire' then
   if now < until_ then return {'wait', tostring(math.min(1, until_ - now)), ''} end
   redis.call('HSET', KEYS[1], 'probe', token, 'probe_until', now + ttl)
   redis.call('HINCRBY', KEYS[1], 'probes', 1)
-  redis.call('LPUSH', KEYS[2], cjson.encode({at = now, from = state, to = state, reason = 'probe not reported: handed on'}))
+  local note = 'probe not reported: handed on'
+  redis.call('LPUSH', KEYS[2], cjson.encode({at = now, from = state, to = state, reason = note}))
   return {'probe', '0', ''}
 elseif op == 'success' then
   redis.call('HSET', KEYS[1], 'failures', 0)
@@ -86,7 +88,7 @@ else
   end
   return {'ok', '0', ''}
 end
-""" % (EVENTS_KEPT - 1)
+"""
 
 
 class CircuitOpenError(RuntimeError):
@@ -119,6 +121,7 @@ class CircuitBreaker:
     def _run(self, op: str, reason: str = "") -> tuple[str, float, str]:
         keys = [KEY_PREFIX + self.conn_id, EVENTS_PREFIX + self.conn_id]
         args = [op, self.token, self.failures, self.cooldown_seconds, PROBE_TIMEOUT_SECONDS, reason[:300]]
+        args.append(EVENTS_KEPT - 1)
         decision, wait, changed = self._script(keys=keys, args=args)
         if changed:
             log.warning("circuit breaker %s: %s (%s)", self.conn_id, changed, reason or op)
