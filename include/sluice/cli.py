@@ -23,7 +23,7 @@ class Command:
 
 COMMANDS: dict[str, Command] = {}
 # Modules that register more commands when imported, e.g. "sluice.replay_cli". Keep their top-level imports light.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("sluice.breaker_cli",)
 
 
 def register(command: Command) -> Command:

@@ -9,10 +9,13 @@ import os
 import pytest
 from sluice.airflow_api import AirflowApi
 
+FAULT_TEST_TIMEOUT = 1800  # s; pytest-timeout's 600 s default is less than a clean run plus a fault on a loaded box
+
 
 def pytest_collection_modifyitems(items):
     for item in items:
         item.add_marker(pytest.mark.e2e)
+        item.add_marker(pytest.mark.timeout(FAULT_TEST_TIMEOUT))
 
 
 @pytest.fixture(scope="session")

@@ -71,3 +71,15 @@ def test_a_probe_whose_task_died_is_handed_on(redis_url, conn_id):
     assert b.acquire() is True
     a.success()  # a stale report from a request that did get an answer still counts as the source being up
     assert state(redis_url, conn_id).state == br.CLOSED
+
+
+def test_breakers_command_shows_and_resets_a_breaker(redis_url, conn_id, monkeypatch, capsys):
+    from sluice.cli import main
+
+    monkeypatch.setenv(br.REDIS_URL_ENV, redis_url)
+    br.CircuitBreaker(conn_id, failures=1, redis_url=redis_url).failure("HTTP 502")
+    assert main(["breakers"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(conn_id))
+    assert " open " in line and "opened 1x" in line and "HTTP 502" in line
+    assert main(["breakers", "--reset", conn_id]) == 0
+    assert all(s.conn_id != conn_id for s in br.states(redis_url))
