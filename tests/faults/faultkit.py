@@ -191,7 +191,7 @@ def poll(what: str, fn: Callable[[], object], timeout: float, every: float = 1.0
     raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
 
 
-def wait_for_run(api, dag_id: str, run_id: str, timeout: float = 900) -> str:
+def wait_for_run(api, dag_id: str, run_id: str, timeout: float = 1500) -> str:
     def state() -> str | None:
         s = api.run_state(dag_id, run_id)
         return s if s in TERMINAL else None
@@ -204,8 +204,17 @@ def task_states(api, dag_id: str, run_id: str) -> dict[tuple[str, int], dict]:
 
 
 def ensure_buckets(s3_client) -> None:
-    """The local S3 endpoint (moto) keeps objects in memory: after a restart its buckets are gone."""
-    have = {b["Name"] for b in s3_client.list_buckets().get("Buckets", [])}
+    """The local S3 endpoint (moto) keeps objects in memory: after a restart its buckets are gone. Waits until the
+    restarted endpoint answers (supervisord calls it running before it listens)."""
+    import botocore.exceptions
+
+    def listed() -> dict | None:
+        try:
+            return s3_client.list_buckets()
+        except botocore.exceptions.EndpointConnectionError:
+            return None
+
+    have = {b["Name"] for b in poll("S3 endpoint answers", listed, 300).get("Buckets", [])}
     for bucket in ("sluice-staging", "sluice-landing"):
         if bucket not in have:
             s3_client.create_bucket(Bucket=bucket)
