@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: install up down status demo test test-unit lint typecheck bench lock test-nonroot clean airflow
+.PHONY: install up down status demo test test-faults test-unit lint typecheck bench lock test-nonroot clean airflow
 
 install:            ## system packages (as root) and .venv from requirements.txt + constraints.txt
 	bash scripts/install.sh
@@ -21,6 +21,9 @@ demo: up            ## land demo data, run the example pipelines through the sch
 
 test: install       ## isolated test stack (.sluice-test, own ports), the whole suite, then stop the stack
 	bash scripts/test.sh
+
+test-faults: install ## fault tests (worker loss, breaker, restarts of S3/PostgreSQL/Redis/api-server) on the test stack
+	SLUICE_TEST_EXTRA_PIPELINES=tests/faults/pipelines bash scripts/test.sh tests/faults
 
 test-unit: install  ## unit tests only, no services
 	$(PY) -m pytest tests/unit -q

@@ -10,6 +10,8 @@ export SLUICE_WORKER_LOG_PORT=${SLUICE_TEST_WORKER_LOG_PORT:-28793} SLUICE_METRI
 export SLUICE_PROMETHEUS_PORT=${SLUICE_TEST_PROMETHEUS_PORT:-29090} SLUICE_FLOWER_PORT=${SLUICE_TEST_FLOWER_PORT:-25555}
 export SLUICE_FAILPOINTS=1  # tests hold tasks at named points (include/sluice/failpoints.py)
 export SLUICE_PIPELINES_DIRS="$PWD/config/pipelines:$PWD/tests/e2e/pipelines"
+# make test-faults adds its own pipelines (tests/faults/pipelines) with SLUICE_TEST_EXTRA_PIPELINES
+[ -n "${SLUICE_TEST_EXTRA_PIPELINES:-}" ] && SLUICE_PIPELINES_DIRS="$SLUICE_PIPELINES_DIRS:$PWD/$SLUICE_TEST_EXTRA_PIPELINES"
 PY=.venv/bin/python
 
 $PY scripts/stack wipe >/dev/null 2>&1 || true

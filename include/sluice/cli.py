@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sluice.try_cli",
     "sluice.backfill.cli",
     "sluice.health.cli",
+    "sluice.breaker_cli",
 )
 
 

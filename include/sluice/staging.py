@@ -34,6 +34,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from sluice import failpoints
+from sluice.failpoints import Point
 from sluice.sources.base import Reject
 
 if TYPE_CHECKING:
@@ -356,8 +358,12 @@ def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str, gene
         cfg.staging.chunk_rows,
     )
     listed: list[list[dict]] = []  # what an S3 source read (key, size, ETag), reported by the source
+    failpoints.hit_conn_id(cfg.target.conn_id, cfg.name, Point.extract_start)
     for batch in iter_source(cfg, interval, writer.on_reject, on_objects=listed.append):
+        staged = len(writer.chunks)
         writer.add(batch)
+        if not staged and writer.chunks:
+            failpoints.hit_conn_id(cfg.target.conn_id, cfg.name, Point.extract_after_chunk)
     fallback = pa.schema([(c.source_column, pa.string()) for c in cfg.target.columns])
     chunks = writer.finish(fallback)
     if not chunks and cfg.require_data:

@@ -34,6 +34,20 @@ BUCKETS = ("sluice-staging", "sluice-landing")
 STACK_MARK = "SLUICE_STACK_PROCESS"  # set only in supervisord's environment, so every program of this stack has it
 AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
+# How a lost worker's tasks are found and retried (README "Faults and recovery"; docker-compose.yaml sets the same).
+# A task's supervisor heartbeats every [workers] min_heartbeat_interval = 5 s, so 60 s is 12 missed beats: a task
+# whose worker died (SIGKILL, a lost host) is failed into its retry about 60-65 s later instead of Airflow's 300 s,
+# and a task under load or behind a restarting api-server (measured: back within 30 s here) is not.
+RECOVERY_SETTINGS: dict[str, str] = {
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    # Celery: acks_late (a message is acked when its task ends, so a worker that dies never acks a task it did not
+    # finish), one message prefetched per slot, and the visibility timeout said out loud (Airflow's own default).
+    "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
+    "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -190,6 +204,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        **RECOVERY_SETTINGS,
         **connections(settings, s),
         "SLUICE_DEMO_API_TOKEN": s["demo_api_token"],
     }

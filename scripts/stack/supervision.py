@@ -42,7 +42,7 @@ def programs(settings: Settings) -> dict[str, dict[str, str]]:
         },
         "redis": {
             "command": f"/usr/bin/env redis-server --port {p['redis']} --bind 127.0.0.1 --dir {home}/redis "
-            "--save '' --appendonly no",
+            "--save '' --appendonly yes --appendfsync everysec",  # queued tasks survive a broker restart
             "priority": "10",
         },
         "s3": {"command": f"{VENV_BIN}/moto_server -H 127.0.0.1 -p {p['s3']}", "priority": "10"},

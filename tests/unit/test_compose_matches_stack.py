@@ -116,6 +116,18 @@ def test_same_core_settings(compose, stack):
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].endswith("/execution/")
 
 
+def test_same_worker_loss_settings_and_a_persistent_broker(compose, stack):
+    """The heartbeat timeout, Celery acks and visibility timeout that bound a lost worker's recovery are the same
+    in both topologies, and both brokers keep an append-only file (queued tasks survive a restart)."""
+    module, s = stack
+    env = _common_env(compose)
+    assert module.RECOVERY_SETTINGS, "no recovery settings"
+    for key, value in module.RECOVERY_SETTINGS.items():
+        assert str(env[key]) == value == s.env()[key], key
+    assert "--appendonly yes" in s.programs()["redis"]["command"]
+    assert compose["services"]["redis"]["command"][1:3] == ["--appendonly", "yes"]
+
+
 def test_same_buckets_and_s3_connection_shape(compose, stack):
     module, s = stack
     init = compose["services"]["minio-init"]["entrypoint"]

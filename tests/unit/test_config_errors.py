@@ -227,3 +227,41 @@ def test_broken_defaults_do_not_stop_the_pipelines(tmp_path):
     result = load_all(pipes)
     assert list(result.pipelines) == ["orders"]
     assert list(result.errors) == [str(tmp_path / "defaults.yaml")]
+
+
+HTTP_PIPELINE = """name: api_breaker
+start_date: 2024-01-01
+source:
+  kind: http
+  conn_id: my_api
+  endpoint: /v1/items
+  circuit_breaker:
+    failures: 3
+    cooldown_seconds: 60
+    max_wait_seconds: 30
+target:
+  table: items
+  primary_key: [id]
+  columns:
+    - {name: id, type: bigint, nullable: false}
+"""
+
+
+def test_circuit_breaker_that_gives_up_before_its_probe_names_the_line(tmp_path):
+    err = error_of(write(tmp_path, "b.yaml", HTTP_PIPELINE))
+    assert (err.line, err.field) == (10, "source.circuit_breaker.max_wait_seconds"), str(err)
+    assert "below cooldown_seconds 60" in err.message
+
+
+def test_circuit_breaker_unknown_key_suggests_the_right_one(tmp_path):
+    err = error_of(write(tmp_path, "b.yaml", HTTP_PIPELINE.replace("    failures: 3", "    failure: 3")))
+    assert (err.line, err.field) == (8, "source.circuit_breaker.failure"), str(err)
+    assert "failures" in err.hint
+
+
+def test_circuit_breaker_loads(tmp_path):
+    cfg = load_pipeline(
+        write(tmp_path, "b.yaml", HTTP_PIPELINE.replace("max_wait_seconds: 30", "max_wait_seconds: 900"))
+    )
+    b = cfg.source.circuit_breaker
+    assert (b.failures, b.cooldown_seconds, b.max_wait_seconds) == (3, 60, 900)

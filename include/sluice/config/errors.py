@@ -218,12 +218,16 @@ def _schema_node(schema: dict, loc: Loc) -> dict | None:
             node = defs[node["$ref"].rsplit("/", 1)[-1]]
         return node
 
-    node = resolve(schema)
-    for part in loc:
+    def unwrap(node: dict) -> dict:
         node = resolve(node)
         if "anyOf" in node:  # Optional[X]: take the non-null branch
             branches = [resolve(b) for b in node["anyOf"] if b.get("type") != "null"]
             node = branches[0] if len(branches) == 1 else node
+        return node
+
+    node = resolve(schema)
+    for part in loc:
+        node = unwrap(node)
         if isinstance(part, str) and part in node.get("properties", {}):
             node = node["properties"][part]
         elif isinstance(part, str) and part in node.get("discriminator", {}).get("mapping", {}):
@@ -234,11 +238,7 @@ def _schema_node(schema: dict, loc: Loc) -> dict | None:
             node = node["additionalProperties"]
         else:
             return None
-    node = resolve(node)
-    if "anyOf" in node:  # the path ends at an Optional[X] (e.g. history: {volum: ..}): X's keys are the expected ones
-        branches = [resolve(b) for b in node["anyOf"] if b.get("type") != "null"]
-        node = branches[0] if len(branches) == 1 else node
-    return node
+    return unwrap(node)
 
 
 def _tags(schema: dict, loc: Loc) -> list[str]:

@@ -115,6 +115,26 @@ Pagination = Annotated[
 ]
 
 
+class CircuitBreakerConfig(StrictModel):
+    """A breaker on the source's connection, shared through Redis by every worker (sources/breaker.py)."""
+
+    failures: int = Field(5, ge=1, description="Consecutive failed requests (5xx, timeouts) that open the breaker.")
+    cooldown_seconds: float = Field(30, gt=0, description="How long an open breaker waits before one probe request.")
+    max_wait_seconds: float = Field(
+        600, gt=0, description="The longest a task waits on an open breaker before failing into its Airflow retry."
+    )
+
+    @model_validator(mode="after")
+    def _wait_covers_cooldown(self) -> CircuitBreakerConfig:
+        if self.max_wait_seconds < self.cooldown_seconds:
+            raise fail(
+                "max_wait_seconds",
+                f"max_wait_seconds {self.max_wait_seconds:g} is below cooldown_seconds {self.cooldown_seconds:g}",
+                hint="a task would give up before the first probe; raise max_wait_seconds",
+            )
+        return self
+
+
 class HttpSourceConfig(StrictModel):
     """A JSON HTTP API, paged, rate-limited and retried."""
 
@@ -135,6 +155,9 @@ class HttpSourceConfig(StrictModel):
     rate_limit_per_second: float | None = Field(None, gt=0, description="Requests per second across workers.")
     timeout_seconds: float = Field(30, gt=0, description="Timeout of one request.")
     max_retries: int = Field(5, ge=0, description="Retries of one request on 429/5xx/timeouts.")
+    circuit_breaker: CircuitBreakerConfig | None = Field(
+        None, description="Stop calling a failing source: a breaker per conn_id shared by every worker (off if unset)."
+    )
     auth: HttpAuth = Field(HttpAuth.none, description="How the connection's password is sent.")
     api_key_name: str | None = Field(None, description="Header or query parameter name for api_key_* auth.")
 

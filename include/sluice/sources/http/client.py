@@ -24,6 +24,7 @@ from requests.auth import AuthBase
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
+from sluice.sources.breaker import CircuitBreaker
 from sluice.sources.http.auth import Redactor
 from sluice.sources.http.errors import HttpSourceError
 from sluice.sources.http.paginators import PageRequest
@@ -132,6 +133,11 @@ def is_retryable_status(status: int) -> bool:
     return status in (408, 429) or (status >= 500 and status not in (501, 505))
 
 
+def is_source_down(status: int) -> bool:
+    """What counts against the circuit breaker: the server failing, not a throttle (429) or a bad request (4xx)."""
+    return status >= 500 and status not in (501, 505)
+
+
 class Fetcher:
     """GET with shared rate limit, retries and timeouts; raises HttpSourceError with a redacted URL."""
 
@@ -143,6 +149,7 @@ class Fetcher:
         limiter: RateLimiter | None,
         redact: Redactor,
         send_options: Mapping[str, Any] | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.session, self.timeout, self.max_retries, self.limiter, self.redact = (
             session,
@@ -152,6 +159,7 @@ class Fetcher:
             redact,
         )
         self.send_options = dict(send_options or {})
+        self.breaker = breaker
         self.requests = 0
         self.retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max_retries + 1),
@@ -162,12 +170,24 @@ class Fetcher:
         )
 
     def _attempt(self, request: PageRequest) -> requests.Response:
+        if self.breaker:
+            self.breaker.acquire()  # blocks while the source's breaker is open (CircuitOpenError past max wait)
         if self.limiter:
             self.limiter.acquire()
         self.requests += 1
-        response = self.session.get(
-            request.url, params=request.params or None, timeout=self.timeout, **self.send_options
-        )
+        try:
+            response = self.session.get(
+                request.url, params=request.params or None, timeout=self.timeout, **self.send_options
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if self.breaker:
+                self.breaker.failure(type(exc).__name__)
+            raise
+        if self.breaker:
+            if is_source_down(response.status_code):
+                self.breaker.failure(f"HTTP {response.status_code}")
+            else:
+                self.breaker.success(f"HTTP {response.status_code}")
         if is_retryable_status(response.status_code):
             raise _RetryableStatus(response)
         return response

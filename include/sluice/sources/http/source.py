@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from sluice.config import render
 from sluice.sources.base import OnReject, with_origin
+from sluice.sources.breaker import CircuitBreaker
 from sluice.sources.http.auth import Redactor, key_param, make_auth
 from sluice.sources.http.client import Fetcher, base_url, join_url, make_session
 from sluice.sources.http.errors import DuplicatePageError, HttpSourceError, MaxPagesExceeded
@@ -56,6 +57,14 @@ def iter_batches(cfg: PipelineConfig, interval: Interval, on_reject: OnReject) -
         urllib3_log.removeFilter(redact)
 
 
+def breaker_for(src: HttpSourceConfig) -> CircuitBreaker | None:
+    """The source connection's shared breaker, when the pipeline configures one."""
+    b = src.circuit_breaker
+    if b is None:
+        return None
+    return CircuitBreaker(src.conn_id, b.failures, b.cooldown_seconds, b.max_wait_seconds)
+
+
 def _fetch_all(
     cfg: PipelineConfig, src: HttpSourceConfig, conn: Any, interval: Interval, redact: Redactor, on_reject: OnReject
 ) -> Iterator[pa.RecordBatch]:
@@ -70,6 +79,7 @@ def _fetch_all(
         limiter_for(cfg.name, src.conn_id, src.rate_limit_per_second),
         redact,
         send_options,
+        breaker_for(src),
     )
     request = PageRequest(
         join_url(base, render(src.endpoint, interval)), {k: render(v, interval) for k, v in src.params.items()}
@@ -109,11 +119,13 @@ def _fetch_all(
         paginator.update_request(request)
     waited = fetcher.limiter.waited_seconds if fetcher.limiter else 0.0
     log.info(
-        "http source %s: %d rows, %d pages, %d requests in %.1fs (%.1fs waiting on the rate limit)",
+        "http source %s: %d rows, %d pages, %d requests in %.1fs (%.1fs waiting on the rate limit, %.1fs on the "
+        "circuit breaker)",
         cfg.name,
         rows,
         pages,
         fetcher.requests,
         time.monotonic() - started,
         waited,
+        fetcher.breaker.waited_seconds if fetcher.breaker else 0.0,
     )
