@@ -124,6 +124,7 @@ def test_the_cli_runs_as_a_directory(tmp_path):
 
 def test_services_listen_on_the_bind_address(stack, monkeypatch):
     """SLUICE_BIND_ADDRESS: loopback by default; 0.0.0.0 or one address for workers on other hosts."""
+    monkeypatch.delenv("SLUICE_BIND_ADDRESS", raising=False)
     progs = stack.supervision.programs(settings(stack))
     assert "listen_addresses=127.0.0.1 " in progs["postgres"]["command"]
     assert "--bind 127.0.0.1 " in progs["redis"]["command"] and "-H 127.0.0.1 " in progs["s3"]["command"]
