@@ -144,6 +144,8 @@ def default_args(cfg: PipelineConfig) -> dict[str, Any]:
         "retry_exponential_backoff": r.multiplier,
         "max_retry_delay": timedelta(seconds=r.max_delay_seconds),
     }
+    if cfg.queue:
+        args["queue"] = cfg.queue
     if cfg.alerts.channels:
         from sluice.alerts import make_failure_callback
 

@@ -1,4 +1,4 @@
-"""The CLI commands: up, down, status, env, wipe. Each reads the stack's Settings from the environment."""
+"""The CLI commands: up, down, status, env, wipe, worker-env. Each reads the stack's Settings from the environment."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import argparse
 import os
 import shutil
 import subprocess
+import sys
 
-from . import health, processes, provision, supervision
+from . import health, processes, provision, remote, supervision
 from .console import StackError, error, log
 from .environment import PORTS, PROMETHEUS, REPO, VENV_BIN, Settings, airflow_env, load_secrets, write_env_file
 
@@ -17,7 +18,7 @@ def check_ports(settings: Settings) -> None:
     for name, port in settings.ports.items():
         if name == "flower" and not settings.flower or name == "prometheus" and not PROMETHEUS.exists():
             continue
-        if health.port_open(port):
+        if health.port_open(port) or (settings.host != "127.0.0.1" and health.port_open(port, settings.host)):
             var = PORTS[name][0]
             raise StackError(
                 f"port {port} ({name}) is already in use by another program. "
@@ -55,9 +56,10 @@ def up(settings: Settings) -> None:
         supervision.ctl(settings, "reread")
         supervision.ctl(settings, "update")
     supervision.start_programs(settings, list(supervision.CORE))
-    health.wait_for(lambda: health.port_open(p["postgres"]), 60, f"PostgreSQL on port {p['postgres']}", logs)
-    health.wait_for(lambda: health.port_open(p["redis"]), 30, f"Redis on port {p['redis']}", logs)
-    health.wait_for(lambda: health.port_open(p["s3"]), 60, f"the S3 endpoint on port {p['s3']}", logs)
+    host = settings.host
+    health.wait_for(lambda: health.port_open(p["postgres"], host), 60, f"PostgreSQL on port {p['postgres']}", logs)
+    health.wait_for(lambda: health.port_open(p["redis"], host), 30, f"Redis on port {p['redis']}", logs)
+    health.wait_for(lambda: health.port_open(p["s3"], host), 60, f"the S3 endpoint on port {p['s3']}", logs)
     health.wait_for(lambda: provision.try_bootstrap(settings), 60, "PostgreSQL to accept connections", logs)
     provision.ensure_buckets(settings)
     provision.migrate_airflow_db(settings)
@@ -83,7 +85,8 @@ def record_pids(settings: Settings) -> None:
 def print_summary(settings: Settings) -> None:
     s = load_secrets(settings.home)
     log("stack is up")
-    print(f"  Airflow UI : http://127.0.0.1:{settings.ports['api']}  (user admin, password {s['admin_password']})")
+    ui = f"http://{settings.host}:{settings.ports['api']}"
+    print(f"  Airflow UI : {ui}  (user admin, password {s['admin_password']})")
     print(f"  Env file   : source {settings.home}/env   (for the airflow CLI: scripts/airflow.sh ...)")
     print(f"  Sluice page: http://127.0.0.1:{settings.ports['api']}/plugin/sluice  (inside the Airflow UI)")
     print(f"  Metrics    : http://127.0.0.1:{settings.ports['metrics']}/metrics")
@@ -141,7 +144,20 @@ def wipe(settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"up": up, "down": down, "status": status, "env": env, "wipe": wipe}
+def worker_env(settings: Settings, args: argparse.Namespace) -> int:
+    """Print what a Celery worker on another host needs (remote.py): every service at --host."""
+    if not args.host:
+        raise StackError("worker-env needs --host ADDR: the address the other host reaches this one at")
+    if settings.bind == "127.0.0.1":
+        print(  # stderr: stdout is the environment, to be sourced
+            "[stack] warning: the stack listens on 127.0.0.1 only; start it with SLUICE_BIND_ADDRESS=0.0.0.0 (or ADDR)",
+            file=sys.stderr,
+        )
+    print(remote.render(remote.worker_env(settings, args.host, args.advertise, args.checkout)), end="")
+    return 0
+
+
+COMMANDS = {"up": up, "down": down, "status": status, "env": env, "wipe": wipe, "worker-env": worker_env}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,9 +167,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="scripts/stack", description=usage, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("command", choices=list(COMMANDS))
+    parser.add_argument("--host", help="worker-env: the address other hosts reach this stack's services at")
+    parser.add_argument("--advertise", help="worker-env: the address the api-server reaches the worker at (logs)")
+    parser.add_argument("--checkout", help="worker-env: where the worker host keeps its clone (default: this one)")
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](Settings.from_environ()) or 0
+        settings = Settings.from_environ()
+        if args.command == "worker-env":
+            return worker_env(settings, args)
+        return COMMANDS[args.command](settings) or 0
     except StackError as exc:
         error(str(exc))
         return 1

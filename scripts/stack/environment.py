@@ -31,6 +31,7 @@ PORTS: dict[str, tuple[str, int]] = {
 }
 PROMETHEUS = Path("/usr/bin/prometheus")  # Debian's package
 BUCKETS = ("sluice-staging", "sluice-landing")
+LOOPBACK = "127.0.0.1"
 STACK_MARK = "SLUICE_STACK_PROCESS"  # set only in supervisord's environment, so every program of this stack has it
 AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
@@ -59,6 +60,7 @@ class Settings:
     concurrency: int
     pipelines_dirs: str
     flower: bool = False
+    bind: str = LOOPBACK
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -70,7 +72,14 @@ class Settings:
             concurrency=int(env.get("SLUICE_WORKER_CONCURRENCY", "4")),
             pipelines_dirs=env.get("SLUICE_PIPELINES_DIRS", str(REPO / "config" / "pipelines")),
             flower=env.get("SLUICE_FLOWER", "0") == "1",
+            bind=env.get("SLUICE_BIND_ADDRESS", LOOPBACK).strip() or LOOPBACK,
         )
+
+    @property
+    def host(self) -> str:
+        """The address this host's own components connect to: loopback when the services listen on loopback or on
+        every interface (SLUICE_BIND_ADDRESS=0.0.0.0), else the one address they listen on."""
+        return LOOPBACK if self.bind in (LOOPBACK, "0.0.0.0") else self.bind
 
     @property
     def run_dir(self) -> Path:
@@ -97,9 +106,19 @@ class Settings:
 def load_secrets(home: Path) -> dict[str, str]:
     """Generated on first use and kept in $SLUICE_HOME/secrets.json (0600), so every component and test agrees."""
     path = home / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    values = {
+    values = json.loads(path.read_text()) if path.exists() else {}
+    generated = _new_secrets()
+    if all(k in values for k in generated):
+        return values
+    values = {**generated, **values}  # a home made before a secret was added gets just the new one
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values, indent=2))
+    path.chmod(0o600)
+    return values
+
+
+def _new_secrets() -> dict[str, str]:
+    return {
         "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "jwt_secret": secrets.token_urlsafe(32),
         "api_secret_key": secrets.token_urlsafe(32),
@@ -113,23 +132,22 @@ def load_secrets(home: Path) -> dict[str, str]:
         "demo_api_token": secrets.token_urlsafe(24),
         "slack_token": "T000/B000/" + secrets.token_hex(12),
         "discord_token": "1234/" + secrets.token_hex(16),
+        "redis_password": secrets.token_urlsafe(24),  # the broker may listen beyond loopback (SLUICE_BIND_ADDRESS)
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(values, indent=2))
-    path.chmod(0o600)
-    return values
 
 
-def connections(settings: Settings, s: dict[str, str]) -> dict[str, str]:
-    """The Airflow connections, as AIRFLOW_CONN_* variables: credentials never go into config or code."""
+def connections(settings: Settings, s: dict[str, str], host: str | None = None) -> dict[str, str]:
+    """The Airflow connections, as AIRFLOW_CONN_* variables: credentials never go into config or code. `host` is
+    the address the services are reached at (this host's own components: settings.host)."""
     p = settings.ports
-    pg = f"127.0.0.1:{p['postgres']}"
-    hooks = f"127.0.0.1:{p['webhooks']}"
+    host = host or settings.host
+    pg = f"{host}:{p['postgres']}"
+    hooks = f"{host}:{p['webhooks']}"
     s3_conn = {
         "conn_type": "aws",
         "login": s["s3_access_key"],
         "password": s["s3_secret_key"],
-        "extra": {"endpoint_url": f"http://127.0.0.1:{p['s3']}", "region_name": "us-east-1"},
+        "extra": {"endpoint_url": f"http://{host}:{p['s3']}", "region_name": "us-east-1"},
     }
     return {
         "AIRFLOW_CONN_SLUICE_WAREHOUSE": f"postgresql://sluice:{s['pg_warehouse']}@{pg}/warehouse",
@@ -138,7 +156,7 @@ def connections(settings: Settings, s: dict[str, str]) -> dict[str, str]:
         "AIRFLOW_CONN_SLUICE_DEMO_API": json.dumps(
             {
                 "conn_type": "http",
-                "host": "127.0.0.1",
+                "host": host,
                 "port": p["demo_api"],
                 "schema": "http",
                 "password": s["demo_api_token"],
@@ -158,21 +176,25 @@ def connections(settings: Settings, s: dict[str, str]) -> dict[str, str]:
     }
 
 
-def airflow_env(settings: Settings) -> dict[str, str]:
-    """Every variable the Airflow components, the tests and the CLI share."""
+def airflow_env(settings: Settings, host: str | None = None) -> dict[str, str]:
+    """Every variable the Airflow components, the tests and the CLI share. `host`: the address the services are
+    reached at (default settings.host; a worker on another host gets the address it reaches them at)."""
     s = load_secrets(settings.home)
     p = settings.ports
     home = settings.home
-    pg = f"127.0.0.1:{p['postgres']}"
-    api = f"http://127.0.0.1:{p['api']}"
+    host = host or settings.host
+    pg = f"{host}:{p['postgres']}"
+    api = f"http://{host}:{p['api']}"
+    redis = f"redis://:{s['redis_password']}@{host}:{p['redis']}"
     ports = {var: str(p[name]) for name, (var, _) in PORTS.items()}
     return {
         **ports,
         "SLUICE_HOME": str(home),
+        "SLUICE_BIND_ADDRESS": settings.bind,
         "AIRFLOW_HOME": str(home / "airflow"),
         "PYTHONPATH": str(REPO / "include"),
         "SLUICE_PIPELINES_DIRS": settings.pipelines_dirs,
-        "SLUICE_REDIS_URL": f"redis://127.0.0.1:{p['redis']}/2",
+        "SLUICE_REDIS_URL": f"{redis}/2",
         "SLUICE_API_URL": api,
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -188,24 +210,26 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         # worker answers slower than that, and the task process is killed before it starts
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://airflow:{s['pg_airflow']}@{pg}/airflow",
-        "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{p['redis']}/0",
+        "AIRFLOW__CELERY__BROKER_URL": f"{redis}/0",
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://airflow:{s['pg_airflow']}@{pg}/airflow",
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(settings.concurrency),
         "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "sluice.celery_config.CELERY_CONFIG",
         "AIRFLOW__API__BASE_URL": api,
         "AIRFLOW__API__PORT": str(p["api"]),
-        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__HOST": settings.bind,
         "AIRFLOW__API__SECRET_KEY": s["api_secret_key"],
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API_AUTH__JWT_SECRET": s["jwt_secret"],
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.log_dir / "airflow"),
+        # The port the api-server fetches a remote worker's logs from (local workers override it, one port each).
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(p["worker_logs"]),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         **RECOVERY_SETTINGS,
-        **connections(settings, s),
+        **connections(settings, s, host),
         "SLUICE_DEMO_API_TOKEN": s["demo_api_token"],
     }
 

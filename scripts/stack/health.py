@@ -19,11 +19,11 @@ from .environment import VENV_BIN, Settings, airflow_env
 COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
 
-def port_open(port: int) -> bool:
-    """Something accepts TCP connections on 127.0.0.1:port."""
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Something accepts TCP connections on host:port."""
     with socket.socket() as s:
         s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex((host, port)) == 0
 
 
 def wait_for(
@@ -43,7 +43,7 @@ def wait_for(
 
 def api_healthy(settings: Settings) -> bool:
     """The api-server's health endpoint reports the metadatabase, scheduler, triggerer and dag-processor healthy."""
-    url = f"http://127.0.0.1:{settings.ports['api']}/api/v2/monitor/health"
+    url = f"http://{settings.host}:{settings.ports['api']}/api/v2/monitor/health"
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
             health = json.load(r)

@@ -44,10 +44,28 @@ def pg_bin() -> Path:
     return found[-1].parent
 
 
+# Password (SCRAM) logins over TCP only; from any address, so workers on other hosts can reach the warehouse and the
+# metadata database when SLUICE_BIND_ADDRESS lets PostgreSQL listen beyond loopback.
+PG_HBA = "host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"
+PG_HBA_REMOTE = "host all all 0.0.0.0/0 scram-sha-256\n"
+
+
+def write_pg_hba(settings: Settings, data: Path) -> None:
+    """pg_hba.conf on every start, so a change of SLUICE_BIND_ADDRESS applies to an existing cluster too."""
+    path = data / "pg_hba.conf"
+    path.write_text(PG_HBA + (PG_HBA_REMOTE if settings.bind != "127.0.0.1" else ""))
+    user = service_user()
+    if user:
+        pw = pwd.getpwnam(user)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+    path.chmod(0o600)
+
+
 def init_postgres(settings: Settings) -> None:
-    """initdb once, with the generated superuser password; an existing cluster is left alone."""
+    """initdb once, with the generated superuser password; an existing cluster is left alone (but for pg_hba)."""
     data = settings.home / "pg"
     if (data / "PG_VERSION").exists():
+        write_pg_hba(settings, data)
         return
     user = service_user()
     data.mkdir(parents=True)
@@ -81,6 +99,7 @@ def init_postgres(settings: Settings) -> None:
     log("initialising PostgreSQL cluster")
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     pwfile.unlink()
+    write_pg_hba(settings, data)
 
 
 def bootstrap_databases(settings: Settings) -> None:
@@ -88,7 +107,7 @@ def bootstrap_databases(settings: Settings) -> None:
     import psycopg
 
     s = load_secrets(settings.home)
-    dsn = f"postgresql://postgres:{s['pg_superuser']}@127.0.0.1:{settings.ports['postgres']}/postgres"
+    dsn = f"postgresql://postgres:{s['pg_superuser']}@{settings.host}:{settings.ports['postgres']}/postgres"
     with psycopg.connect(dsn, autocommit=True) as conn:
         for role, db, key in DATABASES:
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
@@ -115,7 +134,7 @@ def ensure_buckets(settings: Settings) -> None:
     s = load_secrets(settings.home)
     client = boto3.client(
         "s3",
-        endpoint_url=f"http://127.0.0.1:{settings.ports['s3']}",
+        endpoint_url=f"http://{settings.host}:{settings.ports['s3']}",
         region_name="us-east-1",
         aws_access_key_id=s["s3_access_key"],
         aws_secret_access_key=s["s3_secret_key"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 
 from .console import StackError
-from .environment import PROMETHEUS, REPO, VENV_BIN, Settings
+from .environment import PROMETHEUS, REPO, VENV_BIN, Settings, load_secrets
 from .processes import pid_alive, read_pid
 from .provision import pg_bin, service_user
 
@@ -30,27 +30,28 @@ PROGRAM_DEFAULTS = (
 def programs(settings: Settings) -> dict[str, dict[str, str]]:
     """Every supervised program: command, priority (start order) and optional stopsignal, user, environment."""
     p = settings.ports
-    home, logs = settings.home, settings.log_dir
+    home, logs, bind = settings.home, settings.log_dir, settings.bind
     airflow = str(VENV_BIN / "airflow")
     progs: dict[str, dict[str, str]] = {
         "postgres": {
-            "command": f"{pg_bin()}/postgres -D {home}/pg -p {p['postgres']} -c listen_addresses=127.0.0.1 "
+            "command": f"{pg_bin()}/postgres -D {home}/pg -p {p['postgres']} -c listen_addresses={bind} "
             "-c unix_socket_directories='' -c max_connections=300 -c shared_buffers=512MB "
             "-c max_wal_size=8GB -c checkpoint_timeout=15min -c work_mem=64MB -c maintenance_work_mem=512MB",
             "stopsignal": "INT",
             "priority": "10",
         },
         "redis": {
-            "command": f"/usr/bin/env redis-server --port {p['redis']} --bind 127.0.0.1 --dir {home}/redis "
-            "--save '' --appendonly yes --appendfsync everysec",  # queued tasks survive a broker restart
+            # the password is in the 0600 file, not on the command line; AOF: queued tasks survive a broker restart
+            "command": f"/usr/bin/env redis-server {home}/redis/redis.conf --port {p['redis']} --bind {bind} "
+            f"--dir {home}/redis --save '' --appendonly yes --appendfsync everysec",
             "priority": "10",
         },
-        "s3": {"command": f"{VENV_BIN}/moto_server -H 127.0.0.1 -p {p['s3']}", "priority": "10"},
+        "s3": {"command": f"{VENV_BIN}/moto_server -H {bind} -p {p['s3']}", "priority": "10"},
     }
     if (REPO / "demo" / "webhook_receiver.py").exists():
         progs["webhooks"] = {
             "command": f"{VENV_BIN}/python {REPO}/demo/webhook_receiver.py --port {p['webhooks']} "
-            f"--out {logs}/webhooks.jsonl",
+            f"--out {logs}/webhooks.jsonl --host {bind}",
             "priority": "20",
         }
     progs.update(
@@ -63,7 +64,7 @@ def programs(settings: Settings) -> dict[str, dict[str, str]]:
     )
     if (REPO / "demo" / "api_server.py").exists():
         progs["demo-api"] = {
-            "command": f"{VENV_BIN}/python {REPO}/demo/api_server.py --host 127.0.0.1 --port {p['demo_api']}",
+            "command": f"{VENV_BIN}/python {REPO}/demo/api_server.py --host {bind} --port {p['demo_api']}",
             "priority": "20",
         }
     for i in range(1, settings.workers + 1):
@@ -147,6 +148,10 @@ def write_conf(settings: Settings) -> None:
     settings.conf.write_text(render_conf(settings))
     settings.conf.chmod(0o600)
     (settings.home / "prometheus.yml").write_text(render_prometheus(settings))
+    redis_conf = settings.home / "redis" / "redis.conf"
+    redis_conf.parent.mkdir(parents=True, exist_ok=True)
+    redis_conf.write_text(f"requirepass {load_secrets(settings.home)['redis_password']}\n")
+    redis_conf.chmod(0o600)
 
 
 def supervisord_pid(settings: Settings) -> int | None:

@@ -142,3 +142,19 @@ def test_image_pins_the_same_airflow(compose):
     reqs = (REPO / "requirements.txt").read_text()
     assert re.search(rf"^apache-airflow\[[^\]]*\]=={re.escape(base)}$", reqs, re.M), base
     assert re.search(r"^celery\[redis\]>=[\d.]+,<5\.7$", reqs, re.M)
+
+
+def test_workers_scale_with_no_shared_volume_but_the_dag_and_config_folders(compose):
+    """`docker compose up --scale airflow-worker=N`: nothing but ./dags and ./config is shared (read-only bind
+    mounts; the code is in the image), staging is MinIO, and each worker serves its own logs."""
+    services = compose["services"]
+    for name, svc in services.items():
+        if name.startswith("airflow-") or name == "flower":
+            mounts = svc.get("volumes", [])
+            assert {m.split(":")[0] for m in mounts} <= {"./dags", "./config"}, name
+    assert set(compose.get("volumes", {})) == {"postgres-db", "minio-data"}  # the databases' and MinIO's own
+    worker = services["airflow-worker"]
+    assert "container_name" not in worker and "ports" not in worker  # both would stop --scale
+    env = _common_env(compose)
+    assert env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "airflow.utils.net.get_host_ip_address"
+    assert str(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]) in {str(p) for p in worker["expose"]}

@@ -172,6 +172,21 @@ def test_retries_and_backoff_come_from_config(tmp_path):
         assert task.max_retry_delay == timedelta(seconds=120)
 
 
+def test_queue_routes_every_task_to_its_celery_queue(tmp_path):
+    """`queue:` sends every task (mapped ones too) to one Celery queue; without it Airflow's default queue."""
+    routed = build(pipeline_yaml("routed", extra="queue: remote_hosts\n"), tmp_path)
+    assert {t.queue for t in routed.tasks} == {"remote_hosts"}
+    plain = build(pipeline_yaml("plain"), tmp_path)
+    assert {t.queue for t in plain.tasks} == {"default"}
+
+
+def test_queue_name_is_validated(tmp_path):
+    from sluice.config import ConfigError
+
+    with pytest.raises(ConfigError, match="queue"):
+        build(pipeline_yaml("badqueue", extra="queue: 'no spaces'\n"), tmp_path)
+
+
 def test_example_retries_and_owner(examples):
     task = examples["tpch_orders"].task_dict["extract_and_stage"]
     assert (task.retries, task.retry_delay, task.max_retry_delay) == (3, timedelta(seconds=30), timedelta(minutes=10))

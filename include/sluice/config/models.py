@@ -234,6 +234,12 @@ class PipelineConfig(StrictModel):
     freshness: FreshnessConfig | None = Field(
         None, description="The freshness watchdog alerts when the loaded data is older than max_lag."
     )
+    queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] | None = Field(
+        None,
+        description="Celery queue every task of this pipeline goes to; only workers started with "
+        "`airflow celery worker --queues <queue>` run them (e.g. workers on the hosts next to the source). "
+        "Default: Airflow's default queue, which every worker serves.",
+    )
     source_file: SkipJsonSchema[str] = Field("", description="Set by the loader: the file this came from.")
 
     @property
