@@ -162,6 +162,8 @@ def run_started_upsert() -> sql.Composed:
         "generation": sql.Placeholder("generation"),
         "schema_changes": sql.SQL("'[]'::jsonb"),
         "problems": sql.SQL("'[]'::jsonb"),
+        "warnings": sql.SQL("'[]'::jsonb"),
+        "notes": sql.SQL("'[]'::jsonb"),
         "status": sql.Literal("running"),
         "finished_at": sql.SQL("now()"),
     }
