@@ -454,3 +454,16 @@ def test_conservation_problems_and_table():
         "merge_seconds",
     ]
     assert lines[-1].split() == ["total", "10", "8", "2", "8", "0", "0", "0", "0", "1.00", "0.50"]
+
+
+def test_one_row_statements_say_when_no_row_came_back():
+    class Cursor:
+        def __init__(self, row):
+            self.row = row
+
+        def fetchone(self):
+            return self.row
+
+    assert q.scalar(Cursor((True,))) is True and q.one_row(Cursor((1, 2))) == (1, 2)
+    with pytest.raises(RuntimeError, match="returned none"):
+        q.scalar(Cursor(None))
