@@ -149,6 +149,7 @@ def test_plan_classifies_run_reprocesses_exactly_the_selected_and_the_table_is_a
 
     out = sluice("backfill", "run", "--pipeline", DAG, "--from", "2021-03-01", "--to", "2021-03-10",
                  "--only", "missing,failed,changed", "--max-active-runs", "4")  # fmt: skip
+    print(out.stdout)  # the README's example (pytest -s shows it)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "e2e_backfill: 6/6 interval(s) done" in out.stdout and "0 failed" in out.stdout
     assert "progress: 6/6 intervals done" in out.stdout
