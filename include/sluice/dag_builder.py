@@ -211,7 +211,7 @@ def unretryable(fn: Any, *args: Any) -> Any:
         raise
 
 
-def source_pool(cfg: PipelineConfig) -> dict[str, str]:
+def source_pool(cfg: PipelineConfig) -> dict[str, Any]:
     """The `pool` argument of extract_and_stage: its source connection's pool, when pools are enabled (pools.py)."""
     from sluice.pools import pools_enabled, source_pool_name
 

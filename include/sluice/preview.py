@@ -91,7 +91,7 @@ def load_statements(cfg: PipelineConfig) -> list[tuple[str, str]]:
     names = [c.name for c in tgt.columns]
     out: list[tuple[str, str]] = [("schema step", s(q.advisory_lock()))]
     if tgt.mode is WriteMode.replace_interval:
-        out.append(("first chunk of a generation", s(q.delete_interval(tgt.schema, tgt.table, tgt.interval_column))))
+        out.append(("first chunk of a generation", s(q.delete_interval(tgt.schema, tgt.table, tgt.replaced_column))))
     elif tgt.mode is WriteMode.append:
         out.append(("first chunk of a generation", s(q.delete_generations(tgt.schema, tgt.table))))
     if tgt.keyed:

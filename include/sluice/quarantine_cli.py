@@ -76,9 +76,10 @@ def _connect(args: argparse.Namespace):
     import psycopg
 
     from sluice.loading.sql import quarantine as qs
+    from sluice.loading.sql.results import scalar
 
     conn = psycopg.connect(_dsn(args), autocommit=True)
-    if not conn.execute(qs.quarantine_exists()).fetchone()[0]:
+    if not scalar(conn.execute(qs.quarantine_exists())):
         conn.close()
         return None
     from sluice.validate.quarantine import ensure_quarantine_table

@@ -16,6 +16,7 @@ from sluice.cli import Command, register
 
 if TYPE_CHECKING:
     from sluice.config import PipelineConfig
+    from sluice.loading.finalize import RunSummary
 
 
 def _add_file(p: argparse.ArgumentParser) -> None:
@@ -100,7 +101,7 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run_pipeline(cfg: PipelineConfig, interval, run_id: str, echo=print) -> dict:
+def run_pipeline(cfg: PipelineConfig, interval, run_id: str, echo=print) -> RunSummary:
     """extract -> validate -> gate -> load -> finalize in this process, chunk after chunk; returns finalize's summary
     (the same dict a scheduled run's finalize task returns, with the count table)."""
     from sluice import steps

@@ -110,8 +110,8 @@ def _facts(ctx: AlertContext) -> list[tuple[str, str]]:
     """Label/value pairs shared by both formats, most important first."""
     facts = [("Pipeline", ctx.pipeline), ("Data interval", _interval(ctx.interval_start, ctx.interval_end))]
     if ctx.kind in (AlertKind.FRESHNESS_BREACH, AlertKind.FRESHNESS_RECOVERED):
-        rule = [("Freshness rule", f"max_lag {ctx.max_lag}"), ("Checked at", _ts(ctx.now))]
-        return [("Pipeline", ctx.pipeline), *rule, *_freshness_facts(ctx)]
+        freshness_rule = [("Freshness rule", f"max_lag {ctx.max_lag}"), ("Checked at", _ts(ctx.now))]
+        return [("Pipeline", ctx.pipeline), *freshness_rule, *_freshness_facts(ctx)]
     if ctx.kind is AlertKind.QUALITY_WARNING:
         return [*facts, ("Rows", _rows_text(ctx.rows)), ("Run", ctx.run_id or "unknown")]
     if ctx.kind is not AlertKind.DEADLINE_MISSED:

@@ -85,6 +85,7 @@ def check_pipeline(cfg: PipelineConfig, now: datetime) -> str:
     if fresh is None or fresh.unavailable:
         raise RuntimeError(f"{cfg.name}: freshness not readable: {fresh and fresh.unavailable}")
     verdict = judge(cfg, fresh, now)
+    assert cfg.freshness is not None  # judge() checked it; said again for the type checker
     channels = list(cfg.alerts.channels)
     with psycopg.connect(pg_dsn(cfg.target.conn_id), autocommit=True, application_name="sluice freshness") as conn:
         _ensure_state_table(conn)

@@ -165,7 +165,7 @@ def summaries(dsn: str, pipeline: str, intervals: list[Interval]) -> dict[tuple[
     from sluice.loading import sql as q
 
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-        if not conn.execute("SELECT to_regclass('sluice.run_summary') IS NOT NULL").fetchone()[0]:
+        if not q.scalar(conn.execute("SELECT to_regclass('sluice.run_summary') IS NOT NULL")):
             return {}
         rows = conn.cursor(row_factory=dict_row).execute(
             q.interval_states(), {"pipeline": pipeline, "lo": intervals[0].start, "hi": intervals[-1].start}

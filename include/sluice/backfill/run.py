@@ -133,7 +133,8 @@ class Progress:
     """Intervals done / total and rows loaded: a rich progress bar on a terminal, a line per change otherwise."""
 
     def __init__(self, total: int, echo: Callable[[str], None], tty: bool = False):
-        self.total, self.echo, self.last = total, echo, None
+        self.total, self.echo = total, echo
+        self.last: tuple[int, int, int] | None = None
         self.bar = None
         if tty:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -182,7 +183,7 @@ def _loaded(dsn: str, pipeline: str, generation: int) -> tuple[int, int]:
     from sluice.loading import sql as q
 
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-        n, rows = conn.execute(q.loaded_since(), {"pipeline": pipeline, "generation": generation}).fetchone()
+        n, rows = q.one_row(conn.execute(q.loaded_since(), {"pipeline": pipeline, "generation": generation}))
     return int(n), int(rows)
 
 
@@ -192,9 +193,9 @@ def _last_generation(dsn: str) -> int:
     from sluice.loading import sql as q
 
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-        if not conn.execute("SELECT to_regclass('sluice.load_run_seq') IS NOT NULL").fetchone()[0]:
+        if not q.scalar(conn.execute("SELECT to_regclass('sluice.load_run_seq') IS NOT NULL")):
             return 0
-        return int(conn.execute(q.last_generation()).fetchone()[0])
+        return int(q.scalar(conn.execute(q.last_generation())))
 
 
 def run_segments(

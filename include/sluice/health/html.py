@@ -46,8 +46,8 @@ def duration(d: timedelta | None) -> str:
     if s == 0:
         return "0"
     parts = [(s // 86400, "d"), (s % 86400 // 3600, "h"), (s % 3600 // 60, "m"), (s % 60, "s")]
-    parts = [f"{v}{u}" for v, u in parts if v]
-    return " ".join(parts[:2])
+    texts = [f"{v}{u}" for v, u in parts if v]
+    return " ".join(texts[:2])
 
 
 def _num(n: int | None) -> str:
@@ -298,7 +298,7 @@ def as_json(obj: Any) -> Any:
     """Dataclasses, datetimes and timedeltas as JSON values (for the JSON endpoints)."""
     from dataclasses import asdict, is_dataclass
 
-    if is_dataclass(obj):
+    if is_dataclass(obj) and not isinstance(obj, type):
         return as_json(asdict(obj))
     if isinstance(obj, dict):
         return {k: as_json(v) for k, v in obj.items()}

@@ -75,7 +75,7 @@ _cache: dict[tuple, tuple[dict[str, PipelineConfig], dict[str, str]]] = {}
 
 
 def _stamp(paths: list[Path]) -> tuple:
-    out = []
+    out: list[tuple[str, int | None, int | None]] = []
     for p in paths:
         try:
             st = p.stat()
@@ -97,7 +97,7 @@ def load_configs() -> tuple[dict[str, PipelineConfig], dict[str, str]]:
     if key in _cache:
         return _cache[key]
     try:
-        defaults = config.load_defaults(dirs[0].parent)
+        defaults: dict[str, Any] = config.load_defaults(dirs[0].parent)
     except config.ConfigError:
         defaults = {}
     result = config.load_paths(files, defaults)
@@ -203,4 +203,9 @@ def read_detail(name: str, now: datetime | None = None, dsn: str | None = None) 
     found = build(
         {k: v for k, v in configs.items() if k == name}, {k: v for k, v in invalid.items() if k == name}, rows, now
     )
-    return PipelineDetail(found[0] if found else None, **detail)
+    return PipelineDetail(
+        found[0] if found else None,
+        history=detail["history"],
+        reasons=detail["reasons"],
+        schema_changes=detail["schema_changes"],
+    )

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sluice.loading.sql import dashboard as d
+from sluice.loading.sql.results import one_row
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -29,7 +30,7 @@ def conn_id() -> str:
 
 
 @contextmanager
-def connect(dsn: str | None = None) -> Iterator[psycopg.Connection]:
+def connect(dsn: str | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
     """A read-only autocommit connection to the warehouse (the `sluice_warehouse` connection unless `dsn`)."""
     import psycopg
     from psycopg.rows import dict_row
@@ -58,24 +59,26 @@ def connect(dsn: str | None = None) -> Iterator[psycopg.Connection]:
         raise WarehouseUnavailable(f"warehouse connection {cid!r} not readable ({type(exc).__name__})") from exc
 
 
-def present(conn: psycopg.Connection) -> dict[str, bool]:
-    return dict(conn.execute(d.tables_present()).fetchone())
+def present(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, bool]:
+    return dict(one_row(conn.execute(d.tables_present())))
 
 
-def overview_rows(conn: psycopg.Connection, intervals: int = 30) -> list[dict[str, Any]]:
+def overview_rows(conn: psycopg.Connection[dict[str, Any]], intervals: int = 30) -> list[dict[str, Any]]:
     """One dict per pipeline with a run summary (statement: dashboard.overview); [] before the first load."""
     if not present(conn)["run_summary"]:
         return []
     return conn.execute(d.overview(), {"intervals": intervals, "ok": OK_STATUSES}).fetchall()
 
 
-def load_seconds_by_pipeline(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+def load_seconds_by_pipeline(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     if not present(conn)["load_ledger"]:
         return {}
     return {r["pipeline"]: r for r in conn.execute(d.load_seconds_by_pipeline())}
 
 
-def detail_rows(conn: psycopg.Connection, pipeline: str, limit: int = 400) -> dict[str, list[dict[str, Any]]]:
+def detail_rows(
+    conn: psycopg.Connection[dict[str, Any]], pipeline: str, limit: int = 400
+) -> dict[str, list[dict[str, Any]]]:
     """One pipeline's history (latest generation per interval, with its load seconds), quarantine reasons and
     schema changes."""
     have = present(conn)

@@ -146,6 +146,7 @@ def finalize(
         total = cast("Counts", {f: sum(int(r[f]) for r in rows) for f in COUNTS})  # every key of Counts
         total["deleted"] += deleted
         finished_at = datetime.now(UTC)
+        told: GateNotes = gate or {"warnings": [], "notes": []}
         record = {
             "pipeline": cfg.name,
             "run_id": run_id,
@@ -158,8 +159,8 @@ def finalize(
             "schema_changes": Jsonb(changes),
             "status": "failed" if problems else "success",
             "problems": Jsonb(problems),
-            "warnings": Jsonb(list((gate or {}).get("warnings") or [])),
-            "notes": Jsonb(list((gate or {}).get("notes") or [])),
+            "warnings": Jsonb(list(told.get("warnings") or [])),
+            "notes": Jsonb(list(told.get("notes") or [])),
             "finished_at": finished_at,
         }
         conn.execute(q.run_summary_upsert(), {k: record[k] for k in q.SUMMARY_FIELDS})
@@ -177,8 +178,8 @@ def finalize(
         "schema_changes": changes,
         "status": "failed" if problems else "success",
         "problems": problems,
-        "warnings": list((gate or {}).get("warnings") or []),
-        "notes": list((gate or {}).get("notes") or []),
+        "warnings": list(told.get("warnings") or []),
+        "notes": list(told.get("notes") or []),
         "finished_at": finished_at.isoformat(),
         "table": format_table(rows),
     }

@@ -125,7 +125,9 @@ def selected(cfg: PipelineConfig, prefix: str, objects: dict[str, dict]) -> list
     return [
         objects[k]
         for k in sorted(objects)
-        if k.startswith(prefix) and not k.endswith("/") and matches(k[len(prefix) :].lstrip("/"), cfg.source.pattern)
+        if k.startswith(prefix)
+        and not k.endswith("/")
+        and matches(k[len(prefix) :].lstrip("/"), source_of(cfg).pattern)
     ]
 
 
@@ -134,8 +136,9 @@ def source_objects(cfg: PipelineConfig, interval: Interval) -> list[dict]:
     manifest, so `backfill plan` can tell whether the source changed since the load."""
     from sluice.config import render
 
-    prefix = render(cfg.source.prefix, interval).lstrip("/")
-    return selected(cfg, prefix, list_objects(cfg.source.conn_id, cfg.source.bucket, prefix))
+    src = source_of(cfg)
+    prefix = render(src.prefix, interval).lstrip("/")
+    return selected(cfg, prefix, list_objects(src.conn_id, src.bucket, prefix))
 
 
 def is_gzip(key: str, compression: str) -> bool:

@@ -77,7 +77,7 @@ class GateResult:
     notes: list[str] = field(default_factory=list)  # checks that could not judge (too little history)
 
 
-def _merge_stats(reports: list[ChunkReport], column: str) -> dict[str, Any]:
+def _merge_stats(reports: Sequence[ChunkReport], column: str) -> dict[str, Any]:
     """One column's figures over all chunks (each chunk reports count, nulls, min, max, sum over its good rows)."""
     found = [r.get("batch_checks", {}).get("stats", {}).get(column) for r in reports]
     parts = [p for p in found if p]
@@ -96,7 +96,7 @@ def _merge_stats(reports: list[ChunkReport], column: str) -> dict[str, Any]:
     }
 
 
-def interval_figures(cfg: PipelineConfig, reports: list[dict]) -> dict[str, dict[str, Any]]:
+def interval_figures(cfg: PipelineConfig, reports: Sequence[ChunkReport]) -> dict[str, dict[str, Any]]:
     """count, nulls, min, max, sum, mean of every numeric column over the interval's good rows: what finalize keeps
     in sluice.interval_stats and the outlier checks compare."""
     out = {}

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from sluice.loading.sql import quarantine as qs
+from sluice.loading.sql.results import scalar
 from sluice.sources.base import LINE_COL, ORIGIN_COLS, SOURCE_COL
 from sluice.validate.cast import BAD_REASONS, BAD_ROW, raw_strings
 
@@ -64,7 +65,7 @@ def ensure_quarantine_table(conn: psycopg.Connection) -> None:
     import psycopg
 
     for attempt in range(3):
-        if conn.execute(qs.quarantine_ready()).fetchone()[0]:
+        if scalar(conn.execute(qs.quarantine_ready())):
             return
         try:
             with conn.transaction():

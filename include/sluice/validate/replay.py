@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from sluice.loading.sql import quarantine as qs
+from sluice.loading.sql.results import scalar
 
 if TYPE_CHECKING:
     from sluice.config import PipelineConfig
@@ -61,7 +62,7 @@ def select_pending(dsn: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     from psycopg.rows import dict_row
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        if not conn.execute(qs.quarantine_exists()).fetchone()[0]:
+        if not scalar(conn.execute(qs.quarantine_exists())):
             return []
         cur = conn.cursor(row_factory=dict_row)
         return cur.execute(qs.quarantine_replay_rows(), {**params, "status": qs.Status.pending.value}).fetchall()
@@ -185,6 +186,7 @@ def replay(
                     raise ReplayConflict(f"{len(ids) - marked} of {len(ids)} rows are no longer pending; run again")
 
             if positions:
+                assert result.run_id is not None and result.generation is not None  # taken above unless dry_run
                 loaded = load_arrow(
                     cfg,
                     interval,

@@ -156,7 +156,9 @@ def run_started_upsert() -> sql.Composed:
         "superseded",
         "unchanged",
     )
-    values = {f: sql.Placeholder(f) for f in ("pipeline", "run_id", "target", "interval_start", "interval_end")}
+    values: dict[str, sql.Composable] = {
+        f: sql.Placeholder(f) for f in ("pipeline", "run_id", "target", "interval_start", "interval_end")
+    }
     values |= {f: sql.SQL("0") for f in zero}
     values |= {
         "generation": sql.Placeholder("generation"),
