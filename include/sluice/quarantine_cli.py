@@ -185,7 +185,7 @@ def run_discard(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no types; types-tqdm is not in the lock
 
     from sluice.validate.replay import replay
 

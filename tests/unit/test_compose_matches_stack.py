@@ -152,7 +152,14 @@ def test_workers_scale_with_no_shared_volume_but_the_dag_and_config_folders(comp
         if name.startswith("airflow-") or name == "flower":
             mounts = svc.get("volumes", [])
             assert {m.split(":")[0] for m in mounts} <= {"./dags", "./config"}, name
-    assert set(compose.get("volumes", {})) == {"postgres-db", "minio-data"}  # the databases' and MinIO's own
+    # the databases', MinIO's, the broker's (its append-only file) and the monitoring services' own
+    assert set(compose.get("volumes", {})) == {
+        "postgres-db",
+        "minio-data",
+        "redis-data",
+        "prometheus-data",
+        "grafana-data",
+    }
     worker = services["airflow-worker"]
     assert "container_name" not in worker and "ports" not in worker  # both would stop --scale
     env = _common_env(compose)
