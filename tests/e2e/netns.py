@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -69,11 +70,18 @@ class Host:
     def exec(self, *cmd: str) -> str:
         return run("ip", "netns", "exec", self.name, *cmd)
 
-    def command(self, hidden: list[str], *cmd: str) -> list[str]:
+    def command(self, hidden: list[str], keep: str, *cmd: str) -> list[str]:
         """`cmd` inside the namespace, in a mount namespace of its own where a fresh tmpfs covers /tmp and every
-        path in `hidden` (this host's stack home): the other host sees the code checkout and nothing of ours."""
-        mounts = " && ".join(f'mount -t tmpfs -o mode=1777 tmpfs "{p}"' for p in ["/tmp", *hidden])
-        script = f'{mounts} && mkdir -p "$AIRFLOW_HOME" "$TMPDIR" "$HOME" && exec "$@"'
+        path in `hidden` (this host's stack home): the other host sees the code checkout `keep` and nothing of ours.
+        A checkout under /tmp (a CI clone) is carried over the new /tmp: bound aside on a private tmpfs at /mnt
+        first, then moved back to its path (the hidden paths inside it stay covered)."""
+        hide = [f'mount -t tmpfs -o mode=1777 tmpfs "{p}"' for p in hidden]
+        under_tmp = Path(keep).resolve().is_relative_to("/tmp")
+        aside = ["mkdir -p /mnt", "mount -t tmpfs tmpfs /mnt", "mkdir /mnt/keep", f'mount --rbind "{keep}" /mnt/keep']
+        back = [f'mkdir -p "{keep}"', f'mount --move /mnt/keep "{keep}"']
+        steps = [*hide, *(aside if under_tmp else []), "mount -t tmpfs -o mode=1777 tmpfs /tmp"]
+        steps += back if under_tmp else []
+        script = f'{" && ".join(steps)} && mkdir -p "$AIRFLOW_HOME" "$TMPDIR" "$HOME" && exec "$@"'
         return ["ip", "netns", "exec", self.name, "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
                 script, "remote-host", *cmd]  # fmt: skip
 

@@ -127,6 +127,7 @@ def test_worker_on_another_host_runs_a_pipeline_and_serves_its_logs(api, s3_clie
         log = tmp_path / "remote-worker.log"
         cmd = host.command(
             [os.environ["SLUICE_HOME"]],
+            str(REPO),
             str(REPO / ".venv" / "bin" / "airflow"), "celery", "worker", "--celery-hostname", f"remote@{host.address}",
             "--queues", QUEUE, "--concurrency", "2", "--without-gossip", "--without-mingle",
         )  # fmt: skip
