@@ -1,4 +1,4 @@
-"""PipelineConfig -> Airflow DAG. The one module that knows Airflow's authoring API.
+"""PipelineConfig -> one Airflow DAG per pipeline file.
 
 Task shape (DESIGN.md): extract_and_stage -> validate_chunk (mapped) -> quality_gate -> load_chunk (mapped) -> finalize.
 Tasks receive only the interval, the config (closed over: workers rebuild the same DAG from the same file) and small
@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow.sdk import DAG, Asset, Param, get_parsing_context, task
+from airflow.sdk import DAG, Asset, get_parsing_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from sluice import config as sluice_config
 from sluice.config import PipelineConfig
-from sluice.interval import Interval
+from sluice.dag_builder.common import interval_params, load_configs, resolve_interval, utc_day
 
 if TYPE_CHECKING:  # the values tasks pass through XCom (plain JSON dicts at run time; docs/architecture.md)
     from sluice.loading.duplicates import GatedReport
@@ -32,85 +30,6 @@ log = logging.getLogger(__name__)
 Result = TypeVar("Result", bound=Mapping[str, Any])
 
 DEADLINE_CALLBACK = "sluice_deadline.on_deadline_missed"
-
-
-def pipelines_dirs() -> list[Path]:
-    """Where pipeline files live: $SLUICE_PIPELINES_DIRS (os.pathsep-separated), else the config loader's default."""
-    return sluice_config.pipelines_dirs()
-
-
-def load_configs(only: str | None = None) -> sluice_config.LoadResult:
-    """Load the pipelines of every directory together (so a name used twice anywhere is caught), with the defaults
-    of the first directory's config folder. With `only`, a worker loads just the file of the DAG it runs."""
-    dirs = pipelines_dirs()
-    try:
-        defaults, defaults_errors = sluice_config.load_defaults(dirs[0].parent), {}
-    except sluice_config.ConfigError as exc:  # reported like a bad pipeline file; the pipelines load without it
-        defaults, defaults_errors = sluice_config.Defaults({}), {exc.path: exc}
-    if only:
-        for d in dirs:
-            path = sluice_config.find_pipeline_file(only, d) if d.is_dir() else None
-            if path is not None:
-                try:
-                    cfg = sluice_config.load_pipeline(path, defaults)
-                except sluice_config.ConfigError:
-                    break
-                if cfg.name == only:
-                    return sluice_config.LoadResult(pipelines={only: cfg})
-    files = [f for d in dirs if d.is_dir() for f in sluice_config.pipeline_files(d)]
-    result = sluice_config.load_paths(files, defaults)
-    result.errors = {**defaults_errors, **result.errors}
-    return result
-
-
-class PipelineFilesInvalid(Exception):
-    """Raised by dags/sluice_config_errors.py so that Airflow shows it as that file's import error."""
-
-    def __init__(self, errors: Mapping[str, Exception]):
-        self.errors = errors
-        body = "\n\n".join(str(e) for e in errors.values())
-        super().__init__(
-            f"{len(errors)} pipeline file(s) invalid; their DAGs are not loaded, every other pipeline "
-            f"is unaffected. Check them with `python -m sluice lint`.\n\n{body}"
-        )
-
-
-def interval_params() -> dict[str, Param]:
-    doc = (
-        "ISO-8601 UTC timestamp, e.g. 2024-01-01T00:00:00+00:00. Leave both interval fields empty to process the "
-        "run's data interval (a manual run without a logical date takes the latest complete interval)."
-    )
-    return {
-        "interval_start": Param(
-            None,
-            type=["null", "string"],
-            title="Interval start (inclusive)",
-            description=f"Start of the data interval to process. {doc}",
-        ),
-        "interval_end": Param(
-            None,
-            type=["null", "string"],
-            title="Interval end (exclusive)",
-            description=f"End of the data interval to process. {doc}",
-        ),
-    }
-
-
-def resolve_interval(context: dict[str, Any], timetable: CronDataIntervalTimetable) -> Interval:
-    """The run's interval: the trigger form's params, else the run's data interval, else the latest complete
-    interval before the run was created (recorded in the run, so a retry computes the same interval)."""
-    params = context.get("params") or {}
-    start, end = params.get("interval_start"), params.get("interval_end")
-    if start or end:
-        if not (start and end):
-            raise ValueError("set both interval_start and interval_end, or neither")
-        return Interval(datetime.fromisoformat(start), datetime.fromisoformat(end))
-    dis, die = context.get("data_interval_start"), context.get("data_interval_end")
-    if dis is not None and die is not None and die > dis:
-        return Interval(dis, die)
-    run_after = context["dag_run"].run_after
-    inferred = timetable.infer_manual_data_interval(run_after=run_after)
-    return Interval(inferred.start, inferred.end)
 
 
 def target_asset(cfg: PipelineConfig) -> Asset:
@@ -219,12 +138,6 @@ def source_pool(cfg: PipelineConfig) -> dict[str, Any]:
     return {"pool": name} if name and pools_enabled() else {}
 
 
-def _pendulum(value) -> Any:
-    import pendulum
-
-    return pendulum.datetime(value.year, value.month, value.day, tz="UTC")
-
-
 def build_dag(cfg: PipelineConfig) -> DAG:
     timetable = CronDataIntervalTimetable(cfg.schedule, timezone="UTC")
     deadline = deadline_alert(cfg)
@@ -232,8 +145,8 @@ def build_dag(cfg: PipelineConfig) -> DAG:
         dag_id=cfg.name,
         description=(cfg.description or "").splitlines()[0][:200] if cfg.description else None,
         schedule=timetable,
-        start_date=_pendulum(cfg.start_date),
-        end_date=_pendulum(cfg.end_date) if cfg.end_date else None,
+        start_date=utc_day(cfg.start_date),
+        end_date=utc_day(cfg.end_date) if cfg.end_date else None,
         catchup=cfg.catchup,
         tags=sorted({"sluice", f"source:{cfg.source.kind}", *cfg.tags}),
         doc_md=doc_md(cfg),
@@ -311,72 +224,6 @@ def build_dag(cfg: PipelineConfig) -> DAG:
     return dag
 
 
-MAINTENANCE_DAG = "sluice_maintenance"
-
-
-def maintenance_params(pipelines: list[str]) -> dict[str, Param]:
-    """The trigger form of sluice_maintenance: what `python -m sluice quarantine replay` takes."""
-    return {
-        "pipeline": Param(
-            pipelines[0] if pipelines else "",
-            type="string",
-            enum=pipelines or [""],
-            title="Pipeline",
-            description="Replay the pending quarantined rows of this pipeline with its current config.",
-        ),
-        **interval_params(),
-        "reason": Param(
-            None,
-            type=["null", "string"],
-            title="Reason contains",
-            description="Only rows with a reason containing this text (as `--reason`); empty for all.",
-        ),
-        "dry_run": Param(False, type="boolean", title="Dry run", description="Validate and count, load nothing."),
-    }
-
-
-def build_maintenance_dag(pipelines: list[str]) -> DAG:
-    """sluice_maintenance: manual runs only; `replay_quarantine` does what `python -m sluice quarantine replay`
-    does, with the trigger form's params (the result, counts and reasons, is the task's XCom and log)."""
-    dag = DAG(
-        dag_id=MAINTENANCE_DAG,
-        description="Replay quarantined rows (one click for `python -m sluice quarantine replay`)",
-        schedule=None,
-        start_date=datetime(2024, 1, 1),
-        catchup=False,
-        tags=["sluice", "maintenance"],
-        params=maintenance_params(pipelines),
-        max_active_runs=1,
-    )
-    with dag:
-
-        @task
-        def replay_quarantine(**context) -> dict:
-            from sluice.connections import pg_dsn
-            from sluice.validate.replay import replay
-
-            p = context["params"]
-            cfg = load_configs().pipelines[p["pipeline"]]
-            filters = {"pipeline": cfg.name, "status": None, "reason": p.get("reason") or None}
-            filters["since"] = p.get("interval_start") or None
-            filters["until"] = p.get("interval_end") or None
-            result = replay(cfg, pg_dsn(cfg.target.conn_id), filters, dry_run=bool(p.get("dry_run"))).to_dict()
-            log.info("replay of %s: %s", cfg.name, result)
-            return result
-
-        replay_quarantine()
-    return dag
-
-
-def register_maintenance(namespace: dict[str, Any]) -> DAG | None:
-    """For dags/sluice_maintenance.py: the maintenance DAG, its pipeline choice from every valid pipeline file."""
-    only = get_parsing_context().dag_id
-    if only and only != MAINTENANCE_DAG:
-        return None
-    dag = namespace["sluice__maintenance"] = build_maintenance_dag(sorted(load_configs().pipelines))
-    return dag
-
-
 def register_pipelines(namespace: dict[str, Any]) -> dict[str, DAG]:
     """Build one DAG per valid pipeline into `namespace` (a DAG file's globals). A worker, which runs one task,
     builds only its own DAG. Invalid files are skipped here and reported by dags/sluice_config_errors.py."""
@@ -390,62 +237,3 @@ def register_pipelines(namespace: dict[str, Any]) -> dict[str, DAG]:
     for path in result.errors:
         log.warning("skipped pipeline file %s: it has errors (see the import errors / `python -m sluice lint`)", path)
     return dags
-
-
-def raise_config_errors() -> None:
-    """For dags/sluice_config_errors.py: turn every invalid pipeline file into one import error that names the
-    files, lines, fields and fixes, while the valid pipelines' DAGs keep working (they live in another file)."""
-    if get_parsing_context().dag_id:
-        return
-    result = load_configs()
-    if result.errors:
-        raise PipelineFilesInvalid(result.errors)
-
-
-FRESHNESS_DAG = "sluice_freshness"
-FRESHNESS_SCHEDULE = "*/5 * * * *"
-
-
-def build_freshness_dag() -> DAG:
-    """The freshness watchdog (alerts/watchdog.py): one small task every few minutes over every pipeline with
-    `freshness.max_lag`. Its "now" is the run's `now` param, else the time the run was scheduled for (run_after), so a
-    test or an operator can ask "as of when?" and no task reads the clock."""
-    dag = DAG(
-        dag_id=FRESHNESS_DAG,
-        description="Freshness watchdog: alerts when a pipeline's loaded data is older than its freshness.max_lag",
-        schedule=FRESHNESS_SCHEDULE,
-        start_date=_pendulum(datetime(2024, 1, 1)),
-        catchup=False,
-        max_active_runs=1,
-        tags=["sluice", "ops"],
-        doc_md=build_freshness_dag.__doc__,
-        params={
-            "now": Param(
-                None,
-                type=["null", "string"],
-                title="As of (ISO-8601 UTC)",
-                description="Judge freshness as of this time; empty: the time the run was scheduled for.",
-            )
-        },
-        default_args={"retries": 0},
-    )
-    with dag:
-
-        @task(execution_timeout=timedelta(minutes=4))
-        def check_freshness(**context) -> dict[str, str]:
-            from sluice.alerts.watchdog import check_all
-
-            raw = (context.get("params") or {}).get("now")
-            now = datetime.fromisoformat(raw) if raw else context["dag_run"].run_after
-            if now.tzinfo is None:
-                raise ValueError(f"param now {raw!r} has no time zone (write e.g. 2026-01-01T06:00:00+00:00)")
-            return check_all(load_configs().pipelines.values(), now)
-
-        check_freshness()
-    return dag
-
-
-def register_freshness_watchdog(namespace: dict[str, Any]) -> DAG:
-    """For dags/sluice_freshness.py."""
-    dag = namespace[FRESHNESS_DAG] = build_freshness_dag()
-    return dag

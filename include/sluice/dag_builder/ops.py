@@ -1,0 +1,128 @@
+"""Sluice's own DAGs beside the pipelines: sluice_maintenance (replay quarantined rows from the trigger form) and
+sluice_freshness (the freshness watchdog)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Param, get_parsing_context, task
+
+from sluice.dag_builder.common import interval_params, load_configs, utc_day
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_DAG = "sluice_maintenance"
+
+
+def maintenance_params(pipelines: list[str]) -> dict[str, Param]:
+    """The trigger form of sluice_maintenance: what `python -m sluice quarantine replay` takes."""
+    return {
+        "pipeline": Param(
+            pipelines[0] if pipelines else "",
+            type="string",
+            enum=pipelines or [""],
+            title="Pipeline",
+            description="Replay the pending quarantined rows of this pipeline with its current config.",
+        ),
+        **interval_params(),
+        "reason": Param(
+            None,
+            type=["null", "string"],
+            title="Reason contains",
+            description="Only rows with a reason containing this text (as `--reason`); empty for all.",
+        ),
+        "dry_run": Param(False, type="boolean", title="Dry run", description="Validate and count, load nothing."),
+    }
+
+
+def build_maintenance_dag(pipelines: list[str]) -> DAG:
+    """sluice_maintenance: manual runs only; `replay_quarantine` does what `python -m sluice quarantine replay`
+    does, with the trigger form's params (the result, counts and reasons, is the task's XCom and log)."""
+    dag = DAG(
+        dag_id=MAINTENANCE_DAG,
+        description="Replay quarantined rows (one click for `python -m sluice quarantine replay`)",
+        schedule=None,
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        tags=["sluice", "maintenance"],
+        params=maintenance_params(pipelines),
+        max_active_runs=1,
+    )
+    with dag:
+
+        @task
+        def replay_quarantine(**context) -> dict:
+            from sluice.connections import pg_dsn
+            from sluice.validate.replay import replay
+
+            p = context["params"]
+            cfg = load_configs().pipelines[p["pipeline"]]
+            filters = {"pipeline": cfg.name, "status": None, "reason": p.get("reason") or None}
+            filters["since"] = p.get("interval_start") or None
+            filters["until"] = p.get("interval_end") or None
+            result = replay(cfg, pg_dsn(cfg.target.conn_id), filters, dry_run=bool(p.get("dry_run"))).to_dict()
+            log.info("replay of %s: %s", cfg.name, result)
+            return result
+
+        replay_quarantine()
+    return dag
+
+
+def register_maintenance(namespace: dict[str, Any]) -> DAG | None:
+    """For dags/sluice_maintenance.py: the maintenance DAG, its pipeline choice from every valid pipeline file."""
+    only = get_parsing_context().dag_id
+    if only and only != MAINTENANCE_DAG:
+        return None
+    dag = namespace["sluice__maintenance"] = build_maintenance_dag(sorted(load_configs().pipelines))
+    return dag
+
+
+FRESHNESS_DAG = "sluice_freshness"
+FRESHNESS_SCHEDULE = "*/5 * * * *"
+
+
+def build_freshness_dag() -> DAG:
+    """The freshness watchdog (alerts/watchdog.py): one small task every few minutes over every pipeline with
+    `freshness.max_lag`. Its "now" is the run's `now` param, else the time the run was scheduled for (run_after), so a
+    test or an operator can ask "as of when?" and no task reads the clock."""
+    dag = DAG(
+        dag_id=FRESHNESS_DAG,
+        description="Freshness watchdog: alerts when a pipeline's loaded data is older than its freshness.max_lag",
+        schedule=FRESHNESS_SCHEDULE,
+        start_date=utc_day(datetime(2024, 1, 1)),
+        catchup=False,
+        max_active_runs=1,
+        tags=["sluice", "ops"],
+        doc_md=build_freshness_dag.__doc__,
+        params={
+            "now": Param(
+                None,
+                type=["null", "string"],
+                title="As of (ISO-8601 UTC)",
+                description="Judge freshness as of this time; empty: the time the run was scheduled for.",
+            )
+        },
+        default_args={"retries": 0},
+    )
+    with dag:
+
+        @task(execution_timeout=timedelta(minutes=4))
+        def check_freshness(**context) -> dict[str, str]:
+            from sluice.alerts.watchdog import check_all
+
+            raw = (context.get("params") or {}).get("now")
+            now = datetime.fromisoformat(raw) if raw else context["dag_run"].run_after
+            if now.tzinfo is None:
+                raise ValueError(f"param now {raw!r} has no time zone (write e.g. 2026-01-01T06:00:00+00:00)")
+            return check_all(load_configs().pipelines.values(), now)
+
+        check_freshness()
+    return dag
+
+
+def register_freshness_watchdog(namespace: dict[str, Any]) -> DAG:
+    """For dags/sluice_freshness.py."""
+    dag = namespace[FRESHNESS_DAG] = build_freshness_dag()
+    return dag
