@@ -6,7 +6,7 @@ good rows, insert the `sluice.load_ledger` row, commit. A crash anywhere leaves 
 ledger row for (pipeline, run_id, generation, chunk) and returns what it recorded. A cleared run or a re-run is a new
 generation (a new extraction, sluice.load_run_seq) and loads the current source.
 
-How rows are written (pyarrow CSV streamed into COPY; SQL text in sql.py):
+How rows are written (writes.py: pyarrow CSV streamed into COPY; SQL text in loading/sql/):
   * new keys: when the target holds no key between the chunk's first and last key (probed before the transaction,
     confirmed under the lock), the chunk is COPYed straight into the target: nothing can conflict;
   * otherwise: COPY into a temp table (before the lock, so parallel chunks overlap it with another's write), then
@@ -29,16 +29,13 @@ Which row wins (upsert, replace_interval), the one rule whatever the load order:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from sluice import failpoints
-from sluice.config import WriteMode
-from sluice.loading import arrow_copy
+from sluice.loading import arrow_copy, writes
 from sluice.loading import sql as q
 from sluice.loading.ledger import COUNTS, TIMINGS, Counts, Timings, ensure_metadata
 from sluice.loading.target import (
@@ -52,6 +49,7 @@ from sluice.loading.target import (
     ensure_table,
     lock,
 )
+from sluice.loading.writes import UpsertStrategy, WritePath
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -80,23 +78,6 @@ __all__ = [
 ]
 
 
-class UpsertStrategy(StrEnum):
-    auto = "auto"  # per chunk, from a sample of its keys: mostly existing -> merge, mostly new -> on_conflict
-    merge = "merge"
-    on_conflict = "on_conflict"
-
-
-class WritePath(StrEnum):
-    """How a chunk's rows reached the table (ledger column write_path in the task result)."""
-
-    copy = "copy"  # COPY straight into the target (new keys, or append)
-    insert_new = "insert_new"  # temp table, then a plain INSERT (no key of the chunk was in the target)
-    merge = "merge"
-    on_conflict = "on_conflict"
-    empty = "empty"
-    ledger = "ledger"  # a retry: the chunk had committed, the recorded result is returned
-
-
 class ChunkLoadResult(Counts, Timings):
     """What load_chunk returns (the load_chunk task's XCom, finalize's input): the ledger row of the chunk."""
 
@@ -109,9 +90,6 @@ class ChunkLoadResult(Counts, Timings):
     write_path: str  # a WritePath value
 
 
-STRATEGY = UpsertStrategy.auto
-SAMPLE_KEYS = 1000
-MERGE_WORK_MEM = "256MB"
 TEMP_BUFFERS = "512MB"  # a chunk's temp table stays in memory (default 8MB); set before the session's first temp use
 # what a chunk records in the ledger besides its key (the ledger's counts, in one place: ledger.COUNTS)
 RESULT_FIELDS = (*COUNTS, "duplicates", "checksum", *TIMINGS)
@@ -199,34 +177,34 @@ def load_arrow(
             return done
         changes = ensure_table(conn, tgt, extra, cfg.name, run_id)
         # a probe in autocommit keeps no lock: no transaction reads the target before holding the advisory lock
-        direct = not tgt.keyed or (bounds is not None and not _overlaps(conn, tgt, bounds))
+        direct = not tgt.keyed or (bounds is not None and not writes.overlaps(conn, tgt, bounds))
         try:
             with conn.transaction():
                 conn.execute(q.set_local("timezone", "UTC"))
                 copy_seconds, checksum, copied = 0.0, None, None
                 if not direct:  # before the lock: parallel chunks overlap this COPY with another chunk's MERGE
-                    copy_seconds, checksum, copied = _copy_temp(conn, tgt, extra, names, prepared)
+                    copy_seconds, checksum, copied = writes.copy_temp(conn, tgt, extra, names, prepared)
                 lock(conn, tgt)
                 if (done := _recorded(conn, key, prepared, checksum)) is not None:
                     return done
                 t1 = time.perf_counter()
-                before = _counts(conn, tgt)
+                before = writes.counts(conn, tgt)
                 if replay_of is None and not q.scalar(conn.execute(q.generation_started(), key)):
-                    _replace_earlier(conn, tgt, cfg.name, interval, generation)
-                if direct and (not tgt.keyed or not _overlaps(conn, tgt, bounds)):  # sure now, under the lock
+                    writes.replace_earlier(conn, tgt, cfg.name, interval, generation)
+                if direct and (not tgt.keyed or not writes.overlaps(conn, tgt, bounds)):  # sure now, under the lock
                     conn.execute(q.set_run_no(), {"run_no": str(stamp), "interval_end": interval.end.isoformat()})
                     t0 = time.perf_counter()
-                    checksum, copied = _copy(
+                    checksum, copied = writes.copy(
                         conn, q.copy_into_target(tgt.schema, tgt.table, prepared.column_names), prepared
                     )
                     copy_seconds, path = time.perf_counter() - t0, WritePath.copy
                     t1 += copy_seconds
                 else:
                     if checksum is None:  # a chunk of this run took the key range meanwhile
-                        copy_seconds, checksum, copied = _copy_temp(conn, tgt, extra, names, prepared)
+                        copy_seconds, checksum, copied = writes.copy_temp(conn, tgt, extra, names, prepared)
                         t1 += copy_seconds
-                    path = _write(conn, tgt, names, stamp, interval, strategy or STRATEGY, bounds)
-                inserted, updated, deleted = (a - b for a, b in zip(_counts(conn, tgt), before, strict=True))
+                    path = writes.write(conn, tgt, names, stamp, interval, strategy or writes.STRATEGY, bounds)
+                inserted, updated, deleted = (a - b for a, b in zip(writes.counts(conn, tgt), before, strict=True))
                 sent = prepared.num_rows
                 unchanged = sent - inserted - updated
                 if (copied is not None and copied != sent) or unchanged < 0:
@@ -270,7 +248,7 @@ def load_arrow(
                     before_commit(conn)
                 failpoints.hit(conn, cfg.name, failpoints.Point.load_before_commit)
         except psycopg.errors.DataError as exc:
-            raise UnstorableValue(_refused(exc, prepared, tgt, index)) from exc
+            raise UnstorableValue(writes.refused(exc, prepared, tgt, index)) from exc
         failpoints.hit(conn, cfg.name, failpoints.Point.load_after_commit)
     log.info(
         "chunk %d (generation %d) -> %s: %d rows (%d inserted, %d updated, %d unchanged, %d superseded, %d deleted) "
@@ -289,73 +267,6 @@ def load_arrow(
         result["merge_seconds"],
     )
     return result
-
-
-# ------------------------------------------------------------------------------------------------ steps
-
-
-def _replace_earlier(conn: psycopg.Connection, tgt: Target, pipeline: str, interval: Interval, generation: int) -> None:
-    """The first chunk of a generation removes what the generation replaces (replace_interval, append)."""
-    params = {"pipeline": pipeline, "start": interval.start, "end": interval.end, "run_no": generation}
-    if tgt.mode is WriteMode.replace_interval:
-        conn.execute(q.delete_interval(tgt.schema, tgt.table, tgt.replaced_column), params)
-    elif tgt.mode is WriteMode.append:
-        conn.execute(q.delete_generations(tgt.schema, tgt.table), params)
-
-
-def _refused(exc: Exception, prepared: pa.Table, tgt: Target, index: int) -> str:
-    """Name the chunk, the row (and its key) and the value PostgreSQL refused."""
-    import re
-
-    diag = getattr(exc, "diag", None)
-    context = getattr(diag, "context", None) or ""
-    where = ""
-    if m := re.search(r"line (\d+)", context):
-        row = int(m.group(1)) - 1
-        if 0 <= row < prepared.num_rows:
-            values = prepared.slice(row, 1).to_pylist()[0]
-            shown = {k: values[k] for k in (tgt.pk or list(values)[:3])}
-            where = f" at row {row} of its loaded rows (key {shown})"
-    primary = getattr(diag, "message_primary", None) or str(exc)
-    return (
-        f"chunk {index}: PostgreSQL refused a value{where}: {primary} [{context.strip()}]. The cast stage should have "
-        "quarantined it; this is not retried. Please report it with this message."
-    )
-
-
-def _copy(conn: psycopg.Connection, statement: Any, table: pa.Table) -> tuple[str, int | None]:
-    """Stream the table as CSV into a COPY .. FROM STDIN; return the checksum of exactly the bytes sent and the
-    row count PostgreSQL reports."""
-    from psycopg.copy import QueuedLibpqWriter
-
-    h = hashlib.sha256()
-    with conn.cursor() as cur:
-        with cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
-            for block in arrow_copy.csv_blocks(table):
-                h.update(block)
-                copy.write(block)
-        rows = cur.rowcount if cur.rowcount is not None and cur.rowcount >= 0 else None
-    return "sha256:" + h.hexdigest(), rows
-
-
-def _copy_temp(
-    conn: psycopg.Connection, tgt: Target, extra: list[q.Col], names: list[str], table: pa.Table
-) -> tuple[float, str, int | None]:
-    conn.execute(q.create_temp([*tgt.columns, *extra]))
-    t0 = time.perf_counter()
-    checksum, rows = _copy(conn, q.copy_from_stdin(names), table)
-    return time.perf_counter() - t0, checksum, rows
-
-
-def _overlaps(conn: psycopg.Connection, tgt: Target, bounds: tuple[tuple, tuple] | None) -> bool:
-    """Does the target hold a key between the chunk's first and last key? (A missing table holds none.)"""
-    if bounds is None:
-        return True
-    if not q.scalar(conn.execute(q.table_exists(), tgt.where())):
-        return False
-    lo, hi = bounds
-    params = {**{f"lo{i}": v for i, v in enumerate(lo)}, **{f"hi{i}": v for i, v in enumerate(hi)}}
-    return q.scalar(conn.execute(q.keys_in_range(tgt.schema, tgt.table, tgt.pk), params))
 
 
 def _recorded(
@@ -386,39 +297,3 @@ def _recorded(
         "write_path": WritePath.ledger.value,
     }
     return cast("ChunkLoadResult", recorded)  # RESULT_FIELDS are ChunkLoadResult's (tests/unit/test_handoffs.py)
-
-
-def _write(
-    conn: psycopg.Connection,
-    tgt: Target,
-    names: list[str],
-    generation: int,
-    interval: Interval,
-    strategy: UpsertStrategy,
-    bounds: tuple[tuple, tuple] | None,
-) -> WritePath:
-    """Write the temp table into the target; returns the path taken."""
-    if bounds is None:  # key types Arrow cannot order like PostgreSQL (text): ask the temp table
-        lo = conn.execute(q.key_bound(tgt.pk, last=False)).fetchone()
-        if lo is None:
-            return WritePath.empty
-        bounds = (lo, q.one_row(conn.execute(q.key_bound(tgt.pk, last=True))))
-    params = {"run_no": generation, "interval_end": interval.end}
-    if not _overlaps(conn, tgt, bounds):
-        conn.execute(q.insert_new(tgt.schema, tgt.table, names), params)
-        return WritePath.insert_new
-    if strategy is UpsertStrategy.auto:
-        sampled, matched = q.one_row(conn.execute(q.matched_sample(tgt.schema, tgt.table, tgt.pk), {"n": SAMPLE_KEYS}))
-        strategy = UpsertStrategy.merge if 2 * matched >= sampled else UpsertStrategy.on_conflict
-    if strategy is UpsertStrategy.merge:
-        conn.execute(q.analyze_temp(tgt.pk))
-        conn.execute(q.set_local("work_mem", MERGE_WORK_MEM))
-        conn.execute(q.merge_upsert(tgt.schema, tgt.table, names, tgt.pk, tgt.version, tgt.newer_interval), params)
-        return WritePath.merge
-    conn.execute(q.on_conflict_upsert(tgt.schema, tgt.table, names, tgt.pk, tgt.version, tgt.newer_interval), params)
-    return WritePath.on_conflict
-
-
-def _counts(conn: psycopg.Connection, tgt: Target) -> tuple[int, int, int]:
-    inserted, updated, deleted = q.one_row(conn.execute(q.xact_tuple_counts(), tgt.where()))
-    return inserted, updated, deleted
