@@ -3,6 +3,9 @@ CronDataIntervalTimetable does), so `plan` and `backfill plan` work with no Airf
 
 An interval of a cron schedule runs from one cron tick to the next, [tick, next tick), in UTC. Its logical date (what
 Airflow's backfill `from_date`/`to_date` select on) is its start.
+
+Also the health view's arithmetic (how far the last loaded interval is behind, how many intervals are past their
+deadline): pure functions of the cron, the dates and `now`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sluice.interval import Interval
 
 _EPSILON = timedelta(microseconds=1)
 _FAR = datetime(9999, 1, 1, tzinfo=UTC)
+MAX_OVERDUE = 100  # counting stops here; the Sluice page shows "100+"
 
 
 def _at_midnight(d: date | datetime) -> datetime:
@@ -75,3 +79,36 @@ def parse_when(text: str) -> datetime:
     """A date (2024-01-01) or an ISO timestamp; naive values are UTC."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def latest_complete_end(cron: str, now: datetime, end_date: date | None = None) -> datetime:
+    """End of the latest interval that is complete at `now` (the last cron tick at or before it), at most the end of
+    the interval that starts on end_date."""
+    end = croniter(cron, now + _EPSILON).get_prev(datetime)
+    if end_date is not None:
+        end = min(end, _at_midnight(end_date) + timedelta(days=1))
+    return end.astimezone(UTC)
+
+
+def lag(cron: str, loaded_end: datetime | None, now: datetime, end_date: date | None = None) -> timedelta | None:
+    """How far the last loaded interval's end is behind the latest complete interval (0 when current)."""
+    if loaded_end is None:
+        return None
+    return max(timedelta(0), latest_complete_end(cron, now, end_date) - loaded_end)
+
+
+def overdue_intervals(
+    cron: str, loaded_end: datetime | None, deadline: timedelta | None, now: datetime, end_date: date | None = None
+) -> int | None:
+    """Intervals after the last loaded one whose deadline (interval end + `deadline`) has passed, up to MAX_OVERDUE.
+    None without a deadline or before the first load (a pipeline that never ran has no interval to be late on)."""
+    if deadline is None or loaded_end is None:
+        return None
+    last = latest_complete_end(cron, now, end_date)
+    it, n = croniter(cron, loaded_end), 0
+    while n < MAX_OVERDUE:
+        end = it.get_next(datetime).astimezone(UTC)
+        if end > last or end + deadline > now:
+            break
+        n += 1
+    return n

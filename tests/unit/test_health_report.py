@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from sluice.config import load_pipeline
-from sluice.health import html, report, schedule
+from sluice import schedule
+from sluice.health import html, report
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 10, 8, 30, tzinfo=UTC)

@@ -8,7 +8,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sluice.health.schedule import MAX_OVERDUE
+from sluice.schedule import MAX_OVERDUE
 
 if TYPE_CHECKING:
     from sluice.health.report import Overview, PipelineDetail, PipelineHealth

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sluice.health import schedule, warehouse
+from sluice import schedule
+from sluice.health import warehouse
 
 if TYPE_CHECKING:
     from sluice.config import PipelineConfig
