@@ -16,6 +16,7 @@ from sluice.cli import Command, register
 
 if TYPE_CHECKING:
     from sluice.config import PipelineConfig
+    from sluice.interval import Interval
     from sluice.loading.finalize import RunSummary
 
 
@@ -43,7 +44,7 @@ def load_or_lint(file: Path, config_dir: Path | None) -> PipelineConfig | None:
         return None
 
 
-def _interval(cfg: PipelineConfig, text: str | None):
+def _interval(cfg: PipelineConfig, text: str | None) -> Interval | None:
     from sluice import schedule
 
     if text is None:
@@ -65,18 +66,25 @@ def _configure_plan(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_plan(args: argparse.Namespace) -> int:
+def _file_and_interval(command: str, args: argparse.Namespace) -> tuple[PipelineConfig, Interval | None] | int:
+    """The pipeline file (the linter's message and exit 1 when invalid) and its --interval (exit 2 when bad)."""
     cfg = load_or_lint(args.file, args.config_dir)
     if cfg is None:
         return 1
+    try:
+        return cfg, _interval(cfg, args.interval)
+    except ValueError as exc:
+        print(f"sluice {command}: --interval {args.interval!r}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_plan(args: argparse.Namespace) -> int:
     from sluice.preview import render_plan
 
-    try:
-        interval = _interval(cfg, args.interval)
-    except ValueError as exc:
-        print(f"sluice plan: --interval {args.interval!r}: {exc}", file=sys.stderr)
-        return 2
-    sys.stdout.write(render_plan(cfg, interval))
+    loaded = _file_and_interval("plan", args)
+    if isinstance(loaded, int):
+        return loaded
+    sys.stdout.write(render_plan(*loaded))
     return 0
 
 
@@ -132,14 +140,11 @@ def run_pipeline(cfg: PipelineConfig, interval, run_id: str, echo=print) -> RunS
 def _run_run(args: argparse.Namespace) -> int:
     import logging
 
-    cfg = load_or_lint(args.file, args.config_dir)
-    if cfg is None:
-        return 1
-    try:
-        interval = _interval(cfg, args.interval)
-    except ValueError as exc:
-        print(f"sluice run: --interval {args.interval!r}: {exc}", file=sys.stderr)
-        return 2
+    loaded = _file_and_interval("run", args)
+    if isinstance(loaded, int):
+        return loaded
+    cfg, interval = loaded
+    assert interval is not None  # --interval is required for run
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run_id = args.run_id or f"sluice_run__{interval.start.isoformat()}"
     try:
