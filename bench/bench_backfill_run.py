@@ -1,7 +1,7 @@
 """A 30-interval backfill of the demo's tpch_orders pipeline through `python -m sluice backfill run` (not a test).
 
 Lands --days days of TPC-H orders (demo/land_tpch.py, the demo's data and scale) from --start, makes sure the DAG is
-parsed, then times `python -m sluice backfill run --pipeline tpch_orders --from START --to START+days-1` as a
+parsed and unpaused (as `make demo` leaves it), then times `python -m sluice backfill run --pipeline tpch_orders --from START --to START+days-1` as a
 subprocess (every state selected, so intervals loaded before are reprocessed too): the backfill goes through
 Airflow's REST API, the real scheduler and the stack's Celery workers. From the metadata database it then reads the
 backfill's runs and their task instances (every try, task_instance_history included) and prints, side by side:
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--start", args.start.isoformat(), "--tables", "orders"], check=True)  # fmt: skip
     api = AirflowApi.from_env()
     api.wait_for_dag(PIPELINE, timeout=600)
+    api.unpause(PIPELINE)  # as the demo does (catchup false: one scheduled run of the latest interval, not counted)
     conn = metadata_conn()
     before = conn.execute("SELECT coalesce(max(id), 0) FROM backfill").fetchone()[0]
     env = {**os.environ, "PYTHONPATH": str(REPO / "include")}
