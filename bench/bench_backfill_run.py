@@ -2,9 +2,10 @@
 
 Lands --days days of TPC-H orders (demo/land_tpch.py, the demo's data and scale) from --start, makes sure the DAG is
 parsed and unpaused (as `make demo` leaves it), then times `python -m sluice backfill run --pipeline tpch_orders
---from START --to START+days-1` as a subprocess (every state selected, so intervals loaded before are reprocessed too): the backfill goes through
-Airflow's REST API, the real scheduler and the stack's Celery workers. From the metadata database it then reads the
-backfill's runs and their task instances (every try, task_instance_history included) and prints, side by side:
+--from START --to START+days-1` as a subprocess (every state selected, so intervals loaded before are reprocessed
+too): the backfill goes through Airflow's REST API, the real scheduler and the stack's Celery workers. From the
+metadata database it then reads the backfill's runs and their task instances (every try, task_instance_history
+included) and prints, side by side:
 
 - wall: the CLI's wall clock, from start to the last run followed;
 - the sum of the runs' task times (every task instance's duration) and the sum of the runs' own spans;
