@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sluice.loading.duplicates import GatedReport
     from sluice.loading.finalize import GateNotes, RunSummary
     from sluice.loading.postgres import ChunkLoadResult
+    from sluice.sources.fingerprint import SourceRecord
     from sluice.staging import ChunkRef
     from sluice.validate.chunk import ChunkReport
 
@@ -173,13 +174,31 @@ def finalize(
     gate: GateNotes | None = None,
 ) -> RunSummary:
     """Conservation from the ledger and the run summary (loading.finalize.finalize, which records the status, the
-    gate's warnings and notes and, for a run that adds up, the interval's column figures for later history checks)."""
+    gate's warnings and notes, the fingerprint of the objects read and, for a run that adds up, the interval's column
+    figures for later history checks)."""
     from sluice.loading.finalize import finalize as run
     from sluice.validate.gate import interval_figures
 
     figures = interval_figures(cfg, list(gated))
 
     def run_finalize() -> RunSummary:
-        return run(cfg, interval, run_id, results, generation, figures=figures, gate=gate)
+        source = source_record(cfg, interval, run_id, generation)
+        return run(cfg, interval, run_id, results, generation, figures=figures, gate=gate, source=source)
 
     return _recorded(cfg, run_id, generation, run_finalize)
+
+
+def source_record(cfg: PipelineConfig, interval: Interval, run_id: str, generation: int) -> SourceRecord:
+    """The fingerprint of the objects this generation read, from its staging manifest (S3 sources; one GET). A
+    manifest that cannot be read gives no record, not a failed run: `backfill plan` then reads the manifest itself."""
+    from sluice.sources.fingerprint import record_of
+    from sluice.staging import StagingError, StagingStore
+
+    if cfg.source.kind != "s3":
+        return record_of(None)
+    try:
+        manifest = StagingStore(cfg.staging, cfg.name, interval, run_id, generation).read_manifest()
+    except (StagingError, OSError) as exc:
+        log.warning("no source fingerprint for %s run %s generation %d: %s", cfg.name, run_id, generation, exc)
+        return record_of(None)
+    return record_of(manifest.get("source_objects"))

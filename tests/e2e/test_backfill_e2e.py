@@ -135,6 +135,8 @@ def test_plan_classifies_run_reprocesses_exactly_the_selected_and_the_table_is_a
     assert first["totals"] == {"loaded": 5, "missing": 3, "failed": 2, "quarantined": 0, "running": 0, "changed": 1,
                                "total": 10}  # fmt: skip
     assert first["intervals"][3]["note"] and first["intervals"][7]["note"]  # the error, in short
+    # decided by the source fingerprint finalize recorded (the manifest fallback's note counts added/removed/rewritten)
+    assert first["intervals"][4]["note"] == "source changed: 1 object(s) at the load, 1 now"
     assert [i["source"] for i in first["intervals"] if i["state"] == "loaded"] == ["unchanged", "changed",
                                                                                     "unchanged", "unchanged",
                                                                                     "unchanged"]  # fmt: skip
@@ -165,6 +167,12 @@ def test_plan_classifies_run_reprocesses_exactly_the_selected_and_the_table_is_a
 
     second = plan()
     assert states(second) == ["loaded"] * 10 and second["totals"]["changed"] == 0
+    latest = sql(
+        "SELECT DISTINCT ON (interval_start) source_fingerprint, source_object_count FROM sluice.run_summary "
+        "WHERE pipeline = %s ORDER BY interval_start, generation DESC",
+        (DAG,),
+    )
+    assert len(latest) == 10 and all(fp.startswith("sha256:") and n == 1 for fp, n in latest)  # one object a day
 
 
 def test_sluice_run_loads_the_same_rows_as_the_scheduled_run(api, scenario, tmp_path):

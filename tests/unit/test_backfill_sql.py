@@ -39,3 +39,18 @@ def test_generation_watermark_and_rows_loaded_since():
     assert s(q.create_run_summary_interval_index()) == (
         'CREATE INDEX IF NOT EXISTS run_summary_interval ON "sluice"."run_summary" (pipeline, interval_start)'
     )
+
+
+def test_the_source_fingerprint_is_a_run_summary_column_reset_per_generation_and_read_by_the_plan():
+    assert "source_fingerprint text, source_object_count integer" in s(q.create_run_summary())
+    migrate = s(q.migrate_ledger()[-1])
+    assert "ADD COLUMN IF NOT EXISTS source_fingerprint text, ADD COLUMN IF NOT EXISTS source_object_count integer" in (
+        migrate
+    )
+    assert "attname = 'source_object_count'" in s(q.metadata_present())  # an older warehouse gets migrated
+    started = s(q.run_started_upsert())
+    assert started.endswith(
+        '"source_fingerprint" = excluded."source_fingerprint", "source_object_count" = excluded."source_object_count"'
+    )
+    assert ", now(), NULL, NULL) ON CONFLICT" in started  # a new generation has not read anything yet
+    assert "s.source_fingerprint, s.source_object_count, " in s(q.interval_states())

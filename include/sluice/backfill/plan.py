@@ -2,15 +2,19 @@
 
 Per interval, the latest generation's row of `sluice.run_summary` (any run: scheduled, manual, backfill, `sluice
 run`) and its ledger rows say what happened: loaded, failed, quarantined (the gate refused the run for its quarantined
-share, or a load's share is above today's threshold), running, or missing (no record). For S3 sources the objects the
-loaded generation read (its manifest's `source_objects`: key, size, ETag) are compared with the bucket now: `changed`
-when a key was added, removed or rewritten since the load; `unknown` for other sources and for manifests written
-before Sluice recorded the objects.
+share, or a load's share is above today's threshold), running, or missing (no record). For S3 sources, what the loaded
+generation read is compared with the bucket now, from one paginated listing of the prefix's static part for the whole
+range, grouped into intervals in memory: against the source fingerprint finalize recorded in run_summary (a hash over
+the objects' key, size and ETag; sources.fingerprint), or, for generations loaded before Sluice recorded it, against
+the objects in the generation's staging manifest (one GET each). `changed` when a key was added, removed or rewritten
+since the load; `unknown` for other sources and for generations with neither record.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -58,12 +62,15 @@ class IntervalState:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     note: str = ""
+    fingerprint: str | None = None  # of the source the generation read (run_summary), not part of the output
+    object_count: int | None = None
 
     def selected_by(self, only: set[str]) -> bool:
         return self.state.value in only or ("changed" in only and self.source is Source.changed)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["fingerprint"], d["object_count"]
         d["interval"] = self.interval.to_dict()
         d["state"] = self.state.value
         d["source"] = self.source.value if self.source else None
@@ -77,6 +84,7 @@ class BackfillPlan:
     last: date
     intervals: list[IntervalState] = field(default_factory=list)
     skipped_incomplete: int = 0  # intervals in the range that have not ended yet
+    profile: dict[str, float] = field(default_factory=dict)  # plan_backfill's seconds per part, manifests read
 
     def totals(self) -> dict[str, int]:
         out = {s.value: 0 for s in State}
@@ -185,6 +193,8 @@ def classify(cfg: PipelineConfig, interval: Interval, row: dict | None) -> Inter
         rows_in=int(row["rows_in"]),
         rows_loaded=int(row["rows_loaded"]),
         rows_quarantined=int(row["rows_quarantined"]),
+        fingerprint=row.get("source_fingerprint"),
+        object_count=row.get("source_object_count"),
     )
     status = row["status"]
     problems = row.get("problems") or []
@@ -210,9 +220,10 @@ def classify(cfg: PipelineConfig, interval: Interval, row: dict | None) -> Inter
     return st
 
 
-def check_sources(cfg: PipelineConfig, states: list[IntervalState]) -> None:
-    """Set `source` of every loaded interval: changed / unchanged against its generation's manifest (S3), else
-    unknown. One listing of the prefix's static part for the whole range, manifests read in parallel."""
+def check_sources(cfg: PipelineConfig, states: list[IntervalState], profile: dict[str, float] | None = None) -> None:
+    """Set `source` of every loaded interval: changed / unchanged (S3), else unknown (see the module docstring).
+    `profile` gets the seconds of the listing, of the in-memory comparison and of the manifest reads."""
+    profile = {} if profile is None else profile
     loaded = [s for s in states if s.state is State.loaded]
     if not loaded:
         return
@@ -220,36 +231,64 @@ def check_sources(cfg: PipelineConfig, states: list[IntervalState]) -> None:
         for s in loaded:
             s.source = Source.unknown
         return
-    from sluice.config import render
-    from sluice.sources.s3 import list_objects, selected
-    from sluice.staging import StagingError, StagingStore
+    from sluice.config import render_many
+    from sluice.sources.fingerprint import fingerprint, group_by_prefix
+    from sluice.sources.s3 import list_objects
 
     src = cfg.source
-    static = src.prefix.split("{{", 1)[0].split("{%", 1)[0].lstrip("/")
-    listing = list_objects(src.conn_id, src.bucket, static)
+    t = time.perf_counter()
+    prefixes = [p.lstrip("/") for p in render_many(src.prefix, (s.interval for s in loaded))]
+    profile["classification"] = profile.get("classification", 0.0) + time.perf_counter() - t
+    t = time.perf_counter()
+    listing = list_objects(src.conn_id, src.bucket, os.path.commonprefix(prefixes))  # the range's part of the bucket
+    profile["listing"] = time.perf_counter() - t
 
-    def manifest(s: IntervalState) -> dict | None:
-        try:
-            return StagingStore(cfg.staging, cfg.name, s.interval, s.run_id or "", s.generation).read_manifest()
-        except (StagingError, OSError):
-            return None
-
-    with ThreadPoolExecutor(MANIFEST_READERS) as pool:
-        manifests = list(pool.map(manifest, loaded))
-    for s, m in zip(loaded, manifests, strict=True):
-        if m is None or "source_objects" not in m:
-            s.source, s.note = Source.unknown, "no source listing in the manifest"
-            continue
-        then = {o["key"]: (o["size"], o["etag"]) for o in m["source_objects"]}
-        now = {o["key"]: (o["size"], o["etag"]) for o in selected(cfg, render(src.prefix, s.interval).lstrip("/"),
-                                                                  listing)}  # fmt: skip
-        if then == now:
+    t = time.perf_counter()
+    current = group_by_prefix(listing, prefixes, src.pattern)
+    unrecorded = []
+    for s, now in zip(loaded, current, strict=True):
+        if s.fingerprint is None:
+            unrecorded.append((s, now))
+        elif fingerprint(now) == s.fingerprint:
             s.source = Source.unchanged
-            continue
-        s.source = Source.changed
-        added, removed = len(now.keys() - then.keys()), len(then.keys() - now.keys())
-        rewritten = sum(1 for k in now.keys() & then.keys() if now[k] != then[k])
-        s.note = f"source changed: {added} added, {removed} removed, {rewritten} rewritten"
+        else:
+            s.source = Source.changed
+            s.note = f"source changed: {s.object_count} object(s) at the load, {len(now)} now"
+    profile["classification"] = profile.get("classification", 0.0) + time.perf_counter() - t
+
+    t = time.perf_counter()
+    if unrecorded:
+        with ThreadPoolExecutor(MANIFEST_READERS) as pool:
+            manifests = list(pool.map(lambda r: _manifest(cfg, r[0]), unrecorded))
+        for (s, now), m in zip(unrecorded, manifests, strict=True):
+            _compare(s, now, m)
+    profile["manifests"] = time.perf_counter() - t
+    profile["manifests_read"] = len(unrecorded)
+
+
+def _manifest(cfg: PipelineConfig, s: IntervalState) -> dict | None:
+    from sluice.staging import StagingError, StagingStore
+
+    try:
+        return StagingStore(cfg.staging, cfg.name, s.interval, s.run_id or "", s.generation).read_manifest()
+    except (StagingError, OSError):
+        return None
+
+
+def _compare(s: IntervalState, now: list[dict], manifest: dict | None) -> None:
+    """A generation without a recorded fingerprint: the manifest's objects against the bucket's."""
+    if manifest is None or "source_objects" not in manifest:
+        s.source, s.note = Source.unknown, "no source listing in the manifest"
+        return
+    then = {o["key"]: (o["size"], o["etag"]) for o in manifest["source_objects"]}
+    current = {o["key"]: (o["size"], o["etag"]) for o in now}
+    if then == current:
+        s.source = Source.unchanged
+        return
+    s.source = Source.changed
+    added, removed = len(current.keys() - then.keys()), len(then.keys() - current.keys())
+    rewritten = sum(1 for k in current.keys() & then.keys() if current[k] != then[k])
+    s.note = f"source changed: {added} added, {removed} removed, {rewritten} rewritten"
 
 
 def plan_backfill(
@@ -260,7 +299,13 @@ def plan_backfill(
 
     first, last = _day(first), _day(last)
     intervals, incomplete = intervals_in_range(cfg, first, last, now)
-    rows = summaries(dsn or pg_dsn(cfg.target.conn_id), cfg.name, intervals)
+    profile: dict[str, float] = {}
+    dsn = dsn or pg_dsn(cfg.target.conn_id)
+    t = time.perf_counter()
+    rows = summaries(dsn, cfg.name, intervals)
+    profile["warehouse"] = time.perf_counter() - t
+    t = time.perf_counter()
     states = [classify(cfg, i, rows.get((i.start, i.end))) for i in intervals]
-    check_sources(cfg, states)
-    return BackfillPlan(cfg.name, first, last, states, incomplete)
+    profile["classification"] = time.perf_counter() - t
+    check_sources(cfg, states, profile)
+    return BackfillPlan(cfg.name, first, last, states, incomplete, profile)

@@ -71,6 +71,7 @@ from sluice.config.types import (
     StrictModel,
     WriteMode,
     render,
+    render_many,
 )
 
 __all__ = [
@@ -136,4 +137,5 @@ __all__ = [
     "load_pipeline",
     "pipeline_files",
     "render",
+    "render_many",
 ]

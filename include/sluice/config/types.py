@@ -4,6 +4,7 @@ column types and the mode enums. Split from config.py to keep modules small; imp
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -101,6 +102,15 @@ def render(template: str, interval: Interval) -> str:
     """Render a templated source option for one data interval (Jinja2, StrictUndefined)."""
     try:
         return _jinja().from_string(template).render(interval.template_context())
+    except jinja2.UndefinedError as exc:
+        raise ValueError(f"template {template!r}: {exc.message}; available: {', '.join(TEMPLATE_NAMES)}") from None
+
+
+def render_many(template: str, intervals: Iterable[Interval]) -> list[str]:
+    """render() for many intervals with one compiled template (compiling is most of one render's cost)."""
+    compiled = _jinja().from_string(template)
+    try:
+        return [compiled.render(i.template_context()) for i in intervals]
     except jinja2.UndefinedError as exc:
         raise ValueError(f"template {template!r}: {exc.message}; available: {', '.join(TEMPLATE_NAMES)}") from None
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sluice.config import PipelineConfig
     from sluice.interval import Interval
     from sluice.loading.postgres import ChunkLoadResult
+    from sluice.sources.fingerprint import SourceRecord
     from sluice.validate.chunk import ChunkReport
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class RunSummary(Counts, _LogTable):
     warnings: list[str]  # the gate's checks against history that warned (the run loaded)
     notes: list[str]  # checks that could not judge (too little history)
     finished_at: str  # ISO 8601
+    source_fingerprint: str | None  # S3 sources: sources.fingerprint over the objects read; else None
+    source_object_count: int | None
 
 
 class GateNotes(TypedDict):
@@ -112,12 +115,14 @@ def finalize(
     *,
     figures: dict[str, Any] | None = None,
     gate: GateNotes | None = None,
+    source: SourceRecord | None = None,
 ) -> RunSummary:
     """Check conservation of the generation from the ledger (per chunk: rows_in = loaded + quarantined, loaded =
     inserted + updated + unchanged + superseded) and against the rows in sluice.quarantine; record the run summary
     (also when the check fails) with the gate's warnings and notes, and return it; raises ConservationError when
     anything does not add up. Only a run that adds up records its interval's `figures` (column statistics) in
-    sluice.interval_stats, the history the gate's checks compare with."""
+    sluice.interval_stats, the history the gate's checks compare with. `source`: the fingerprint of what the generation
+    read (S3 sources), recorded for `backfill plan`."""
     import psycopg
     from psycopg.rows import dict_row
     from psycopg.types.json import Jsonb
@@ -147,6 +152,7 @@ def finalize(
         total["deleted"] += deleted
         finished_at = datetime.now(UTC)
         told: GateNotes = gate or {"warnings": [], "notes": []}
+        read = source or {"source_fingerprint": None, "source_object_count": None}
         record = {
             "pipeline": cfg.name,
             "run_id": run_id,
@@ -162,6 +168,7 @@ def finalize(
             "warnings": Jsonb(list(told.get("warnings") or [])),
             "notes": Jsonb(list(told.get("notes") or [])),
             "finished_at": finished_at,
+            **read,
         }
         conn.execute(q.run_summary_upsert(), {k: record[k] for k in q.SUMMARY_FIELDS})
         if not problems:
@@ -181,6 +188,8 @@ def finalize(
         "warnings": list(told.get("warnings") or []),
         "notes": list(told.get("notes") or []),
         "finished_at": finished_at.isoformat(),
+        "source_fingerprint": read["source_fingerprint"],
+        "source_object_count": read["source_object_count"],
         "table": format_table(rows),
     }
     if problems:

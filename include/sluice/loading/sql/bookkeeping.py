@@ -57,6 +57,8 @@ SUMMARY_FIELDS = (
     "warnings",
     "notes",
     "finished_at",
+    "source_fingerprint",
+    "source_object_count",
 )
 
 
@@ -94,7 +96,7 @@ def metadata_present() -> sql.Composed:
         "SELECT to_regclass({l}) IS NOT NULL AND to_regclass({s}) IS NOT NULL AND to_regclass({c}) IS NOT NULL "
         "AND to_regclass({q}) IS NOT NULL AND to_regclass({g}) IS NOT NULL AND to_regclass({i}) IS NOT NULL "
         "AND to_regclass({h}) IS NOT NULL AND to_regclass({f}) IS NOT NULL "
-        "AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass({s}) AND attname = 'notes') "
+        "AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass({s}) AND attname = 'source_object_count') "
         "AND EXISTS (SELECT FROM pg_namespace WHERE nspname = %(schema)s)"
     ).format(
         h=sql.Literal(f"{META}.interval_stats"),
@@ -168,6 +170,8 @@ def run_started_upsert() -> sql.Composed:
         "notes": sql.SQL("'[]'::jsonb"),
         "status": sql.Literal("running"),
         "finished_at": sql.SQL("now()"),
+        "source_fingerprint": sql.SQL("NULL"),  # finalize records what this generation read
+        "source_object_count": sql.SQL("NULL"),
     }
     rest = [f for f in SUMMARY_FIELDS if f not in ("pipeline", "run_id")]
     return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (pipeline, run_id) DO UPDATE SET {}").format(
@@ -190,10 +194,11 @@ def run_status_update() -> sql.Composed:
 
 def interval_states() -> sql.Composed:
     """Per interval of a pipeline whose start is in [%(lo)s, %(hi)s]: its latest generation's summary (any run_id:
-    scheduled, manual, backfill, `sluice run`) and how many ledger rows that generation has."""
+    scheduled, manual, backfill, `sluice run`), with the fingerprint of the source it read, and how many ledger rows
+    that generation has."""
     return sql.SQL(
         "SELECT s.interval_start, s.interval_end, s.run_id, s.generation, s.status, s.chunks, s.rows_in, "
-        "s.rows_loaded, s.rows_quarantined, s.problems, s.finished_at, "
+        "s.rows_loaded, s.rows_quarantined, s.problems, s.finished_at, s.source_fingerprint, s.source_object_count, "
         "(SELECT count(*) FROM {l} l WHERE l.pipeline = s.pipeline AND l.run_id = s.run_id "
         "AND l.run_no = s.generation) AS ledger_chunks "
         "FROM (SELECT DISTINCT ON (interval_start, interval_end) * FROM {s} WHERE pipeline = %(pipeline)s "

@@ -96,7 +96,8 @@ def create_ledger() -> sql.Composed:
 
 def migrate_ledger() -> list[sql.Composed]:
     """Ledgers made before load generations: the counts columns, and one row per (run, generation, chunk) instead of
-    one per (run, chunk). run_no is the generation (each extraction takes a new number)."""
+    one per (run, chunk). run_no is the generation (each extraction takes a new number). Run summaries made before
+    the source fingerprint get its columns, NULL for their rows (`backfill plan` then reads their manifests)."""
     t = qualified(META, "load_ledger")
     return [
         sql.SQL(
@@ -112,7 +113,9 @@ def migrate_ledger() -> list[sql.Composed]:
             "ADD COLUMN IF NOT EXISTS superseded bigint NOT NULL DEFAULT 0, "
             "ADD COLUMN IF NOT EXISTS unchanged bigint NOT NULL DEFAULT 0, "
             "ADD COLUMN IF NOT EXISTS warnings jsonb NOT NULL DEFAULT '[]', "
-            "ADD COLUMN IF NOT EXISTS notes jsonb NOT NULL DEFAULT '[]'"
+            "ADD COLUMN IF NOT EXISTS notes jsonb NOT NULL DEFAULT '[]', "
+            "ADD COLUMN IF NOT EXISTS source_fingerprint text, "
+            "ADD COLUMN IF NOT EXISTS source_object_count integer"
         ).format(qualified(META, "run_summary")),
     ]
 
@@ -148,6 +151,7 @@ def create_run_summary() -> sql.Composed:
     generation bigint NOT NULL DEFAULT 0, superseded bigint NOT NULL DEFAULT 0, unchanged bigint NOT NULL DEFAULT 0,
     status text NOT NULL, problems jsonb NOT NULL, warnings jsonb NOT NULL DEFAULT '[]',
     notes jsonb NOT NULL DEFAULT '[]', finished_at timestamptz NOT NULL,
+    source_fingerprint text, source_object_count integer,
     PRIMARY KEY (pipeline, run_id))""").format(t=qualified(META, "run_summary"))
 
 
