@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sluice.config import load_pipeline
 from sluice import schedule
+from sluice.config import load_pipeline
 from sluice.health import html, report
 
 REPO = Path(__file__).resolve().parents[2]
