@@ -53,7 +53,8 @@ def create_app() -> FastAPI:
         from sluice.validate.docs import read_run_docs_by_key
 
         page = read_run_docs_by_key(report.load_configs()[0].get(name), interval, run_id)
-        return HTMLResponse(page or f"<p>No Data Docs for run {escape(run_id)} of {escape(name)}.</p>", 200 if page else 404)
+        missing = f"<p>No Data Docs for run {escape(run_id)} of {escape(name)}.</p>"
+        return HTMLResponse(page or missing, status_code=200 if page else 404)
 
     return app
 

@@ -70,8 +70,10 @@ def _merge_one(results: list[dict]) -> dict:
         "success": all(r.get("success") for r in results),
         "expectation_config": first.get("expectation_config"),
         "meta": first.get("meta") or {},
-        "exception_info": next((r["exception_info"] for r in results if (r.get("exception_info") or {}).get(
-            "raised_exception")), first.get("exception_info") or {}),
+        "exception_info": next(
+            (r["exception_info"] for r in results if (r.get("exception_info") or {}).get("raised_exception")),
+            first.get("exception_info") or {},
+        ),
     }
     res = [r.get("result") or {} for r in results]
     if any("unexpected_count" in r for r in res):
@@ -116,8 +118,9 @@ def merge_results(docs: list[dict], suite_name: str, run_id: str, batch: dict[st
             "success_percent": 100.0 * ok / len(results) if results else None,
         },
         "meta": {
-            "great_expectations_version": next((d["meta"].get("great_expectations_version") for d in docs if d.get(
-                "meta")), None),
+            "great_expectations_version": next(
+                (d["meta"].get("great_expectations_version") for d in docs if d.get("meta")), None
+            ),
             "run_id": {"run_name": run_id, "run_time": None},
             "batch_spec": batch,
         },
@@ -198,7 +201,8 @@ def read_run_docs(cfg: PipelineConfig, interval: Interval, run_id: str) -> bytes
         infos = base.fs.get_file_info(pafs.FileSelector(base.root, allow_not_found=True))
     except OSError:
         return None
-    generations = [int(m.group(1)) for i in infos if (m := _GEN_DIR.search(i.path)) and i.type == pafs.FileType.Directory]
+    dirs = [i.path for i in infos if i.type == pafs.FileType.Directory]
+    generations = [int(m.group(1)) for p in dirs if (m := _GEN_DIR.search(p))]
     for generation in sorted(generations, reverse=True) or [None]:
         store = StagingStore(cfg.staging, cfg.name, interval, run_id, generation)
         key = store._url(f"{store.root}/{DOCS_NAME}")
