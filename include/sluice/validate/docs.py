@@ -92,7 +92,8 @@ def _merge_one(results: list[dict]) -> dict:
             {"value": json.loads(v), "count": c} for v, c in counts.most_common(SAMPLE)
         ]
     else:  # a table- or column-level result: the first failing chunk's observation (else the first chunk's)
-        merged = next((r.get("result") for r in results if not r.get("success")), first.get("result")) or {}
+        failing = [r.get("result") for r in results if not r.get("success")]
+        merged = (failing[0] if failing else first.get("result")) or {}
     out["result"] = merged
     return out
 
@@ -131,7 +132,7 @@ def _summary_section(cfg: PipelineConfig | None, merged: dict) -> Any:
     """A Sluice table atop GX's page: expectation type, column, severity, rows checked, unexpected, success."""
     from great_expectations.render.components import RenderedSectionContent, RenderedTableContent
 
-    severity = {i: str(s.severity) for i, s in enumerate(cfg.expectations)} if cfg else {}
+    severity: dict[Any, str] = {i: str(s.severity) for i, s in enumerate(cfg.expectations)} if cfg else {}
     rows = []
     for r in merged["results"]:
         conf = r.get("expectation_config") or {}
@@ -203,7 +204,8 @@ def read_run_docs(cfg: PipelineConfig, interval: Interval, run_id: str) -> bytes
         return None
     dirs = [i.path for i in infos if i.type == pafs.FileType.Directory]
     generations = [int(m.group(1)) for p in dirs if (m := _GEN_DIR.search(p))]
-    for generation in sorted(generations, reverse=True) or [None]:
+    candidates: list[int | None] = [*sorted(generations, reverse=True)] or [None]
+    for generation in candidates:
         store = StagingStore(cfg.staging, cfg.name, interval, run_id, generation)
         key = store._url(f"{store.root}/{DOCS_NAME}")
         if store.exists(key):
