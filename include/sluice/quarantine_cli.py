@@ -128,8 +128,16 @@ def run_show(args: argparse.Namespace) -> int:
     if row is None:
         print(f"sluice quarantine: no quarantined row with id {args.id}", file=sys.stderr)
         return 1
-    print(json.dumps(row, indent=2, default=str, ensure_ascii=False))
+    print(json.dumps({**row, "data_docs": _docs_link(row)}, indent=2, default=str, ensure_ascii=False))
     return 0
+
+
+def _docs_link(row: dict[str, Any]) -> str | None:
+    """The Data Docs of the run that quarantined the row (a replay's rows have none: it runs no GX suite)."""
+    from sluice.interval import Interval
+    from sluice.validate.docs import docs_url
+
+    return docs_url(row["pipeline"], Interval(row["interval_start"], row["interval_end"]), row["run_id"])
 
 
 def run_export(args: argparse.Namespace) -> int:

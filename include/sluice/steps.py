@@ -12,6 +12,7 @@ Airflow.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -119,6 +120,33 @@ def quarantine_share(reports: Sequence[ChunkReport]) -> tuple[int, int]:
     return sum(int(r["rows_in"]) for r in reports), sum(int(r["rows_quarantined"]) for r in reports)
 
 
+def data_docs(
+    cfg: PipelineConfig, interval: Interval, run_id: str, generation: int, reports: Sequence[ChunkReport]
+) -> str | None:
+    """Render the run's GX Data Docs once, before the gate decides (so a failure alert's link finds them), and log
+    their link. Best effort: a page that cannot be rendered is logged, it never fails the run."""
+    from sluice.staging import StagingStore
+    from sluice.validate.docs import docs_url, write_run_docs
+
+    started = time.perf_counter()
+    try:
+        store = StagingStore(cfg.staging, cfg.name, interval, run_id, generation)
+        key = write_run_docs(cfg, store, [str(r.get("gx_key") or "") for r in reports])
+    except Exception as exc:  # the docs are a view of the results; the gate must still decide
+        log.warning("Data Docs of this run not rendered: %r", exc)
+        return None
+    if key is None:
+        return None
+    log.info(
+        "Data Docs of this run (GX validation results of %d chunk(s), rendered in %.2fs): %s (stored at %s)",
+        sum(1 for r in reports if r.get("gx_key")),
+        time.perf_counter() - started,
+        docs_url(cfg.name, interval, run_id),
+        key,
+    )
+    return key
+
+
 def gate(
     cfg: PipelineConfig, interval: Interval, run_id: str, generation: int, reports: Sequence[ChunkReport]
 ) -> tuple[list[GatedReport], GateNotes]:
@@ -132,6 +160,7 @@ def gate(
     from sluice.validate.history import read_history
 
     rows_in, bad = quarantine_share(reports)
+    data_docs(cfg, interval, run_id, generation, reports)
     history = _recorded(cfg, run_id, generation, read_history, cfg, interval) if cfg.history else None
     try:
         result = run_gate(cfg, list(reports), history)

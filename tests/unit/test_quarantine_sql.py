@@ -81,8 +81,12 @@ def test_filters_are_optional_placeholders():
 def test_replay_marks_only_pending_rows():
     mark = s(qs.quarantine_mark_replayed())
     assert "replayed_run = %(run_id)s" in mark and "FROM unnest(%(ids)s::bigint[]) AS u(id)" in mark
-    assert mark.endswith("WHERE q.id = u.id AND q.status = 'pending'")
-    assert "q.status = 'pending'" in s(qs.quarantine_new_reasons())
+    group = (
+        "WHERE q.pipeline = %(pipeline)s AND q.interval_start = %(start)s AND q.interval_end = %(end)s "
+        "AND q.generation = %(quarantined_by)s AND q.id = u.id AND q.status = 'pending'"
+    )
+    assert mark.endswith(group)  # the group's rows only (index quarantine_interval), not every pending row
+    assert s(qs.quarantine_new_reasons()).endswith(group)
 
 
 def test_copy_columns_match_the_parquet_copy():

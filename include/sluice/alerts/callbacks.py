@@ -67,21 +67,34 @@ def task_alert_context(
         error = cut(mask_secrets(text, secrets), ERROR_MAX)  # mask before cutting: a cut secret escapes masks
     map_index = getattr(ti, "map_index", None)
     retries = getattr(task, "retries", None)
+    start = _dt(params.get("interval_start")) or _dt(context.get("data_interval_start"))
+    end = _dt(params.get("interval_end")) or _dt(context.get("data_interval_end"))
     return AlertContext(
         pipeline=ti.dag_id,
         kind=kind,
         run_id=ti.run_id,
         task_id=ti.task_id,
-        interval_start=_dt(params.get("interval_start")) or _dt(context.get("data_interval_start")),
-        interval_end=_dt(params.get("interval_end")) or _dt(context.get("data_interval_end")),
+        interval_start=start,
+        interval_end=end,
         map_index=map_index if isinstance(map_index, int) and map_index >= 0 else None,
         try_number=getattr(ti, "try_number", None),
         max_tries=retries + 1 if isinstance(retries, int) else None,
         error=error,
         log_url=getattr(ti, "log_url", None),
         run_url=run_url(ti.dag_id, ti.run_id),
+        docs_url=_docs_url(ti.dag_id, ti.run_id, start, end),
         rows=rows,
     )
+
+
+def _docs_url(dag_id: str, run_id: str | None, start: datetime | None, end: datetime | None) -> str | None:
+    """Link to the run's Data Docs (served by the Sluice page, which renders them if the gate did not)."""
+    if start is None or end is None or end <= start or not run_id:
+        return None
+    from sluice.interval import Interval
+    from sluice.validate.docs import docs_url
+
+    return docs_url(dag_id, Interval(start, end), run_id)
 
 
 def _extracted(ti: Any, task_id: str | None) -> int | None:
@@ -147,6 +160,7 @@ def notify_quality_warning(
             interval_end=interval.end,
             error=cut(mask_secrets("\n".join(f"- {w}" for w in warnings), secrets), ERROR_MAX),
             run_url=run_url(pipeline, run_id),
+            docs_url=_docs_url(pipeline, run_id, interval.start, interval.end),
             rows=Rows(
                 extracted=sum(int(r["rows_in"]) for r in reports),
                 quarantined=sum(int(r["rows_quarantined"]) for r in reports),

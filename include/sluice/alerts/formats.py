@@ -132,7 +132,7 @@ def _facts(ctx: AlertContext) -> list[tuple[str, str]]:
 
 
 def _links(ctx: AlertContext) -> list[tuple[str, str]]:
-    links = (("View task log", ctx.log_url), ("Open run in Airflow", ctx.run_url))
+    links = (("View task log", ctx.log_url), ("Open run in Airflow", ctx.run_url), ("Data Docs", ctx.docs_url))
     return [(label, url) for label, url in links if url]
 
 

@@ -94,6 +94,7 @@ class AlertContext:
     error: str | None = None  # already masked
     log_url: str | None = None
     run_url: str | None = None
+    docs_url: str | None = None  # the run's GX Data Docs (validate/docs.py), when its interval is known
     run_state: str | None = None
     rows: Rows | None = None  # this run so far
     freshness: Freshness | None = None

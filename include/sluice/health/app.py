@@ -6,6 +6,7 @@ DAGs 403. The data comes from the warehouse only (`sluice.health.report`)."""
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -45,6 +46,15 @@ def create_app() -> FastAPI:
     def pipeline_json(name: str) -> Any:
         detail = report.read_detail(name)
         return JSONResponse(html.as_json(detail), status_code=200 if detail.health else 404)
+
+    @app.get("/datadocs/{name}/{interval}/{run_id}", response_class=HTMLResponse)
+    def data_docs(name: str, interval: str, run_id: str) -> HTMLResponse:
+        """A run's GX Data Docs from staging (validate/docs.py), linked from alerts, task logs and `quarantine show`."""
+        from sluice.validate.docs import read_run_docs_by_key
+
+        page = read_run_docs_by_key(report.load_configs()[0].get(name), interval, run_id)
+        missing = f"<p>No Data Docs for run {escape(run_id)} of {escape(name)}.</p>"
+        return HTMLResponse(page or missing, status_code=200 if page else 404)
 
     return app
 

@@ -118,7 +118,18 @@ def _judge_group(cfg: PipelineConfig, rows: list[dict[str, Any]]) -> tuple[pa.Ta
     return cast.good.filter(pa.array(keep)), [i for i, k in zip(good_index, keep, strict=True) if k], failing
 
 
-def _record_reasons(dsn: str, rows: list[dict[str, Any]], failing: dict[int, list]) -> None:
+def _group_params(group: list[dict[str, Any]], pipeline: str) -> dict[str, Any]:
+    """The group's predicate of the mark and reasons statements (quarantine_interval's columns)."""
+    first = group[0]
+    return {
+        "pipeline": pipeline,
+        "start": first["interval_start"],
+        "end": first["interval_end"],
+        "quarantined_by": first["generation"],
+    }
+
+
+def _record_reasons(dsn: str, rows: list[dict[str, Any]], failing: dict[int, list], where: dict[str, Any]) -> None:
     import psycopg
 
     from sluice.validate.quarantine import _dumps, _row_reason
@@ -130,6 +141,7 @@ def _record_reasons(dsn: str, rows: list[dict[str, Any]], failing: dict[int, lis
         conn.execute(
             qs.quarantine_new_reasons(),
             {
+                **where,
                 "ids": ids,
                 "kinds": [why[0]["kind"] for why in failing.values()],
                 "reasons_key": [_row_reason(why) for why in failing.values()],
@@ -176,11 +188,12 @@ def replay(
         result.still_failing += len(failing)
         if not dry_run:
             ids = [group[p]["id"] for p in positions]
+            where = _group_params(group, cfg.name)
 
-            def mark(conn, ids=ids) -> None:
+            def mark(conn, ids=ids, where=where) -> None:
                 marked = conn.execute(
                     qs.quarantine_mark_replayed(),
-                    {"ids": ids, "run_id": result.run_id, "generation": result.generation},
+                    {**where, "ids": ids, "run_id": result.run_id, "generation": result.generation},
                 ).rowcount
                 if marked != len(ids):  # another replay took some of these rows meanwhile: roll this group back
                     raise ReplayConflict(f"{len(ids) - marked} of {len(ids)} rows are no longer pending; run again")
@@ -201,7 +214,7 @@ def replay(
                 )
                 result.loaded += int(loaded["rows_loaded"])
                 summary |= {k: loaded[k] for k in ("inserted", "updated", "unchanged", "superseded")}
-            _record_reasons(dsn, group, failing)
+            _record_reasons(dsn, group, failing, where)
         result.groups.append(summary)
     log.info("replay of %s: %s", cfg.name, result.to_dict())
     return result

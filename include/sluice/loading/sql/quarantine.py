@@ -260,14 +260,23 @@ def quarantine_discard() -> sql.Composed:
     ).format(_table(), _FILTER)
 
 
+_GROUP = sql.SQL(
+    "q.pipeline = %(pipeline)s AND q.interval_start = %(start)s AND q.interval_end = %(end)s "
+    "AND q.generation = %(quarantined_by)s"
+)
+
+
 def quarantine_mark_replayed() -> sql.Composed:
     """In the replay's load transaction: the rows it loaded, only while still pending (a second replay finds none).
-    A join with the unnested ids, not `id = ANY(array)`: that is a scan per array element on a large replay."""
+    A join with the unnested ids, not `id = ANY(array)`: that is a scan per array element on a large replay. The
+    group's predicate (pipeline, interval, quarantining generation: index quarantine_interval) keeps the join's other
+    side to the group's rows instead of every pending row of the table, which a replay of many intervals would
+    otherwise scan once per interval."""
     return sql.SQL(
         "UPDATE {} AS q SET status = 'replayed', status_at = now(), replayed_run = %(run_id)s, "
         "replayed_generation = %(generation)s FROM unnest(%(ids)s::bigint[]) AS u(id) "
-        "WHERE q.id = u.id AND q.status = 'pending'"
-    ).format(_table())
+        "WHERE {} AND q.id = u.id AND q.status = 'pending'"
+    ).format(_table(), _GROUP)
 
 
 def quarantine_new_reasons() -> sql.Composed:
@@ -275,5 +284,5 @@ def quarantine_new_reasons() -> sql.Composed:
     return sql.SQL(
         "UPDATE {} AS q SET kind = u.kind, reason = u.reason, reasons = u.reasons::jsonb, status_at = now() "
         "FROM unnest(%(ids)s::bigint[], %(kinds)s::text[], %(reasons_key)s::text[], %(reasons)s::text[]) "
-        "AS u(id, kind, reason, reasons) WHERE q.id = u.id AND q.status = 'pending'"
-    ).format(_table())
+        "AS u(id, kind, reason, reasons) WHERE {} AND q.id = u.id AND q.status = 'pending'"
+    ).format(_table(), _GROUP)
