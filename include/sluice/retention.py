@@ -1,4 +1,5 @@
-"""Staging retention: which staged generations may go (`plan`, pure), and deleting them after archiving (`apply`).
+"""Staging retention: which staged generations may go (`plan`, pure), and deleting them after archiving
+(`run_pipeline`).
 
 A generation directory (staging.py) is `<staging>/<pipeline>/<interval.key>/<run_id>/g<n>/`. Retention deletes one
 only when all of these hold, and says for every kept one why it stayed:
@@ -7,9 +8,10 @@ only when all of these hold, and says for every kept one why it stayed:
 - it is not newer than the interval's last committed generation (such one is in progress or failed);
 - it is committed: its manifest exists and every chunk in it has a ledger row (0 chunks: run_summary success);
 - its newest object is older than `staging.retention.older_than` at `as_of`.
-With `staging.retention.archive`, its objects are first copied to the archive (staging_objects.copy_all, idempotent), and the
-quarantine / rejects Parquet of every generation older than the threshold is copied there too. Objects are deleted
-manifest last, so an interrupted run leaves a generation that is still committed and the next run finishes it.
+With `staging.retention.archive`, its objects are first copied to the archive (staging_objects.copy_all,
+idempotent), and the quarantine / rejects Parquet of every generation older than the threshold is copied there too.
+Objects are deleted manifest last, so an interrupted run leaves a generation that is still committed, and the next
+run finishes it.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def plan(
         latest = gens[-1].number
         known: dict[int, bool] = {}
 
-        def committed(g: Generation) -> bool:
+        def committed(g: Generation, known: dict[int, bool] = known) -> bool:
             if g.number not in known:
                 known[g.number] = is_committed(
                     manifest_chunks(g), ledger_chunks.get(g.number, 0), statuses.get(g.number)
@@ -257,7 +259,7 @@ def run_pipeline(
                 copy = list(g.objects)
             elif old and archive.quarantine:
                 copy = [o for o in g.objects if o.key.endswith(ARCHIVED_SUFFIXES)]
-        if copy and target is not None:
+        if copy and target is not None and archive is not None:
             done = s3_ops.copy_all(client, bucket, root, copy, target, dry_run=dry_run)
             result.archived_objects += done.copied
             result.archived_bytes += done.bytes

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,12 +48,16 @@ def _configs(pipeline: str | None) -> list:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no types; types-tqdm is not in the lock
 
-    from sluice.retention import run_pipeline, summary_line
+    from sluice.retention import Decision, run_pipeline, summary_line
 
     delete = args.action == "retention"
     as_of = args.as_of or datetime.now(UTC)
     failed, results = 0, []
     for cfg in _configs(args.pipeline):
+
+        def progress(decisions: list[Decision], name: str = cfg.name) -> Iterable[Decision]:
+            return tqdm(decisions, desc=name, unit="gen", disable=None, file=sys.stderr)
+
         try:
             result = run_pipeline(
                 cfg,
@@ -60,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
                 dry_run=args.dry_run,
                 older_than=args.older_than,
                 delete=delete,
-                progress=lambda d, name=cfg.name: tqdm(d, desc=name, unit="gen", disable=None, file=sys.stderr),
+                progress=progress,
             )
         except Exception as exc:  # noqa: BLE001 - said per pipeline; the others go on; exit 1 at the end
             print(f"{cfg.name}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)

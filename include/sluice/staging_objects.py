@@ -59,11 +59,9 @@ class Copied:
 
 def _archived(target: ArchiveTarget, key: str, size: int) -> bool:
     """Is there already a copy of this size in the configured class? (HEAD reports no class for STANDARD.)"""
-    from botocore.exceptions import ClientError
-
     try:
         head = target.s3.head_object(Bucket=target.bucket, Key=key)
-    except ClientError as exc:
+    except target.s3.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return False
         raise

@@ -88,7 +88,13 @@ def test_manifests_are_read_only_where_they_matter():
 
 @pytest.mark.parametrize(
     ("chunks", "ledger", "status", "expected"),
-    [(None, 5, "success", False), (2, 2, None, True), (2, 1, "success", False), (0, 0, "success", True), (0, 0, None, False)],
+    [
+        (None, 5, "success", False),
+        (2, 2, None, True),
+        (2, 1, "success", False),
+        (0, 0, "success", True),
+        (0, 0, None, False),
+    ],
 )
 def test_is_committed(chunks, ledger, status, expected):
     assert is_committed(chunks, ledger, status) is expected

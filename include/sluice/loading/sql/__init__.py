@@ -22,5 +22,5 @@ from sluice.loading.sql.history import *  # noqa: F403
 from sluice.loading.sql.identifiers import *  # noqa: F403
 from sluice.loading.sql.identifiers import _coldef, _cols  # noqa: F401
 from sluice.loading.sql.quarantine import *  # noqa: F403
-from sluice.loading.sql.retention import *  # noqa: F403
 from sluice.loading.sql.results import one_row, scalar  # noqa: F401
+from sluice.loading.sql.retention import *  # noqa: F403
