@@ -4,6 +4,7 @@ pyarrow's filesystem neither reports nor sets storage classes."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,9 @@ from sluice.retention import StagedObject
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 
 
+@functools.cache
 def client(conn_id: str | None) -> Any:
+    """One boto3 client per connection for the process (building one reads the connection, ~1 s)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     return S3Hook(aws_conn_id=conn_id).get_conn()
