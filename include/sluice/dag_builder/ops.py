@@ -120,11 +120,12 @@ def build_retention_dag() -> DAG:
             if as_of.tzinfo is None:
                 raise ValueError(f"param as_of {p['as_of']!r} has no time zone (write e.g. 2026-01-01T00:00:00+00:00)")
             configs = load_configs().pipelines
-            done = dict(run_all(configs.values(), as_of, dry_run=bool(p.get("dry_run")), echo=log.info))
-            failed = [cfg.name for cfg, r in done.items() if isinstance(r, Exception)]
+            runs = run_all(configs.values(), as_of, dry_run=bool(p.get("dry_run")), echo=log.info)
+            done = {cfg.name: r for cfg, r in runs}
+            failed = [name for name, r in done.items() if isinstance(r, Exception)]
             if failed:
                 raise RuntimeError(f"staging retention failed for {', '.join(failed)} (see the log above)")
-            return {cfg.name: r.to_dict() for cfg, r in done.items() if not isinstance(r, Exception)}
+            return {name: r.to_dict() for name, r in done.items() if not isinstance(r, Exception)}
 
         staging_retention()
     return dag
