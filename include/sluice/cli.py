@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sluice.backfill.cli",
     "sluice.health.cli",
     "sluice.breaker_cli",
+    "sluice.staging_cli",
 )
 
 

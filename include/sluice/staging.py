@@ -13,7 +13,7 @@ warehouse's sluice.load_run_seq, so a cleared run, whose run_id Airflow keeps, n
 
 A generation directory without manifest.json is incomplete: extract_and_stage writes the manifest only after every
 chunk is stored. Files of one generation never change (validation and loading check the checksums); files of earlier
-generations are kept, for audit and replay, until a retention step deletes them.
+generations are kept, for audit and replay, until staging retention (retention.py) deletes them.
 
 Checksum: "sha256:<hex>" over the exact bytes of the chunk's Parquet file (the writer is deterministic for the same
 rows and pyarrow version); verify with `sha256(object bytes)` without parsing the file.

@@ -3,7 +3,7 @@ linter and only its own DAG; config/errors.py makes each error point at file, li
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
@@ -24,6 +24,7 @@ from sluice.config.types import (
     PipelineName,
     Schedule,
     Severity,
+    StorageClass,
     StrictModel,
     WriteMode,
 )
@@ -150,12 +151,70 @@ class TargetConfig(StrictModel):
         return self
 
 
+S3_URL = r"^s3://[a-z0-9][a-z0-9.-]+[a-z0-9](/.*)?$"
+
+
+class ArchiveConfig(StrictModel):
+    """Copies of staged objects in an archive bucket/prefix, in a cold storage class, made by `staging retention`
+    (and `staging archive`) before anything is deleted."""
+
+    url: Annotated[str, Field(pattern=S3_URL)] = Field(
+        description="Archive location s3://bucket[/prefix]; keys below it mirror the staging keys."
+    )
+    conn_id: str | None = Field(None, description="Airflow AWS connection id; default: staging.conn_id.")
+    storage_class: StorageClass = Field(
+        StorageClass.GLACIER, description="S3 storage class of the copies: STANDARD_IA, GLACIER, DEEP_ARCHIVE, ..."
+    )
+    quarantine: bool = Field(
+        True,
+        description="Copy the quarantine and rejects Parquet of every generation older than retention.older_than "
+        "(also of the generations retention keeps).",
+    )
+    generations: bool = Field(True, description="Copy every object of a generation before retention deletes it.")
+
+
+class RetentionConfig(StrictModel):
+    """What `python -m sluice staging retention` and the sluice_retention DAG may delete from staging."""
+
+    enabled: bool = Field(True, description="false: retention deletes nothing of this pipeline (archive still runs).")
+    older_than: Duration = Field(
+        timedelta(days=30),
+        description="Delete committed generations whose newest object is older than this (30d, 12h, PT36H). The "
+        "latest generation of an interval, uncommitted ones and ones a running run uses are always kept.",
+    )
+    archive: ArchiveConfig | None = Field(None, description="Copy to an archive bucket/prefix before deleting.")
+
+
 class StagingConfig(StrictModel):
     url: Annotated[str, Field(pattern=r"^(s3://[a-z0-9][a-z0-9.-]+[a-z0-9](/.*)?|file:///.*)$")] = Field(
         "s3://sluice-staging", description="Where Parquet chunks are staged: s3://bucket[/prefix] or file:///path."
     )
     conn_id: str | None = Field("sluice_s3", description="Airflow AWS connection id (unused for file://).")
     chunk_rows: int = Field(250_000, gt=0, description="Rows per staged Parquet chunk; bounds the memory of a task.")
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, description="Deleting and archiving old staged generations."
+    )
+
+    @model_validator(mode="after")
+    def _archive_apart(self) -> StagingConfig:
+        archive = self.retention.archive
+        if archive is None:
+            return self
+        if not self.url.startswith("s3://"):
+            raise fail(
+                "retention.archive",
+                f"an archive needs s3:// staging, not {self.url}",
+                hint="remove retention.archive, or stage in S3",
+            )
+        staged, kept = self.url.rstrip("/") + "/", archive.url.rstrip("/") + "/"
+        if staged.startswith(kept) or kept.startswith(staged):
+            raise fail(
+                "retention.archive.url",
+                f"archive url {archive.url} overlaps staging url {self.url}: retention would delete the archive",
+                expected="another bucket, or a prefix beside the staging prefix",
+                hint=f"e.g. url: s3://{staged[5:].split('/')[0]}-archive",
+            )
+        return self
 
 
 class ExpectationSpec(StrictModel):

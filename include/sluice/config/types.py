@@ -357,3 +357,15 @@ class Severity(StrEnum):
     quarantine = "quarantine"
     fail = "fail"
     warn = "warn"
+
+
+class StorageClass(StrEnum):
+    """S3 storage classes an archive copy may be written in (copy-object's StorageClass)."""
+
+    STANDARD = "STANDARD"
+    STANDARD_IA = "STANDARD_IA"
+    ONEZONE_IA = "ONEZONE_IA"
+    INTELLIGENT_TIERING = "INTELLIGENT_TIERING"
+    GLACIER_IR = "GLACIER_IR"
+    GLACIER = "GLACIER"
+    DEEP_ARCHIVE = "DEEP_ARCHIVE"

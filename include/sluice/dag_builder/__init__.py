@@ -1,7 +1,7 @@
 """PipelineConfig -> Airflow DAG: the one package that knows Airflow's authoring API.
 
 `common` (pipeline files, interval params), `pipeline` (one DAG per pipeline file), `ops` (sluice_maintenance,
-sluice_freshness). The DAG files in dags/ call the register_* functions.
+sluice_retention, sluice_freshness). The DAG files in dags/ call the register_* functions.
 """
 
 from sluice.dag_builder.common import (
@@ -16,11 +16,15 @@ from sluice.dag_builder.ops import (
     FRESHNESS_DAG,
     FRESHNESS_SCHEDULE,
     MAINTENANCE_DAG,
+    RETENTION_DAG,
+    RETENTION_SCHEDULE,
     build_freshness_dag,
     build_maintenance_dag,
+    build_retention_dag,
     maintenance_params,
     register_freshness_watchdog,
     register_maintenance,
+    register_retention,
 )
 from sluice.dag_builder.pipeline import (
     DEADLINE_CALLBACK,
@@ -41,10 +45,13 @@ __all__ = [
     "FRESHNESS_DAG",
     "FRESHNESS_SCHEDULE",
     "MAINTENANCE_DAG",
+    "RETENTION_DAG",
+    "RETENTION_SCHEDULE",
     "PipelineFilesInvalid",
     "build_dag",
     "build_freshness_dag",
     "build_maintenance_dag",
+    "build_retention_dag",
     "current",
     "deadline_alert",
     "default_args",
@@ -57,6 +64,7 @@ __all__ = [
     "register_freshness_watchdog",
     "register_maintenance",
     "register_pipelines",
+    "register_retention",
     "resolve_interval",
     "source_pool",
     "target_asset",

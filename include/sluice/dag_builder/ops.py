@@ -1,5 +1,5 @@
-"""Sluice's own DAGs beside the pipelines: sluice_maintenance (replay quarantined rows from the trigger form) and
-sluice_freshness (the freshness watchdog)."""
+"""Sluice's own DAGs beside the pipelines: sluice_maintenance (replay quarantined rows from the trigger form),
+sluice_retention (daily staging retention and archive) and sluice_freshness (the freshness watchdog)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,67 @@ def register_maintenance(namespace: dict[str, Any]) -> DAG | None:
     if only and only != MAINTENANCE_DAG:
         return None
     dag = namespace["sluice__maintenance"] = build_maintenance_dag(sorted(load_configs().pipelines))
+    return dag
+
+
+RETENTION_DAG = "sluice_retention"
+RETENTION_SCHEDULE = "30 3 * * *"
+
+
+def build_retention_dag() -> DAG:
+    """Staging retention and cold archive (sluice/retention.py), daily, for every pipeline: what
+    `python -m sluice staging retention` does. A DAG of its own because sluice_maintenance is manual (its trigger
+    form is the replay's); a scheduled run there would replay with default params. Ages are judged as of the run's
+    `as_of` param, else its run_after, so no task reads the clock. A pipeline that fails is logged and the task
+    fails after the others ran (one bad bucket does not stop the rest)."""
+    dag = DAG(
+        dag_id=RETENTION_DAG,
+        description="Delete old committed staged generations (archived first when configured), every pipeline",
+        schedule=RETENTION_SCHEDULE,
+        start_date=utc_day(datetime(2024, 1, 1)),
+        catchup=False,
+        max_active_runs=1,
+        tags=["sluice", "maintenance"],
+        doc_md=build_retention_dag.__doc__,
+        params={
+            "as_of": Param(
+                None,
+                type=["null", "string"],
+                title="As of (ISO-8601 UTC)",
+                description="Judge ages as of this time; empty: the time the run was scheduled for.",
+            ),
+            "dry_run": Param(False, type="boolean", title="Dry run", description="Report only; delete nothing."),
+        },
+        default_args={"retries": 0},
+    )
+    with dag:
+
+        @task(execution_timeout=timedelta(hours=3))
+        def staging_retention(**context) -> dict:
+            from sluice.retention import run_all
+
+            p = context.get("params") or {}
+            as_of = datetime.fromisoformat(p["as_of"]) if p.get("as_of") else context["dag_run"].run_after
+            if as_of.tzinfo is None:
+                raise ValueError(f"param as_of {p['as_of']!r} has no time zone (write e.g. 2026-01-01T00:00:00+00:00)")
+            configs = load_configs().pipelines
+            runs = run_all(configs.values(), as_of, dry_run=bool(p.get("dry_run")), echo=log.info)
+            done = {cfg.name: r for cfg, r in runs}
+            failed = [name for name, r in done.items() if isinstance(r, Exception)]
+            if failed:
+                raise RuntimeError(f"staging retention failed for {', '.join(failed)} (see the log above)")
+            return {name: r.to_dict() for name, r in done.items() if not isinstance(r, Exception)}
+
+        staging_retention()
+    return dag
+
+
+def register_retention(namespace: dict[str, Any]) -> DAG | None:
+    """For dags/sluice_retention.py."""
+    only = get_parsing_context().dag_id
+    if only and only != RETENTION_DAG:
+        return None
+    dag = namespace[RETENTION_DAG] = build_retention_dag()
     return dag
 
 

@@ -8,7 +8,8 @@ This package is a leaf: it imports only psycopg, so every stage (validate, loadi
 `identifiers`, `ddl`, `dml` (the load), `catalog`, `bookkeeping` (ledger, run summary, schema changes),
 `quarantine` (sluice.quarantine: DDL and migration, status changes, the `quarantine` command's queries),
 `freshness` (last loaded interval, run progress, the watchdog's breaches), `history` (per-interval statistics
-of successful loads, for the quality gate's history checks); `results` reads the one row of a statement that always
+of successful loads, for the quality gate's history checks), `retention` (committed generations and running runs,
+for staging retention); `results` reads the one row of a statement that always
 returns one (`q.scalar(conn.execute(...))`).
 """
 
@@ -22,3 +23,4 @@ from sluice.loading.sql.identifiers import *  # noqa: F403
 from sluice.loading.sql.identifiers import _coldef, _cols  # noqa: F401
 from sluice.loading.sql.quarantine import *  # noqa: F403
 from sluice.loading.sql.results import one_row, scalar  # noqa: F401
+from sluice.loading.sql.retention import *  # noqa: F403
