@@ -103,6 +103,10 @@ def run_list(args: argparse.Namespace) -> int:
     from sluice.loading.sql import quarantine as qs
 
     conn = _connect(args)
+    if conn is not None:
+        from sluice.validate.quarantine import compact_counts
+
+        compact_counts(conn)
     rows = [] if conn is None else conn.execute(qs.quarantine_list(), _params(args)).fetchall()
     if not rows:
         print("no quarantined rows match")

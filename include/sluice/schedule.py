@@ -14,6 +14,8 @@ import itertools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
+from functools import lru_cache
+
 from croniter import croniter
 
 from sluice.interval import Interval
@@ -81,9 +83,11 @@ def parse_when(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+@lru_cache(maxsize=4096)
 def latest_complete_end(cron: str, now: datetime, end_date: date | None = None) -> datetime:
     """End of the latest interval that is complete at `now` (the last cron tick at or before it), at most the end of
-    the interval that starts on end_date."""
+    the interval that starts on end_date. Cached: the Sluice page asks it for every pipeline with the same `now`, and
+    croniter's parse of the expression is most of its cost."""
     end = croniter(cron, now + _EPSILON).get_prev(datetime)
     if end_date is not None:
         end = min(end, _at_midnight(end_date) + timedelta(days=1))
@@ -97,11 +101,13 @@ def lag(cron: str, loaded_end: datetime | None, now: datetime, end_date: date | 
     return max(timedelta(0), latest_complete_end(cron, now, end_date) - loaded_end)
 
 
+@lru_cache(maxsize=4096)
 def overdue_intervals(
     cron: str, loaded_end: datetime | None, deadline: timedelta | None, now: datetime, end_date: date | None = None
 ) -> int | None:
     """Intervals after the last loaded one whose deadline (interval end + `deadline`) has passed, up to MAX_OVERDUE.
-    None without a deadline or before the first load (a pipeline that never ran has no interval to be late on)."""
+    None without a deadline or before the first load (a pipeline that never ran has no interval to be late on).
+    Cached: pipelines on one schedule that are current share the answer."""
     if deadline is None or loaded_end is None:
         return None
     last = latest_complete_end(cron, now, end_date)

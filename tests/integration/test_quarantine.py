@@ -102,6 +102,9 @@ def test_a_table_of_the_old_shape_is_migrated_in_place(pg):
             "SELECT generation, source, source_line, kind, status FROM sluice.quarantine ORDER BY generation"
         ).fetchall()
         assert got == [(1, "s3://b/a.csv", 4, "parse", "superseded"), (2, None, None, "cast", "pending")]
+        from sluice.loading.sql import quarantine_counts as qc
+
+        assert pg.execute(qc.counts_versus_rows()).fetchall() == []  # the rows already there are counted
         for stmt in qs.quarantine_ddl():  # idempotent
             pg.execute(stmt)
         assert pg.execute("SELECT count(*) FROM sluice.quarantine WHERE status = 'pending'").fetchone()[0] == 1

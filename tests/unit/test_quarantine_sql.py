@@ -65,8 +65,10 @@ def test_chunk_replace_and_supersede():
 def test_filters_are_optional_placeholders():
     listing = s(qs.quarantine_list())
     assert listing.startswith(
-        'SELECT pipeline, interval_start, interval_end, status, reason, count(*) AS rows FROM "sluice"."quarantine"'
+        "SELECT pipeline, interval_start, interval_end, status, reason, sum(rows)::bigint AS rows "
+        'FROM "sluice"."quarantine_counts"'
     )
+    assert "HAVING sum(rows) <> 0" in listing
     for part in (
         "(%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)",
         "(%(status)s::text IS NULL OR status = %(status)s)",

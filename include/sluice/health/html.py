@@ -294,12 +294,17 @@ def detail_page(dt: PipelineDetail, base: str, ui: str) -> str:
     return _page(f"Sluice: {h.name}", "".join(parts))
 
 
+_PLAIN = (str, int, float, bool)
+
+
 def as_json(obj: Any) -> Any:
     """Dataclasses, datetimes and timedeltas as JSON values (for the JSON endpoints)."""
-    from dataclasses import asdict, is_dataclass
+    from dataclasses import is_dataclass
 
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return as_json(asdict(obj))
+    if obj is None or type(obj) in _PLAIN:  # most values: no further checks
+        return obj
+    if is_dataclass(obj) and not isinstance(obj, type):  # vars(), not asdict(): asdict deep-copies every value first
+        return {k: as_json(v) for k, v in vars(obj).items()}
     if isinstance(obj, dict):
         return {k: as_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -4,6 +4,7 @@ shown for what it is (healthy, failing, stale, never ran, invalid file, no file 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +54,7 @@ class Overview:
     pipelines: list[PipelineHealth]
     now: datetime
     warehouse_error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step (the page's Server-Timing header)
 
 
 @dataclass
@@ -174,18 +176,28 @@ def _state(h: PipelineHealth, cfg: PipelineConfig | None, row: dict[str, Any] | 
 def read_overview(now: datetime | None = None, dsn: str | None = None) -> Overview:
     """The Sluice page's data: never raises for the warehouse (the page says it is unreachable)."""
     now = now or datetime.now(UTC)
+    started = time.perf_counter()
     try:
         with warehouse.connect(dsn) as conn:
-            return overview_from(conn, now)
+            connected = time.perf_counter() - started
+            ov = overview_from(conn, now)
+            ov.timings = {"connect": connected, **ov.timings}
+            return ov
     except warehouse.WarehouseUnavailable as exc:
         configs, invalid = load_configs()
         return Overview(build(configs, invalid, [], now), now, str(exc))
 
 
 def overview_from(conn: Any, now: datetime) -> Overview:
-    """The overview on an open warehouse connection (the bench runs it inside a transaction it rolls back)."""
+    """The overview on an open warehouse connection, with the seconds of each step in `timings`."""
+    t0 = time.perf_counter()
+    rows = warehouse.overview_rows(conn, INTERVALS)
+    t1 = time.perf_counter()
     configs, invalid = load_configs()
-    return Overview(build(configs, invalid, warehouse.overview_rows(conn, INTERVALS), now), now)
+    t2 = time.perf_counter()
+    pipelines = build(configs, invalid, rows, now)
+    t3 = time.perf_counter()
+    return Overview(pipelines, now, timings={"sql": t1 - t0, "files": t2 - t1, "build": t3 - t2})
 
 
 def read_detail(name: str, now: datetime | None = None, dsn: str | None = None) -> PipelineDetail:

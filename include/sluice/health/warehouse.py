@@ -41,7 +41,9 @@ def connect(dsn: str | None = None) -> Iterator[psycopg.Connection[dict[str, Any
             from sluice.connections import pg_dsn
 
             dsn = pg_dsn(cid)
-        opts = f"-c statement_timeout={TIMEOUT_SECONDS * 1000} -c default_transaction_read_only=on"
+        # jit off: compiling the overview statement (one pass over the whole history) cost more than it saved,
+        # 50-60 ms of its ~250 ms at 200 pipelines x 365 intervals (bench/bench_health.py)
+        opts = f"-c statement_timeout={TIMEOUT_SECONDS * 1000} -c default_transaction_read_only=on -c jit=off"
         conn = psycopg.connect(
             dsn,
             connect_timeout=TIMEOUT_SECONDS,

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "QUARANTINE_FILE_SCHEMA",
     "cast_reason_counts",
+    "compact_counts",
     "ensure_quarantine_table",
     "quarantine_table",
     "reason_key",
@@ -76,6 +77,16 @@ def ensure_quarantine_table(conn: psycopg.Connection) -> None:
         except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
             if attempt == 2:
                 raise
+
+
+def compact_counts(conn: psycopg.Connection) -> None:
+    """Fold the kept counts' new deltas (`loading/sql/quarantine_counts.py`): one compaction at a time, exact
+    whatever runs beside it. Cheap when nothing changed (a partial index finds no unfolded delta)."""
+    from sluice.loading.sql import quarantine_counts as qc
+
+    with conn.transaction():
+        conn.execute(qc.counts_lock())
+        conn.execute(qc.counts_compact())
 
 
 def replace_quarantine_rows(

@@ -13,6 +13,7 @@ from enum import StrEnum
 from psycopg import sql
 
 from sluice.loading.sql.identifiers import META, _cols, qualified
+from sluice.loading.sql.quarantine_counts import counts_ddl, counts_list, counts_ready
 
 __all__ = [
     "COPY_COLUMNS",
@@ -99,7 +100,6 @@ _ADDED = (
     ("discarded_by", "text"),
     ("note", "text"),
 )
-NEWEST_COLUMN = "note"  # present once the migration ran (the cheap check before taking the DDL lock)
 
 
 def _table() -> sql.Identifier:
@@ -164,20 +164,20 @@ def quarantine_indexes() -> list[sql.Composed]:
 
 
 def quarantine_ddl() -> list[sql.Composed]:
-    """Everything `ensure_quarantine_table` runs under the DDL lock, in order."""
+    """Everything `ensure_quarantine_table` runs under the DDL lock, in order (the kept counts last: see
+    `quarantine_counts`)."""
     return [
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(META)),
         create_quarantine(),
         *migrate_quarantine(),
         *quarantine_indexes(),
+        *counts_ddl(),
     ]
 
 
 def quarantine_ready() -> sql.Composed:
-    """Is the table there in its current shape (then no DDL lock is taken)?"""
-    return sql.SQL("SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass({}) AND attname = {})").format(
-        sql.Literal(f"{META}.{QUARANTINE_TABLE}"), sql.Literal(NEWEST_COLUMN)
-    )
+    """Is the table there in its current shape, with its kept counts (then no DDL lock is taken)?"""
+    return counts_ready()
 
 
 def quarantine_delete_chunk() -> sql.Composed:
@@ -225,12 +225,9 @@ _FILTER = sql.SQL(
 
 
 def quarantine_list() -> sql.Composed:
-    """Counts by pipeline, interval, status and reason (params: pipeline, status, since, until, reason; None = all)."""
-    return sql.SQL(
-        "SELECT pipeline, interval_start, interval_end, status, reason, count(*) AS rows FROM {} WHERE {} "
-        "GROUP BY pipeline, interval_start, interval_end, status, reason "
-        "ORDER BY pipeline, interval_start, status, reason"
-    ).format(_table(), _FILTER)
+    """Counts by pipeline, interval, status and reason (params: pipeline, status, since, until, reason; None = all),
+    from the counts the triggers keep (`sluice.quarantine_counts`), not by counting the rows."""
+    return counts_list(_FILTER)
 
 
 def quarantine_show() -> sql.Composed:
