@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
-
 from functools import lru_cache
 
 from croniter import croniter
