@@ -53,16 +53,19 @@ def test_counts_follow_every_change_of_the_rows(new_cfg, pg):  # noqa: F811
         qs.quarantine_discard(),
         {**ALL, "pipeline": cfg.name, "reason": "between", "status": "pending", "by": "test", "note": "n"},
     )
-    ids = [
-        r[0]
-        for r in pg.execute("SELECT id FROM sluice.quarantine WHERE pipeline = %s AND status = 'pending'", (cfg.name,))
-    ]
+    pending = pg.execute(
+        "SELECT id, interval_start, interval_end, generation FROM sluice.quarantine "
+        "WHERE pipeline = %s AND status = 'pending'",
+        (cfg.name,),
+    ).fetchall()
+    ids = [r[0] for r in pending]
+    group = {"pipeline": cfg.name, "start": pending[0][1], "end": pending[0][2], "quarantined_by": pending[0][3]}
     pg.execute(
         qs.quarantine_new_reasons(),
-        {"ids": ids, "kinds": ["cast"], "reasons_key": ["cast qty: other"], "reasons": ["[]"]},
+        {**group, "ids": ids, "kinds": ["cast"], "reasons_key": ["cast qty: other"], "reasons": ["[]"]},
     )
     assert listed(pg, cfg.name)[("pending", "cast qty: other")] == 1 and disagreements(pg) == []
-    pg.execute(qs.quarantine_mark_replayed(), {"ids": ids, "run_id": "replay", "generation": 10})
+    pg.execute(qs.quarantine_mark_replayed(), {**group, "ids": ids, "run_id": "replay", "generation": 10})
     assert listed(pg, cfg.name)[("replayed", "cast qty: other")] == 1 and disagreements(pg) == []
     pg.execute("DELETE FROM sluice.quarantine WHERE pipeline = %s AND status = 'superseded'", (cfg.name,))
     assert listed(pg, cfg.name) == {("discarded", between): 1, ("replayed", "cast qty: other"): 1}
