@@ -110,6 +110,12 @@ def test_sluice_page_shows_the_warehouse_numbers_and_links_to_the_run(api, page,
     assert cell(page, DAG, "quarantine_rate") == "20.00%"  # 3 of 15 rows
     assert page.locator(f"{row} .state").first.inner_text() == "ok"
     assert page.locator('tr[data-pipeline="e2e_broken_pipeline"] .state').first.inner_text() == "invalid file"
+    # the demo's HTTP source has a circuit breaker: its state as Redis holds it (none seen yet: closed)
+    from sluice.sources import breaker
+
+    seen = breaker.state("sluice_demo_api")
+    assert cell(page, "api_customers", "circuit_breaker").split()[0] == (seen.state if seen else "closed")
+    assert cell(page, DAG, "circuit_breaker") == ""  # a SQL source without a breaker
     listed = {e.get_attribute("data-pipeline") for e in page.locator("tr[data-pipeline]").all()}
     for name in listed - set(figures):  # valid files without a run summary
         state = page.locator(f'tr[data-pipeline="{name}"] .state').first.inner_text()

@@ -83,3 +83,33 @@ def test_breakers_command_shows_and_resets_a_breaker(redis_url, conn_id, monkeyp
     assert " open " in line and "opened 1x" in line and "HTTP 502" in line
     assert main(["breakers", "--reset", conn_id]) == 0
     assert all(s.conn_id != conn_id for s in br.states(redis_url))
+
+
+def test_page_and_metrics_show_an_open_breaker_from_redis(redis_url, conn_id, monkeypatch):
+    """What the Sluice page and the Prometheus endpoint read: the breaker's state as Redis holds it."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+    from sluice.health import metrics, report
+
+    monkeypatch.setenv(br.REDIS_URL_ENV, redis_url)
+    a = br.CircuitBreaker(conn_id, failures=2, cooldown_seconds=3600, max_wait_seconds=1, redis_url=redis_url)
+    a.failure("HTTP 503")
+    a.failure("HTTP 503")
+    found, error = report.read_breakers()
+    assert error is None and (found[conn_id].state, found[conn_id].opened) == (br.OPEN, 1)
+    assert [e["to"] for e in report._breaker_events(conn_id)] == [br.OPEN]
+
+    monkeypatch.setattr(report, "load_configs", lambda: ({}, {}))
+    reg = CollectorRegistry()
+    reg.register(metrics.WarehouseCollector("postgresql://nobody@127.0.0.1:1/none"))  # the warehouse down too
+    samples = [s for f in text_string_to_metric_families(generate_latest(reg).decode()) for s in f.samples]
+    mine = {
+        s.labels["state"]: s.value
+        for s in samples
+        if s.name == "sluice_circuit_breaker_state" and s.labels["conn_id"] == conn_id
+    }
+    assert mine == {"closed": 0, "open": 1, "half_open": 0}
+    opened = [
+        s.value for s in samples if s.name == "sluice_circuit_breaker_opened_total" and s.labels["conn_id"] == conn_id
+    ]
+    assert opened == [1]

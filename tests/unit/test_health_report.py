@@ -112,3 +112,23 @@ def test_duration_shows_two_units():
     assert html.duration(timedelta(days=2, hours=3, minutes=4)) == "2d 3h"
     assert html.duration(timedelta(0)) == "0"
     assert html.duration(None) == ""
+
+
+def test_a_configured_circuit_breaker_is_shown_with_its_state_and_unknown_when_redis_is_unreadable():
+    from sluice.sources.breaker import BreakerState
+
+    api = load_pipeline(REPO / "config" / "pipelines" / "api_customers.yaml")
+    plain = load_pipeline(REPO / "config" / "pipelines" / "tpch_orders.yaml")
+    configs = {api.name: api, plain.name: plain}
+    conn = api.source.conn_id
+    opened = {conn: BreakerState(conn, "open", 5, 3, 2, 1.0, [])}
+    by = {h.name: h for h in report.build(configs, {}, [], NOW, opened)}
+    assert (by[api.name].breaker, by[api.name].breaker_conn, by[api.name].breaker_opened) == ("open", conn, 3)
+    assert by[plain.name].breaker is None  # no breaker configured: nothing to show
+    assert {h.name: h.breaker for h in report.build(configs, {}, [], NOW, {})}[api.name] == "closed"
+    assert {h.name: h.breaker for h in report.build(configs, {}, [], NOW, None)}[api.name] == "unknown"
+    page = html.overview_page(
+        report.Overview(list(by.values()), NOW, breaker_error="circuit breakers unreadable"), "/s", ""
+    )
+    assert 'data-col="circuit_breaker"><span class="state failing"' in page and "3x" in page
+    assert "circuit breakers unreadable" in page

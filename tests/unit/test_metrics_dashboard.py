@@ -99,10 +99,45 @@ def test_exporter_exports_what_it_declares(fake_warehouse):
     assert samples["sluice_warehouse_up"][0].value == 1
 
 
-def test_unreachable_warehouse_exports_up_0_and_nothing_else(monkeypatch):
+def test_unreachable_warehouse_exports_up_0_and_no_pipeline_series(monkeypatch):
     monkeypatch.setattr(report, "load_configs", lambda: ({}, {}))
+    monkeypatch.delenv("SLUICE_REDIS_URL", raising=False)  # no Redis configured: no breaker can exist
     samples = scrape(metrics.WarehouseCollector("postgresql://nobody@127.0.0.1:1/none"))
-    assert set(samples) == {"sluice_warehouse_up"} and samples["sluice_warehouse_up"][0].value == 0
+    assert set(samples) == {"sluice_warehouse_up", "sluice_circuit_breakers_up"}
+    assert samples["sluice_warehouse_up"][0].value == 0 and samples["sluice_circuit_breakers_up"][0].value == 1
+
+
+def test_breakers_are_exported_per_connection_with_one_current_state(fake_warehouse, monkeypatch):
+    from sluice.sources.breaker import BreakerState
+
+    found = {
+        "api_a": BreakerState("api_a", "open", 5, 2, 1, 1.0, []),
+        "api_b": BreakerState("api_b", "closed", 0, 0, 0, None, []),
+    }
+    monkeypatch.setattr(report, "read_breakers", lambda: (found, None))
+    samples = scrape(metrics.WarehouseCollector())
+    assert set(samples) <= metrics.exported_names()
+    states = {(s.labels["conn_id"], s.labels["state"]): s.value for s in samples["sluice_circuit_breaker_state"]}
+    assert states == {
+        ("api_a", "closed"): 0,
+        ("api_a", "open"): 1,
+        ("api_a", "half_open"): 0,
+        ("api_b", "closed"): 1,
+        ("api_b", "open"): 0,
+        ("api_b", "half_open"): 0,
+    }
+    assert {s.labels["conn_id"]: s.value for s in samples["sluice_circuit_breaker_opened_total"]} == {
+        "api_a": 2,
+        "api_b": 0,
+    }
+    assert samples["sluice_circuit_breakers_up"][0].value == 1
+
+
+def test_unreachable_redis_exports_breakers_up_0(fake_warehouse, monkeypatch):
+    monkeypatch.setenv("SLUICE_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
+    samples = scrape(metrics.WarehouseCollector())
+    assert samples["sluice_circuit_breakers_up"][0].value == 0
+    assert "sluice_circuit_breaker_state" not in samples and samples["sluice_warehouse_up"][0].value == 1
 
 
 def test_compose_runs_exporter_prometheus_and_grafana():

@@ -3,7 +3,7 @@ value escaped, links to the Airflow UI open in the top window, the small chart i
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -111,6 +111,20 @@ def _state(h: PipelineHealth) -> str:
     return f'<span class="state {_STATE_CLASS.get(h.state, "")}">{escape(h.state)}</span>'
 
 
+_BREAKER_CLASS = {"closed": "ok", "open": "failing", "half_open": "late", "unknown": "never"}
+
+
+def _breaker(h: PipelineHealth) -> str:
+    """The source's circuit breaker (empty when none is configured), with how often it opened."""
+    if h.breaker is None:
+        return ""
+    title = f"connection {h.breaker_conn}; opened {h.breaker_opened}x"
+    label = (
+        f'<span class="state {_BREAKER_CLASS.get(h.breaker, "")}" title="{escape(title)}">{escape(h.breaker)}</span>'
+    )
+    return label + (f' <span class="muted">{h.breaker_opened}x</span>' if h.breaker_opened else "")
+
+
 def _overdue(h: PipelineHealth) -> str:
     if h.overdue is None:
         return ""
@@ -121,6 +135,7 @@ COLUMNS = (
     "pipeline",
     "state",
     "source",
+    "circuit breaker",
     "schedule",
     "last loaded interval",
     "lag",
@@ -144,7 +159,7 @@ def overview_page(ov: Overview, base: str, ui: str) -> str:
         last = f'<span class="state {escape(h.last_status or "")}">{escape(h.last_status or "")}</span>'
         last += f' <span class="muted">{_when(h.last_finished)}</span>' if h.last_finished else ""
         if h.config_error:
-            cells = [name, _state(h), f'<td class="err" colspan="11">{escape(h.config_error)}</td>', _links(ui, h)]
+            cells = [name, _state(h), f'<td class="err" colspan="12">{escape(h.config_error)}</td>', _links(ui, h)]
             rows.append(
                 f'<tr data-pipeline="{escape(h.name)}"><td>'
                 + "</td><td>".join(cells[:2])
@@ -157,6 +172,7 @@ def overview_page(ov: Overview, base: str, ui: str) -> str:
             name,
             _state(h),
             escape(h.source_kind or ""),
+            _breaker(h),
             escape(h.schedule or ""),
             interval,
             duration(h.lag),
@@ -180,6 +196,9 @@ def overview_page(ov: Overview, base: str, ui: str) -> str:
         if ov.warehouse_error
         else ""
     )
+    if ov.breaker_error:
+        banner += f'<div class="banner" role="alert">{escape(ov.breaker_error)}</div>'
+
     head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
     body = (
         f"<h1>Sluice pipelines</h1>{banner}<p class='muted'>{len(ov.pipelines)} pipelines · from the warehouse "
@@ -291,7 +310,32 @@ def detail_page(dt: PipelineDetail, base: str, ui: str) -> str:
         if changes
         else "<p class='muted'>none</p>"
     )
+    parts.extend(_breaker_section(dt))
     return _page(f"Sluice: {h.name}", "".join(parts))
+
+
+def _breaker_section(dt: PipelineDetail) -> list[str]:
+    h = dt.health
+    if h is None or h.breaker is None:
+        return []
+    out = [f"<h2>Circuit breaker of connection {escape(h.breaker_conn or '')}: {_breaker(h)}</h2>"]
+    if dt.breaker_error:
+        out.append(f'<div class="banner" role="alert">{escape(dt.breaker_error)}</div>')
+    events = [
+        [
+            _when(datetime.fromtimestamp(float(e["at"]), UTC)),
+            escape(str(e.get("from", ""))),
+            escape(str(e.get("to", ""))),
+            escape(str(e.get("reason", ""))),
+        ]
+        for e in dt.breaker_events
+    ]
+    out.append(
+        _table("breaker-events", ("when", "from", "to", "reason"), events)
+        if events
+        else "<p class='muted'>no state change recorded</p>"
+    )
+    return out
 
 
 _PLAIN = (str, int, float, bool)

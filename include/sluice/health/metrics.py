@@ -46,7 +46,16 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "sluice_quarantine_rows": ("gauge", "Quarantine rows of the latest generation of every interval", ("pipeline",)),
     "sluice_last_interval_rows": ("gauge", "Rows extracted in the newest interval (latest generation)", ("pipeline",)),
     "sluice_overdue_intervals": ("gauge", "Intervals after the last loaded one past their deadline", ("pipeline",)),
+    "sluice_circuit_breakers_up": ("gauge", "1 when the circuit breakers could be read from Redis", ()),
+    "sluice_circuit_breaker_state": (
+        "gauge",
+        "1 for the breaker's current state (closed, open, half_open), 0 for the others; per source connection",
+        ("conn_id", "state"),
+    ),
+    "sluice_circuit_breaker_opened": ("counter", "Times the breaker opened from closed", ("conn_id",)),
+    "sluice_circuit_breaker_probes": ("counter", "Probe requests let through a half-open breaker", ("conn_id",)),
 }
+BREAKER_STATES = ("closed", "open", "half_open")
 
 
 def _family(name: str) -> Any:
@@ -77,6 +86,7 @@ class WarehouseCollector(Collector):
     def collect(self) -> Iterator[Any]:
         now = datetime.now(UTC)
         fam = {name: _family(name) for name in METRICS}
+        yield from _breaker_families(fam)
         configs, invalid = report.load_configs()
         try:
             with warehouse.connect(self.dsn) as conn:
@@ -111,6 +121,20 @@ class WarehouseCollector(Collector):
                 fam["sluice_load_seconds"].add_metric(p, float(seconds[h.name]["seconds"] or 0))
                 fam["sluice_ledger_rows_loaded"].add_metric(p, int(seconds[h.name]["rows_loaded"] or 0))
         yield from fam.values()
+
+
+def _breaker_families(fam: dict[str, Any]) -> Iterator[Any]:
+    """The circuit breakers from Redis, read whether or not the warehouse is up (they are Redis's, not its)."""
+    breakers, error = report.read_breakers()
+    fam["sluice_circuit_breakers_up"].add_metric([], 0 if error else 1)
+    for conn_id, b in sorted((breakers or {}).items()):
+        for state in BREAKER_STATES:
+            fam["sluice_circuit_breaker_state"].add_metric([conn_id, state], 1 if b.state == state else 0)
+        fam["sluice_circuit_breaker_opened"].add_metric([conn_id], b.opened)
+        fam["sluice_circuit_breaker_probes"].add_metric([conn_id], b.probes)
+    for name in METRICS:
+        if name.startswith("sluice_circuit_breaker"):
+            yield fam.pop(name)
 
 
 def _runs_by_state(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

@@ -15,6 +15,7 @@ from sluice.health import warehouse
 
 if TYPE_CHECKING:
     from sluice.config import PipelineConfig
+    from sluice.sources.breaker import BreakerState
 
 INTERVALS = 30  # the small chart's width
 
@@ -47,6 +48,9 @@ class PipelineHealth:
     last_schema_change: datetime | None = None
     overdue: int | None = None
     deadline: timedelta | None = None
+    breaker_conn: str | None = None  # the source's conn_id when its circuit breaker is configured
+    breaker: str | None = None  # closed | open | half_open | unknown (Redis unreadable); None without a breaker
+    breaker_opened: int = 0  # times it opened since Redis last forgot it
 
 
 @dataclass
@@ -55,6 +59,7 @@ class Overview:
     now: datetime
     warehouse_error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step (the page's Server-Timing header)
+    breaker_error: str | None = None  # why the circuit breakers could not be read
 
 
 @dataclass
@@ -64,6 +69,8 @@ class PipelineDetail:
     reasons: list[dict[str, Any]] = field(default_factory=list)
     schema_changes: list[dict[str, Any]] = field(default_factory=list)
     warehouse_error: str | None = None
+    breaker_events: list[dict[str, Any]] = field(default_factory=list)  # newest first: at, from, to, reason
+    breaker_error: str | None = None
 
 
 def pipelines_dirs() -> list[Path]:
@@ -122,10 +129,28 @@ def _declared_name(path: str) -> str | None:
     return m.group(1) if m else None
 
 
+def read_breakers(redis_url: str | None = None) -> tuple[dict[str, BreakerState] | None, str | None]:
+    """The sources' circuit breakers by conn_id as Redis holds them (sources/breaker.py), and why they could not be
+    read: ({}, None) when no Redis is configured (no breaker can exist), (None, reason) when Redis is unreachable."""
+    from sluice.sources import breaker
+
+    if not (redis_url or os.environ.get(breaker.REDIS_URL_ENV, "").strip()):
+        return {}, None
+    try:
+        return {s.conn_id: s for s in breaker.states(redis_url, events=0)}, None
+    except Exception as exc:  # redis-py's errors, a bad URL: the page says so instead of failing
+        return None, f"circuit breakers unreadable ({type(exc).__name__}: {exc})"
+
+
 def build(
-    configs: dict[str, PipelineConfig], invalid: dict[str, str], rows: list[dict[str, Any]], now: datetime
+    configs: dict[str, PipelineConfig],
+    invalid: dict[str, str],
+    rows: list[dict[str, Any]],
+    now: datetime,
+    breakers: dict[str, BreakerState] | None = None,
 ) -> list[PipelineHealth]:
-    """Every pipeline that has a file (valid or not) or a run summary, sorted by name. Pure: a unit test feeds it."""
+    """Every pipeline that has a file (valid or not) or a run summary, sorted by name. Pure: a unit test feeds it.
+    `breakers` by conn_id; None means they could not be read, so a configured breaker shows as unknown."""
     by_name = {r["pipeline"]: r for r in rows}
     out = []
     for name in sorted({*configs, *invalid, *by_name}):
@@ -134,6 +159,7 @@ def build(
         if cfg is not None:
             h.source_kind, h.schedule = cfg.source.kind, cfg.schedule
             h.deadline = cfg.deadline.after_interval_end if cfg.deadline else None
+            _breaker(h, cfg, breakers)
         if row is not None:
             _fill(h, row)
         if cfg is not None and h.ok_end is not None:
@@ -143,6 +169,17 @@ def build(
         h.state = _state(h, cfg, row)
         out.append(h)
     return out
+
+
+def _breaker(h: PipelineHealth, cfg: PipelineConfig, breakers: dict[str, BreakerState] | None) -> None:
+    if getattr(cfg.source, "circuit_breaker", None) is None:
+        return
+    h.breaker_conn = cfg.source.conn_id
+    if breakers is None:
+        h.breaker = "unknown"
+        return
+    seen = breakers.get(h.breaker_conn)  # a breaker that never saw a failure has no key yet: closed
+    h.breaker, h.breaker_opened = (seen.state, seen.opened) if seen else ("closed", 0)
 
 
 def _fill(h: PipelineHealth, r: dict[str, Any]) -> None:
@@ -185,7 +222,8 @@ def read_overview(now: datetime | None = None, dsn: str | None = None) -> Overvi
             return ov
     except warehouse.WarehouseUnavailable as exc:
         configs, invalid = load_configs()
-        return Overview(build(configs, invalid, [], now), now, str(exc))
+        breakers, breaker_error = read_breakers()
+        return Overview(build(configs, invalid, [], now, breakers), now, str(exc), breaker_error=breaker_error)
 
 
 def overview_from(conn: Any, now: datetime) -> Overview:
@@ -195,30 +233,51 @@ def overview_from(conn: Any, now: datetime) -> Overview:
     t1 = time.perf_counter()
     configs, invalid = load_configs()
     t2 = time.perf_counter()
-    pipelines = build(configs, invalid, rows, now)
+    breakers, breaker_error = read_breakers()
     t3 = time.perf_counter()
-    return Overview(pipelines, now, timings={"sql": t1 - t0, "files": t2 - t1, "build": t3 - t2})
+    pipelines = build(configs, invalid, rows, now, breakers)
+    t4 = time.perf_counter()
+    timings = {"sql": t1 - t0, "files": t2 - t1, "breakers": t3 - t2, "build": t4 - t3}
+    return Overview(pipelines, now, timings=timings, breaker_error=breaker_error)
 
 
 def read_detail(name: str, now: datetime | None = None, dsn: str | None = None) -> PipelineDetail:
-    """One pipeline's page: its overview row, per-interval history, quarantine reasons, schema changes."""
+    """One pipeline's page: its overview row, per-interval history, quarantine reasons, schema changes, and the
+    last state changes of its source's circuit breaker."""
     now = now or datetime.now(UTC)
     configs, invalid = load_configs()
+    configs, invalid = {k: v for k, v in configs.items() if k == name}, {k: v for k, v in invalid.items() if k == name}
+    breakers, breaker_error = read_breakers()
+    rows: list[dict[str, Any]] = []
+    detail: dict[str, list[dict[str, Any]]] = {}
+    warehouse_error = None
     try:
         with warehouse.connect(dsn) as conn:
             rows = [r for r in warehouse.overview_rows(conn, INTERVALS) if r["pipeline"] == name]
             detail = warehouse.detail_rows(conn, name)
     except warehouse.WarehouseUnavailable as exc:
-        found = build(
-            {k: v for k, v in configs.items() if k == name}, {k: v for k, v in invalid.items() if k == name}, [], now
-        )
-        return PipelineDetail(found[0] if found else None, warehouse_error=str(exc))
-    found = build(
-        {k: v for k, v in configs.items() if k == name}, {k: v for k, v in invalid.items() if k == name}, rows, now
-    )
+        warehouse_error = str(exc)
+    found = build(configs, invalid, rows, now, breakers)
+    h = found[0] if found else None
+    events: list[dict[str, Any]] = []
+    if h is not None and h.breaker_conn and breakers is not None and h.breaker_conn in breakers:
+        events = _breaker_events(h.breaker_conn)
     return PipelineDetail(
-        found[0] if found else None,
-        history=detail["history"],
-        reasons=detail["reasons"],
-        schema_changes=detail["schema_changes"],
+        h,
+        history=detail.get("history", []),
+        reasons=detail.get("reasons", []),
+        schema_changes=detail.get("schema_changes", []),
+        warehouse_error=warehouse_error,
+        breaker_events=events,
+        breaker_error=breaker_error,
     )
+
+
+def _breaker_events(conn_id: str, events: int = 20) -> list[dict[str, Any]]:
+    from sluice.sources import breaker
+
+    try:
+        found = breaker.state(conn_id, events=events)
+    except Exception:  # read a moment ago, unreachable now: the page shows the state without its events
+        return []
+    return found.events if found else []

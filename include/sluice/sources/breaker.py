@@ -175,23 +175,29 @@ class BreakerState:
 def states(redis_url: str | None = None, events: int = 20) -> list[BreakerState]:
     """Every breaker that has seen a request, with its last `events` state changes (newest first)."""
     client = _redis(redis_url)
-    out = []
-    for key in sorted(client.scan_iter(match=KEY_PREFIX + "*")):
-        conn_id = key.removeprefix(KEY_PREFIX)
-        h = client.hgetall(key)
-        raw = client.lrange(EVENTS_PREFIX + conn_id, 0, events - 1) if events else []
-        out.append(
-            BreakerState(
-                conn_id=conn_id,
-                state=h.get("state", CLOSED),
-                failures=int(h.get("failures", 0)),
-                opened=int(h.get("opened", 0)),
-                probes=int(h.get("probes", 0)),
-                changed_at=float(h["changed_at"]) if "changed_at" in h else None,
-                events=[json.loads(e) for e in raw],
-            )
-        )
-    return out
+    found = (_state(client, key.removeprefix(KEY_PREFIX), events) for key in client.scan_iter(match=KEY_PREFIX + "*"))
+    return sorted((s for s in found if s is not None), key=lambda s: s.conn_id)
+
+
+def state(conn_id: str, redis_url: str | None = None, events: int = 20) -> BreakerState | None:
+    """One connection's breaker, None when it has never seen a request (a closed breaker)."""
+    return _state(_redis(redis_url), conn_id, events)
+
+
+def _state(client: Any, conn_id: str, events: int) -> BreakerState | None:
+    h = client.hgetall(KEY_PREFIX + conn_id)
+    if not h:
+        return None
+    raw = client.lrange(EVENTS_PREFIX + conn_id, 0, events - 1) if events else []
+    return BreakerState(
+        conn_id=conn_id,
+        state=h.get("state", CLOSED),
+        failures=int(h.get("failures", 0)),
+        opened=int(h.get("opened", 0)),
+        probes=int(h.get("probes", 0)),
+        changed_at=float(h["changed_at"]) if "changed_at" in h else None,
+        events=[json.loads(e) for e in raw],
+    )
 
 
 def reset(conn_id: str, redis_url: str | None = None) -> None:
