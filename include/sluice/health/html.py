@@ -228,7 +228,10 @@ HISTORY = (
 )
 
 
-def _table(tid: str, head: tuple[str, ...], rows: list[list[str]]) -> str:
+def _table(tid: str, head: tuple[str, ...], rows: list[list[str]], empty: str) -> str:
+    """The rows (cells already escaped) as a table, or `empty` as a muted line when there are none."""
+    if not rows:
+        return f"<p class='muted'>{escape(empty)}</p>"
     th = "".join(f"<th>{escape(c)}</th>" for c in head)
     trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table id='{tid}'><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
@@ -277,7 +280,7 @@ def detail_page(dt: PipelineDetail, base: str, ui: str) -> str:
             ]
         )
     parts.append(f"<h2>Intervals ({len(dt.history)}, newest first, latest generation each)</h2>")
-    parts.append(_table("history", HISTORY, hist) if hist else "<p class='muted'>no interval loaded yet</p>")
+    parts.append(_table("history", HISTORY, hist, "no interval loaded yet"))
     parts.append("<h2>Quarantine reasons (latest generations)</h2>")
     reasons = [
         [
@@ -290,9 +293,7 @@ def detail_page(dt: PipelineDetail, base: str, ui: str) -> str:
         for r in dt.reasons
     ]
     parts.append(
-        _table("reasons", ("stage", "column", "reason", "rows", "last interval"), reasons)
-        if reasons
-        else "<p class='muted'>no quarantined rows</p>"
+        _table("reasons", ("stage", "column", "reason", "rows", "last interval"), reasons, "no quarantined rows")
     )
     parts.append("<h2>Schema changes</h2>")
     changes = [
@@ -305,11 +306,7 @@ def detail_page(dt: PipelineDetail, base: str, ui: str) -> str:
         ]
         for r in dt.schema_changes
     ]
-    parts.append(
-        _table("schema-changes", ("when", "change", "column", "type", "run"), changes)
-        if changes
-        else "<p class='muted'>none</p>"
-    )
+    parts.append(_table("schema-changes", ("when", "change", "column", "type", "run"), changes, "none"))
     parts.extend(_breaker_section(dt))
     return _page(f"Sluice: {h.name}", "".join(parts))
 
@@ -330,11 +327,7 @@ def _breaker_section(dt: PipelineDetail) -> list[str]:
         ]
         for e in dt.breaker_events
     ]
-    out.append(
-        _table("breaker-events", ("when", "from", "to", "reason"), events)
-        if events
-        else "<p class='muted'>no state change recorded</p>"
-    )
+    out.append(_table("breaker-events", ("when", "from", "to", "reason"), events, "no state change recorded"))
     return out
 
 
