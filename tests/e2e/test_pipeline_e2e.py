@@ -23,6 +23,7 @@ import requests
 from sluice import failpoints
 from sluice.connections import pg_dsn
 from sluice.failpoints import Point
+from warehouse_sql import ledger, sql, table_hash
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -43,31 +44,11 @@ def land(*args: str) -> None:
     subprocess.run([PY, str(REPO / "demo" / "land_tpch.py"), *args], check=True, capture_output=True)
 
 
-def sql(query: str, params: tuple = ()) -> list[tuple]:
-    with psycopg.connect(pg_dsn("sluice_warehouse"), autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-def table_hash(table: str, cols: str, order: str) -> tuple[int, str]:
-    return sql(
-        f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY {order}), '')) "
-        f"FROM (SELECT {cols} FROM {table}) t"
-    )[0]
-
-
 def run(api, dag_id: str, day_conf: dict, timeout: float = 300) -> str:
     run_id = api.trigger(dag_id, conf=day_conf)
     state = api.wait_for_run(dag_id, run_id, timeout=timeout)
     assert state == "success", f"{dag_id} {run_id} ended {state}: {api.task_instances(dag_id, run_id)}"
     return run_id
-
-
-def ledger(run_id: str) -> list[tuple]:
-    return sql(
-        "SELECT chunk, rows_in, rows_loaded, rows_quarantined FROM sluice.load_ledger WHERE run_id = %s ORDER BY chunk",
-        (run_id,),
-    )
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from sluice import failpoints
 from sluice.airflow_api import TERMINAL, AirflowApiError
 from sluice.connections import pg_dsn
 from sluice.failpoints import Point
+from warehouse_sql import ledger, sql, table_hash  # noqa: F401 - the fault tests import them from here
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -34,28 +35,8 @@ LINEITEM_COLS = (
 )
 
 
-def sql(query: str, params: tuple = ()) -> list[tuple]:
-    with psycopg.connect(pg_dsn("sluice_warehouse"), autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-def table_hash(table: str, cols: str, order: str) -> tuple[int, str]:
-    return sql(
-        f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY {order}), '')) "
-        f"FROM (SELECT {cols} FROM {table}) t"
-    )[0]
-
-
 def crash_table() -> tuple[int, str]:
     return table_hash("e2e.lineitem_crash", LINEITEM_COLS, "l_orderkey, l_linenumber")
-
-
-def ledger(run_id: str) -> list[tuple]:
-    return sql(
-        "SELECT chunk, rows_in, rows_loaded, rows_quarantined FROM sluice.load_ledger WHERE run_id = %s ORDER BY chunk",
-        (run_id,),
-    )
 
 
 def land(*args: str) -> None:
