@@ -9,6 +9,7 @@ from sluice.loading.sql.identifiers import (
     _cols,
     ident,
     qualified,
+    regclass_present,
 )
 
 LEDGER_FIELDS = (
@@ -90,24 +91,25 @@ def generation_started() -> sql.Composed:
     ).format(qualified(META, "load_ledger"))
 
 
+# what ensure_metadata creates; interval_stats and freshness_state last, run_summary_finished the last health index
+_METADATA = (
+    "load_ledger",
+    "run_summary",
+    "schema_changes",
+    "load_run_seq",
+    "load_ledger_generation_chunk",
+    "run_summary_finished",
+    "interval_stats",
+    "freshness_state",
+)
+
+
 def metadata_present() -> sql.Composed:
     """One cheap query, so the DDL lock is only taken the first time."""
     return sql.SQL(
-        "SELECT to_regclass({l}) IS NOT NULL AND to_regclass({s}) IS NOT NULL AND to_regclass({c}) IS NOT NULL "
-        "AND to_regclass({q}) IS NOT NULL AND to_regclass({g}) IS NOT NULL AND to_regclass({i}) IS NOT NULL "
-        "AND to_regclass({h}) IS NOT NULL AND to_regclass({f}) IS NOT NULL "
-        "AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass({s}) AND attname = 'source_object_count') "
-        "AND EXISTS (SELECT FROM pg_namespace WHERE nspname = %(schema)s)"
-    ).format(
-        h=sql.Literal(f"{META}.interval_stats"),
-        f=sql.Literal(f"{META}.freshness_state"),
-        g=sql.Literal(f"{META}.load_ledger_generation_chunk"),
-        i=sql.Literal(f"{META}.run_summary_finished"),  # the last of the health view's indexes
-        l=sql.Literal(f"{META}.load_ledger"),
-        s=sql.Literal(f"{META}.run_summary"),
-        c=sql.Literal(f"{META}.schema_changes"),
-        q=sql.Literal(f"{META}.load_run_seq"),
-    )
+        "SELECT {} AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass({s}) "
+        "AND attname = 'source_object_count') AND EXISTS (SELECT FROM pg_namespace WHERE nspname = %(schema)s)"
+    ).format(sql.SQL(" AND ").join(regclass_present(n) for n in _METADATA), s=sql.Literal(f"{META}.run_summary"))
 
 
 def schema_change_insert() -> sql.Composed:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from sluice.loading.sql.identifiers import META, qualified
+from sluice.loading.sql.identifiers import META, qualified, regclass_present
 
 
 def _t(table: str) -> sql.Identifier:
@@ -120,12 +120,7 @@ def schema_change_list() -> sql.Composed:
 
 def tables_present() -> sql.Composed:
     """Which of Sluice's tables exist (a warehouse where nothing was ever loaded has none)."""
-    return sql.SQL(
-        "SELECT to_regclass({rs}) IS NOT NULL AS run_summary, to_regclass({ld}) IS NOT NULL AS load_ledger,"
-        " to_regclass({sc}) IS NOT NULL AS schema_changes, to_regclass({qu}) IS NOT NULL AS quarantine"
-    ).format(
-        rs=sql.Literal(f"{META}.run_summary"),
-        ld=sql.Literal(f"{META}.load_ledger"),
-        sc=sql.Literal(f"{META}.schema_changes"),
-        qu=sql.Literal(f"{META}.quarantine"),
+    tables = ("run_summary", "load_ledger", "schema_changes", "quarantine")
+    return sql.SQL("SELECT {}").format(
+        sql.SQL(", ").join(sql.SQL("{} AS {}").format(regclass_present(t), sql.Identifier(t)) for t in tables)
     )

@@ -94,3 +94,8 @@ def _cols(names: Sequence[str], alias: str | None = None) -> sql.Composed:
 def _coldef(col: Col) -> sql.Composed:
     null = sql.SQL("") if col.nullable else sql.SQL(" NOT NULL")
     return sql.SQL("{} {}{}").format(ident(col.name), sql.SQL(pg_type(col.pg_type)), null)
+
+
+def regclass_present(name: str) -> sql.Composed:
+    """`to_regclass('sluice.<name>') IS NOT NULL`: does Sluice's table, index or sequence exist (without an error)?"""
+    return sql.SQL("to_regclass({}) IS NOT NULL").format(sql.Literal(f"{META}.{name}"))
