@@ -46,6 +46,17 @@ def test_bad_ranges_are_clear_errors(cfg, first, last, message):
         intervals_in_range(cfg, first, last, NOW)
 
 
+def test_a_warehouse_not_defined_or_not_reachable_is_a_clear_error(cfg, monkeypatch):
+    from sluice.backfill.plan import plan_backfill
+
+    monkeypatch.delenv("AIRFLOW_CONN_SLUICE_WAREHOUSE", raising=False)
+    with pytest.raises(PlanError, match="connection 'sluice_warehouse' is not defined here: run `make up`"):
+        plan_backfill(cfg, date(1995, 1, 1), date(1995, 1, 3), NOW)
+    monkeypatch.setenv("AIRFLOW_CONN_SLUICE_WAREHOUSE", "postgresql://u:secret@127.0.0.1:1/w")  # nothing on port 1
+    with pytest.raises(PlanError, match="connection 'sluice_warehouse'\\) is not reachable: .*is the stack up"):
+        plan_backfill(cfg, date(1995, 1, 1), date(1995, 1, 3), NOW)
+
+
 def test_a_range_reaching_into_today_keeps_the_complete_intervals(cfg):
     got, incomplete = intervals_in_range(cfg, date(2024, 5, 30), date(2024, 6, 3), NOW)
     assert [i.start.day for i in got] == [30, 31] and incomplete == 3  # June 1 has not ended, 2 and 3 not begun

@@ -165,6 +165,32 @@ def intervals_in_range(
     return complete, len(found) - len(complete)
 
 
+def _warehouse_dsn(conn_id: str) -> str:
+    from airflow.exceptions import AirflowNotFoundException
+
+    from sluice.connections import pg_dsn
+
+    try:
+        return pg_dsn(conn_id)
+    except AirflowNotFoundException as exc:
+        raise PlanError(
+            f"the warehouse connection {conn_id!r} is not defined here: run `make up` and "
+            f"`set -a; source .sluice/env; set +a` (or set AIRFLOW_CONN_{conn_id.upper()}) first"
+        ) from exc
+
+
+def _read_summaries(cfg: PipelineConfig, intervals: list[Interval], dsn: str) -> dict:
+    import psycopg
+
+    try:
+        return summaries(dsn, cfg.name, intervals)
+    except psycopg.OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PlanError(
+            f"the warehouse (connection {cfg.target.conn_id!r}) is not reachable: {first_line}; is the stack up?"
+        ) from exc
+
+
 def summaries(dsn: str, pipeline: str, intervals: list[Interval]) -> dict[tuple[datetime, datetime], dict]:
     """The latest generation's summary of each interval (plus its ledger chunk count), keyed by (start, end)."""
     import psycopg
@@ -295,14 +321,11 @@ def plan_backfill(
     cfg: PipelineConfig, first: date, last: date, now: datetime | None = None, dsn: str | None = None
 ) -> BackfillPlan:
     """Classify every complete interval of the range (see the module docstring)."""
-    from sluice.connections import pg_dsn
-
     first, last = _day(first), _day(last)
     intervals, incomplete = intervals_in_range(cfg, first, last, now)
     profile: dict[str, float] = {}
-    dsn = dsn or pg_dsn(cfg.target.conn_id)
     t = time.perf_counter()
-    rows = summaries(dsn, cfg.name, intervals)
+    rows = _read_summaries(cfg, intervals, dsn or _warehouse_dsn(cfg.target.conn_id))
     profile["warehouse"] = time.perf_counter() - t
     t = time.perf_counter()
     states = [classify(cfg, i, rows.get((i.start, i.end))) for i in intervals]
