@@ -106,6 +106,12 @@ def build_retention_dag() -> DAG:
                 description="Judge ages as of this time; empty: the time the run was scheduled for.",
             ),
             "dry_run": Param(False, type="boolean", title="Dry run", description="Report only; delete nothing."),
+            "pipeline": Param(
+                None,
+                type=["null", "string"],
+                title="Pipeline",
+                description="Only this pipeline (as `--pipeline`); empty: every pipeline.",
+            ),
         },
         default_args={"retries": 0},
     )
@@ -120,6 +126,10 @@ def build_retention_dag() -> DAG:
             if as_of.tzinfo is None:
                 raise ValueError(f"param as_of {p['as_of']!r} has no time zone (write e.g. 2026-01-01T00:00:00+00:00)")
             configs = load_configs().pipelines
+            if p.get("pipeline"):
+                if p["pipeline"] not in configs:
+                    raise ValueError(f"param pipeline {p['pipeline']!r} is no valid pipeline ({', '.join(sorted(configs))})")
+                configs = {p["pipeline"]: configs[p["pipeline"]]}
             runs = run_all(configs.values(), as_of, dry_run=bool(p.get("dry_run")), echo=log.info)
             done = {cfg.name: r for cfg, r in runs}
             failed = [name for name, r in done.items() if isinstance(r, Exception)]
