@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
+import pytest
 from botocore.exceptions import ClientError
 from sluice.connections import pg_dsn
 
@@ -53,6 +54,7 @@ def xcom(api, dag_id: str, run_id: str, task_id: str) -> dict:
     return json.loads(value) if isinstance(value, str) else value
 
 
+@pytest.mark.timeout(1200)  # four DAG runs one after the other on a loaded machine
 def test_retention_dag_deletes_exactly_the_old_committed_generation(api, s3_client):
     day = date(2001, 1, 1) + timedelta(days=uuid.uuid4().int % 7000)
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
