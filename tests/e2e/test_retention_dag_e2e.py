@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -54,6 +55,15 @@ def xcom(api, dag_id: str, run_id: str, task_id: str) -> dict:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def scheduled_run(api, timeout: float = 180) -> str:
+    """The newest scheduled run of sluice_retention (unpausing creates one; polls until the scheduler has)."""
+    end = time.time() + timeout
+    while not (runs := api.request("GET", f"/dags/{DAG}/dagRuns", params={"run_type": "scheduled"})["dag_runs"]):
+        assert time.time() < end, f"the scheduler created no run of {DAG} within {timeout:.0f}s of unpausing"
+        time.sleep(1)
+    return max(runs, key=lambda r: r["run_after"])["dag_run_id"]
+
+
 @pytest.mark.timeout(1200)  # four DAG runs one after the other on a loaded machine
 def test_retention_dag_deletes_exactly_the_old_committed_generation(api, s3_client):
     day = date(2001, 1, 1) + timedelta(days=uuid.uuid4().int % 7000)
@@ -92,6 +102,8 @@ def test_retention_dag_deletes_exactly_the_old_committed_generation(api, s3_clie
     try:
         run_id = api.trigger(DAG, conf={"pipeline": PIPELINE, "as_of": as_of.isoformat()})
         state = api.wait_for_run(DAG, run_id, timeout=600)
+        daily = scheduled_run(api)  # before pausing: a paused DAG's queued run never starts
+        daily_state = api.wait_for_run(DAG, daily, timeout=600)
     finally:
         api.request("PATCH", f"/dags/{DAG}", json={"is_paused": True})
     assert state == "success", api.task_instances(DAG, run_id)
@@ -111,12 +123,10 @@ def test_retention_dag_deletes_exactly_the_old_committed_generation(api, s3_clie
     assert r["archived_objects"] == len(before[old]) and r["already_archived"] == 0, r
     assert r["kept"] == {"the latest generation of its interval": 1, "younger than 30d": 1}, r
 
-    # the run that unpausing started (catchup false), for every pipeline as of its run_after: the daily path. It ran
-    # before ours (max_active_runs 1); on the test stack nothing is 30 days old, so it deleted nothing.
-    scheduled = api.request("GET", f"/dags/{DAG}/dagRuns", params={"run_type": "scheduled", "order_by": "-id"})
-    daily = scheduled["dag_runs"][0]
-    assert api.wait_for_run(DAG, daily["dag_run_id"], timeout=600) == "success", daily
-    every = xcom(api, DAG, daily["dag_run_id"], "staging_retention")
+    # the run that unpausing started (catchup false), for every pipeline as of its run_after: the daily path. On the
+    # test stack nothing is 30 days old, so it deleted nothing.
+    assert daily_state == "success", api.task_instances(DAG, daily)
+    every = xcom(api, DAG, daily, "staging_retention")
     assert PIPELINE in every and len(every) > 1, sorted(every)
     assert all(r["deleted_generations"] == 0 and not r["dry_run"] for r in every.values()), every
 
