@@ -20,9 +20,11 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
+from sluice.failpoints import Point
+
+from tests.e2e.conftest import FailpointHold, task_log, wait_log_lines
 
 HOME = Path(os.environ.get("SLUICE_HOME", ".sluice"))
-TASK_LOGS = Path(os.environ.get("AIRFLOW__LOGGING__BASE_LOG_FOLDER", HOME / "logs" / "airflow"))
 PAYLOADS_OUT = HOME / "logs" / "e2e_alert_payloads.json"  # the alerts as received, for the issue's record
 
 DEADLINE_DAG, FAILURE_DAG, FLAKY_DAG = "e2e_alert_deadline", "e2e_alert_failure", "e2e_alert_flaky"
@@ -157,23 +159,6 @@ def wait_ti(api, dag_id: str, run_id: str, states: set[str], timeout: float, tas
     raise AssertionError(f"{dag_id} {run_id} {task_id} not in {states} after {timeout:.0f}s: {ti and ti['state']}")
 
 
-def task_log(dag_id: str, run_id: str, task_id: str, attempt: int) -> Path:
-    return TASK_LOGS / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}" / f"attempt={attempt}.log"
-
-
-def wait_log_lines(path: Path, needles: list[str], timeout: float) -> str:
-    """A task's log once it holds every needle (callbacks write after the task state is reported)."""
-    end = time.time() + timeout
-    text = ""
-    while time.time() < end:
-        text = path.read_text(errors="replace") if path.exists() else ""
-        if all(n in text for n in needles):
-            return text
-        time.sleep(0.5)
-    missing = [n for n in needles if n not in text]
-    raise AssertionError(f"{path} lacks {missing} after {timeout:.0f}s")
-
-
 def unique_day() -> date:
     """A data interval no other run of these tests uses (each run reads its own S3 prefix)."""
     return date(2001, 1, 1) + timedelta(days=uuid.uuid4().int % 7000)
@@ -225,20 +210,28 @@ def capture(kind: str, got: dict[str, dict], **info) -> None:
 @pytest.mark.timeout(600)
 def test_webhook_500_is_retried_logged_and_never_fails_the_task(api, dags, receivers, s3_client):
     """Try 1 fails (corrupt file) and sends a retry notice (on_retry: true) to receivers that answer 500 twice:
-    the notice is retried and logged, and try 2 (file removed) succeeds: the reported task is not failed by it."""
+    the notice is retried and logged, and try 2 (file removed) succeeds: the reported task is not failed by it.
+    The file goes while try 2 waits at the failpoint extract.start, which the test holds, not during the retry delay."""
     day = unique_day()
     key = put_corrupt_parquet(s3_client, FLAKY_DAG, day)
     api.unpause(FLAKY_DAG)  # end_date is in the past: no scheduled run
     receivers.control(fail={"slack": 2, "discord": 2})
     try:
-        run_id = trigger_interval(api, FLAKY_DAG, day)
-        wait_ti(api, FLAKY_DAG, run_id, {"up_for_retry"}, timeout=240)
-        s3_client.delete_object(Bucket="sluice-landing", Key=key)  # retry_delay 8 s: try 2 reads an empty prefix
+        with FailpointHold(FLAKY_DAG, Point.extract_start) as point:
+            run_id = trigger_interval(api, FLAKY_DAG, day)
+            point.wait_for_task(timeout=240)  # try 1, before it reads the corrupt file
+            point.release()
+            point.wait_until_passed(timeout=60)
+            point.hold()  # try 1 has passed it: the next task to wait here is try 2, after try 1 failed
+            point.wait_for_task(timeout=240)  # try 2, before it reads the source
+            assert ti_of(api, FLAKY_DAG, run_id)["try_number"] == 2
+            s3_client.delete_object(Bucket="sluice-landing", Key=key)  # try 2 reads an empty prefix
         ti = wait_ti(api, FLAKY_DAG, run_id, {"success", "failed"}, timeout=240)
         api.wait_for_run(FLAKY_DAG, run_id, timeout=120)  # before pausing: a paused DAG's run stops where it is
     finally:
         receivers.control(fail={"slack": 0, "discord": 0})
         api.request("PATCH", f"/dags/{FLAKY_DAG}", json={"is_paused": True})
+        s3_client.delete_object(Bucket="sluice-landing", Key=key)
     assert ti["state"] == "success" and ti["try_number"] == 2, ti
 
     log = wait_log_lines(
@@ -281,7 +274,12 @@ def test_failure_after_retries_alerts_once_per_channel(api, dags, receivers, s3_
         ["Alert (failure) sent to 'sluice_slack'", "Alert (failure) sent to 'sluice_discord'"],
         30,
     )
-    time.sleep(2)  # anything else (a retry notice, a downstream task's alert) would have arrived by now
+    # Nothing else can still come: on_retry is false (no retry callback exists); every other task never ran
+    # (upstream_failed, try 0), and Airflow 3 runs a task's callbacks in its own process, or in the dag-processor
+    # only for a killed or lost one (airflow/callbacks/callback_requests.py); and the one callback that ran logged
+    # both sends, which it does after the receiver answered (the receiver records a request before it answers).
+    others = [t for t in api.task_instances(FAILURE_DAG, run_id) if t["task_id"] != EXTRACT]
+    assert others and all(t["state"] == "upstream_failed" and not t["try_number"] for t in others), others
     messages = receivers.of_run(run_id)
     assert {m["facts"]["_kind"] for m in messages} == {"failure"}, [m["facts"] for m in messages]
     got = one_per_channel(messages)

@@ -10,14 +10,13 @@ import re
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import requests
 
+from tests.e2e.conftest import task_log, wait_log_lines
+
 DAG = "e2e_datadocs"
-HOME = Path(os.environ.get("SLUICE_HOME", ".sluice"))
-TASK_LOGS = Path(os.environ.get("AIRFLOW__LOGGING__BASE_LOG_FOLDER", HOME / "logs" / "airflow"))
 CSV = b"id,status\n1,paid\n2,lost\n3,shipped\n4,paid\n5,teleported\n"
 
 
@@ -69,15 +68,13 @@ def test_failure_alert_links_data_docs_that_resolve(api, receivers_url, s3_clien
     assert gate["state"] == "failed", gate
 
     # the gate's task log names the link; the callback logs when both channels got the alert
-    log = TASK_LOGS / f"dag_id={DAG}" / f"run_id={run_id}" / "task_id=quality_gate" / "attempt=1.log"
-    end = time.time() + 60
-    while time.time() < end:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        if "Alert (failure) sent to 'sluice_slack'" in text and "Alert (failure) sent to 'sluice_discord'" in text:
-            break
-        time.sleep(0.5)
+    text = wait_log_lines(
+        task_log(DAG, run_id, "quality_gate", 1),
+        ["Alert (failure) sent to 'sluice_slack'", "Alert (failure) sent to 'sluice_discord'"],
+        60,
+    )
     logged = re.findall(r"Data Docs of this run \(GX validation results of 2 chunk\(s\)[^:]*: (\S+)", text)
-    assert logged, f"{log} has no Data Docs line:\n{text[-3000:]}"
+    assert logged, f"the gate's log has no Data Docs line:\n{text[-3000:]}"
 
     end = time.time() + 30
     while set(got := _alerts_of(receivers_url, run_id)) != {"slack", "discord"} and time.time() < end:

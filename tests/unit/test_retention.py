@@ -174,7 +174,34 @@ def test_retention_dag_is_daily_with_one_task(monkeypatch):
     dag = register_retention(namespace)
     assert dag is not None and namespace == {RETENTION_DAG: dag}
     assert [t.task_id for t in dag.tasks] == ["staging_retention"]
-    assert set(dag.params.dump()) == {"as_of", "dry_run"} and dag.max_active_runs == 1 and not dag.catchup
+    assert set(dag.params.dump()) == {"as_of", "dry_run", "pipeline"} and dag.max_active_runs == 1 and not dag.catchup
     assert type(dag.timetable).__name__ == "CronTriggerTimetable" or "30 3 * * *" in dag.timetable.summary
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "orders")
     assert register_retention({}) is None
+
+
+def test_retention_dag_pipeline_param_runs_only_that_pipeline(monkeypatch):
+    """The `pipeline` param narrows the run to one pipeline; an unknown name fails with a did-you-mean."""
+    from types import SimpleNamespace
+
+    import sluice.retention
+    from sluice.dag_builder import ops
+
+    monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", raising=False)
+    configs = {n: SimpleNamespace(name=n) for n in ("orders", "lineitem")}
+    monkeypatch.setattr(ops, "load_configs", lambda: SimpleNamespace(pipelines=configs))
+    seen: list[list[str]] = []
+
+    def fake_run_all(cfgs, as_of, **_):
+        cfgs = list(cfgs)
+        seen.append([c.name for c in cfgs])
+        return [(c, SimpleNamespace(to_dict=lambda c=c: {"pipeline": c.name})) for c in cfgs]
+
+    monkeypatch.setattr(sluice.retention, "run_all", fake_run_all)
+    fn = ops.build_retention_dag().get_task("staging_retention").python_callable
+    as_of = "2026-01-01T00:00:00+00:00"
+    assert fn(params={"as_of": as_of, "pipeline": "orders"}) == {"orders": {"pipeline": "orders"}}
+    assert set(fn(params={"as_of": as_of, "pipeline": None})) == {"orders", "lineitem"}
+    assert seen == [["orders"], ["orders", "lineitem"]]
+    with pytest.raises(ValueError, match="'order' is not a valid pipeline; did you mean 'orders'"):
+        fn(params={"as_of": as_of, "pipeline": "order"})

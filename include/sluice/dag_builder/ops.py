@@ -3,6 +3,7 @@ sluice_retention (daily staging retention and archive) and sluice_freshness (the
 
 from __future__ import annotations
 
+import difflib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -106,6 +107,12 @@ def build_retention_dag() -> DAG:
                 description="Judge ages as of this time; empty: the time the run was scheduled for.",
             ),
             "dry_run": Param(False, type="boolean", title="Dry run", description="Report only; delete nothing."),
+            "pipeline": Param(
+                None,
+                type=["null", "string"],
+                title="Pipeline",
+                description="Only this pipeline (as `--pipeline`); empty: every pipeline.",
+            ),
         },
         default_args={"retries": 0},
     )
@@ -120,6 +127,12 @@ def build_retention_dag() -> DAG:
             if as_of.tzinfo is None:
                 raise ValueError(f"param as_of {p['as_of']!r} has no time zone (write e.g. 2026-01-01T00:00:00+00:00)")
             configs = load_configs().pipelines
+            if only := p.get("pipeline"):
+                if only not in configs:
+                    near = difflib.get_close_matches(only, configs, n=1)
+                    hint = f"did you mean {near[0]!r}?" if near else f"valid: {', '.join(sorted(configs))}"
+                    raise ValueError(f"param pipeline {only!r} is not a valid pipeline; {hint}")
+                configs = {only: configs[only]}
             runs = run_all(configs.values(), as_of, dry_run=bool(p.get("dry_run")), echo=log.info)
             done = {cfg.name: r for cfg, r in runs}
             failed = [name for name, r in done.items() if isinstance(r, Exception)]
