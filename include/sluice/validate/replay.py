@@ -129,6 +129,12 @@ def _group_params(group: list[dict[str, Any]], pipeline: str) -> dict[str, Any]:
     }
 
 
+def _id_array(ids: list[int]) -> str:
+    """The ids as one PostgreSQL array literal (`%(ids)s::bigint[]` parses it server-side): building the text is
+    ~10x cheaper than psycopg dumping a list of 100,000 ints element by element."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
 def _record_reasons(dsn: str, rows: list[dict[str, Any]], failing: dict[int, list], where: dict[str, Any]) -> None:
     import psycopg
 
@@ -142,7 +148,7 @@ def _record_reasons(dsn: str, rows: list[dict[str, Any]], failing: dict[int, lis
             qs.quarantine_new_reasons(),
             {
                 **where,
-                "ids": ids,
+                "ids": _id_array(ids),
                 "kinds": [why[0]["kind"] for why in failing.values()],
                 "reasons_key": [_row_reason(why) for why in failing.values()],
                 "reasons": [_dumps(why) for why in failing.values()],
@@ -193,7 +199,7 @@ def replay(
             def mark(conn, ids=ids, where=where) -> None:
                 marked = conn.execute(
                     qs.quarantine_mark_replayed(),
-                    {**where, "ids": ids, "run_id": result.run_id, "generation": result.generation},
+                    {**where, "ids": _id_array(ids), "run_id": result.run_id, "generation": result.generation},
                 ).rowcount
                 if marked != len(ids):  # another replay took some of these rows meanwhile: roll this group back
                     raise ReplayConflict(f"{len(ids) - marked} of {len(ids)} rows are no longer pending; run again")
