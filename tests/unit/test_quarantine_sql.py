@@ -38,7 +38,8 @@ def test_no_index_names_a_column_a_status_change_writes():
     idx = [s(x) for x in qs.quarantine_indexes()]
     created = [x for x in idx if x.startswith("CREATE INDEX")]
     assert created == [
-        'CREATE INDEX IF NOT EXISTS quarantine_generation ON "sluice"."quarantine" (pipeline, run_id, generation, chunk)',
+        'CREATE INDEX IF NOT EXISTS quarantine_generation ON "sluice"."quarantine" '
+        "(pipeline, run_id, generation, chunk)",
         'CREATE INDEX IF NOT EXISTS quarantine_interval ON "sluice"."quarantine" '
         "(pipeline, interval_start, interval_end, generation)",
     ]
@@ -102,6 +103,20 @@ def test_replay_marks_only_pending_rows():
     )
     assert mark.endswith(group)  # the group's rows only (index quarantine_interval), not every pending row
     assert s(qs.quarantine_new_reasons()).endswith(group)
+
+
+def test_replay_reads_its_rows_aggregated_per_quarantined_chunk():
+    chunks = s(qs.quarantine_replay_chunks())
+    assert "array_agg(id ORDER BY row_number, id) FILTER (WHERE kind IS DISTINCT FROM 'parse') AS ids" in chunks
+    assert (
+        "string_agg(row::text, E'\\n' ORDER BY row_number, id) FILTER (WHERE kind IS DISTINCT FROM 'parse')" in chunks
+    )
+    assert "array_agg(reason) FILTER (WHERE kind = 'parse') AS parse_reasons" in chunks
+    assert "(%(status)s::text IS NULL OR status = %(status)s)" in chunks  # the filter of list, export, discard
+    assert chunks.endswith(
+        "GROUP BY interval_start, interval_end, generation, run_id, chunk "
+        "ORDER BY interval_start, generation, interval_end, run_id, chunk"
+    )
 
 
 def test_copy_columns_match_the_parquet_copy():

@@ -36,7 +36,7 @@ __all__ = [
     "quarantine_mark_replayed",
     "quarantine_new_reasons",
     "quarantine_ready",
-    "quarantine_replay_rows",
+    "quarantine_replay_chunks",
     "quarantine_rows",
     "quarantine_show",
     "quarantine_supersede",
@@ -190,7 +190,9 @@ def quarantine_ready() -> sql.Composed:
     """Is the table there in its current shape, with its kept counts (then no DDL lock is taken)? The fillfactor is
     set in the same migration transaction that drops `quarantine_listing`, so an install from before HOT status
     changes is migrated once."""
-    return sql.SQL("SELECT ({}) AND EXISTS (SELECT FROM pg_class WHERE oid = to_regclass({}) AND reloptions @> {})").format(
+    return sql.SQL(
+        "SELECT ({}) AND EXISTS (SELECT FROM pg_class WHERE oid = to_regclass({}) AND reloptions @> {})"
+    ).format(
         counts_ready(),
         sql.Literal(f"{META}.{QUARANTINE_TABLE}"),
         sql.Literal([f"fillfactor={FILLFACTOR}"]),
@@ -258,11 +260,19 @@ def quarantine_rows() -> sql.Composed:
     ).format(_cols(ROW_COLUMNS), _table(), _FILTER)
 
 
-def quarantine_replay_rows() -> sql.Composed:
-    """What a replay needs of the matching rows, the raw row as JSON text (parsed in bulk by pyarrow, not per row)."""
+def quarantine_replay_chunks() -> sql.Composed:
+    """What a replay needs of the matching rows, one result row per quarantined chunk (interval, quarantining
+    generation, run, chunk), in source order: the ids and the raw rows as newline-separated JSON text of the rows it
+    can re-cast (parsed in bulk by pyarrow), and the reasons of the source rejects (kind parse), which it cannot.
+    Aggregated by PostgreSQL, so a replay builds no Python object per row; per chunk, so one text stays far below
+    PostgreSQL's 1 GB limit (a chunk holds at most `staging.chunk_rows` rows)."""
     return sql.SQL(
-        "SELECT id, interval_start, interval_end, generation, kind, reason, row::text AS row FROM {} WHERE {} "
-        "ORDER BY pipeline, interval_start, generation, chunk, row_number, id"
+        "SELECT interval_start, interval_end, generation, "
+        "array_agg(id ORDER BY row_number, id) FILTER (WHERE kind IS DISTINCT FROM 'parse') AS ids, "
+        "string_agg(row::text, E'\\n' ORDER BY row_number, id) FILTER (WHERE kind IS DISTINCT FROM 'parse') AS rows, "
+        "array_agg(reason) FILTER (WHERE kind = 'parse') AS parse_reasons FROM {} WHERE {} "
+        "GROUP BY interval_start, interval_end, generation, run_id, chunk "
+        "ORDER BY interval_start, generation, interval_end, run_id, chunk"
     ).format(_table(), _FILTER)
 
 
