@@ -108,3 +108,63 @@ def test_a_table_of_the_old_shape_is_migrated_in_place(pg):
         for stmt in qs.quarantine_ddl():  # idempotent
             pg.execute(stmt)
         assert pg.execute("SELECT count(*) FROM sluice.quarantine WHERE status = 'pending'").fetchone()[0] == 1
+
+
+def test_an_install_with_the_status_index_is_migrated_and_status_changes_become_hot(pg):
+    """An install from before HOT status changes (quarantine_listing on status, packed pages) is not `ready`; the
+    DDL drops the index and sets the fillfactor; then marking rows replayed writes no index entry (every update is
+    HOT) and the kept counts follow. In one rolled-back transaction, on a table of its own."""
+    from sluice.loading.sql import quarantine as qs
+    from sluice.loading.sql import quarantine_counts as qc
+
+    with pg.transaction(force_rollback=True):
+        pg.execute("CREATE SCHEMA IF NOT EXISTS sluice")
+        pg.execute("ALTER TABLE IF EXISTS sluice.quarantine RENAME TO quarantine_kept_by_test")
+        for stmt in qs.quarantine_ddl():
+            pg.execute(stmt)
+        pg.execute("ALTER TABLE sluice.quarantine RESET (fillfactor)")  # the earlier shape
+        pg.execute(
+            "CREATE INDEX quarantine_listing ON sluice.quarantine "
+            "(pipeline, status, interval_start, interval_end, reason)"
+        )
+        assert pg.execute(qs.quarantine_ready()).fetchone()[0] is False
+        for stmt in qs.quarantine_ddl():
+            pg.execute(stmt)
+        assert pg.execute(qs.quarantine_ready()).fetchone()[0] is True
+        indexed = pg.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'sluice' AND tablename = 'quarantine'"
+        ).fetchall()
+        assert indexed and not [d for (d,) in indexed if "status" in d or "reason" in d], indexed
+        s, e = INTERVAL.start, INTERVAL.end
+        ids = [
+            pg.execute(
+                "INSERT INTO sluice.quarantine (pipeline, run_id, generation, interval_start, interval_end, chunk, "
+                "row_number, kind, reason, row, reasons) VALUES ('p', 'r', 3, %s, %s, 0, %s, 'expectation', 'x', "
+                "'{}', '[]') RETURNING id",
+                (s, e, i),
+            ).fetchone()[0]
+            for i in range(20)
+        ]
+        before = pg.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relid = 'sluice.quarantine'::regclass"
+        ).fetchone()
+        marked = pg.execute(
+            qs.quarantine_mark_replayed(),
+            {
+                "pipeline": "p",
+                "start": s,
+                "end": e,
+                "quarantined_by": 3,
+                "ids": "{" + ",".join(map(str, ids[:15])) + "}",
+                "run_id": "replay__9",
+                "generation": 9,
+            },
+        ).rowcount
+        assert marked == 15
+        after = pg.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relid = 'sluice.quarantine'::regclass"
+        ).fetchone()
+        assert (after[0] - before[0], after[1] - before[1]) == (15, 15)  # updated, of them HOT
+        assert pg.execute(qc.counts_versus_rows()).fetchall() == []
+        got = pg.execute("SELECT status, count(*) FROM sluice.quarantine GROUP BY 1 ORDER BY 1").fetchall()
+        assert got == [("pending", 5), ("replayed", 15)]

@@ -56,10 +56,11 @@ def test_compaction_folds_touched_intervals_in_one_statement_under_a_lock():
     )
 
 
-def test_ready_means_the_insert_trigger_exists():
+def test_ready_means_the_insert_trigger_exists_and_the_fillfactor_is_set():
     assert s(qs.quarantine_ready()) == (
-        "SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass('sluice.quarantine') "
-        "AND tgname = 'quarantine_counts_insert')"
+        "SELECT (SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass('sluice.quarantine') "
+        "AND tgname = 'quarantine_counts_insert')) AND EXISTS (SELECT FROM pg_class WHERE "
+        "oid = to_regclass('sluice.quarantine') AND reloptions @> '{fillfactor=50}')"
     )
     check = s(qc.counts_versus_rows())
     assert "FULL JOIN actual USING" in check and check.endswith("WHERE kept.n IS DISTINCT FROM actual.n")
