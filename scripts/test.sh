@@ -2,7 +2,7 @@
 # make test: an isolated stack in .sluice-test on its own ports (never the dev stack), the whole suite, then down.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export SLUICE_HOME="$PWD/.sluice-test"
+export SLUICE_HOME="${SLUICE_TEST_HOME:-$PWD/.sluice-test}"  # SLUICE_TEST_HOME: a second test stack beside the first
 export SLUICE_PG_PORT=${SLUICE_TEST_PG_PORT:-25432} SLUICE_REDIS_PORT=${SLUICE_TEST_REDIS_PORT:-26379}
 export SLUICE_S3_PORT=${SLUICE_TEST_S3_PORT:-25000} SLUICE_API_PORT=${SLUICE_TEST_API_PORT:-28080}
 export SLUICE_DEMO_API_PORT=${SLUICE_TEST_DEMO_API_PORT:-28765} SLUICE_WEBHOOK_PORT=${SLUICE_TEST_WEBHOOK_PORT:-28090}

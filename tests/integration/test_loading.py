@@ -559,9 +559,25 @@ def test_concurrent_loads_of_one_table_serialize_on_the_advisory_lock(pg, pg_sch
 # ------------------------------------------------------------------------------------------------ finalize
 
 
+def quarantined(pg, cfg, run_id: str, n: int) -> None:
+    """`n` rows in sluice.quarantine for the run's generation 0: what validation leaves behind when a ledger row
+    says it quarantined rows (finalize reconciles the two once the table exists, so the test does not depend on
+    whether an earlier test created it)."""
+    from sluice.validate.quarantine import ensure_quarantine_table
+
+    ensure_quarantine_table(pg)
+    for _ in range(n):
+        pg.execute(
+            "INSERT INTO sluice.quarantine (pipeline, run_id, generation, interval_start, interval_end, chunk, row, "
+            "reasons, reason) VALUES (%s, %s, 0, %s, %s, 0, '{}', '[]', 'test')",
+            (cfg.name, run_id, DAY.start, DAY.end),
+        )
+
+
 def test_finalize_summarizes_and_records_the_run(pg, pg_schema, make_cfg):
     cfg = make_cfg()
     results = [load_arrow(cfg, DAY, "run1", i, CHUNKS[i], rows_quarantined=i) for i in range(3)]
+    quarantined(pg, cfg, "run1", 3)
     summary = finalize(cfg, DAY, "run1", results)
     assert {k: summary[k] for k in ("chunks", "rows_in", "rows_loaded", "rows_quarantined", "status")} == {
         "chunks": 3,
@@ -602,6 +618,7 @@ def test_load_chunk_reads_the_staged_good_rows(pg, pg_schema, make_cfg):
         cfg, DAY, "manual__1", {"index": 1, "rows_in": 2, "rows_good": 0, "rows_quarantined": 2, "good_key": None}
     )
     assert (empty["rows_loaded"], empty["rows_quarantined"]) == (0, 2)
+    quarantined(pg, cfg, "manual__1", 3)
     assert finalize(cfg, DAY, "manual__1", [result, empty])["rows_in"] == 6
 
 
