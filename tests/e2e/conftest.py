@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
-from sluice import failpoints
+from failpoint_hold import FailpointHold  # noqa: F401 - the e2e tests import it from here
 from sluice.airflow_api import AirflowApi
-from sluice.connections import pg_dsn
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -45,53 +42,6 @@ def wait_log_lines(path: Path, needles: list[str], timeout: float) -> str:
         time.sleep(0.5)
     missing = [n for n in needles if n not in text]
     raise AssertionError(f"{path} lacks {missing} after {timeout:.0f}s:\n{text[-3000:]}")
-
-
-class FailpointHold:
-    """Holds a failpoint (include/sluice/failpoints.py) exclusively on the test's own warehouse connection: every
-    task that reaches it waits in pg_locks until `release` (or the end of the `with` block)."""
-
-    def __init__(self, pipeline: str, point: failpoints.Point, conn_id: str = "sluice_warehouse"):
-        self.key = failpoints.lock_key(pipeline, point)
-        self.conn = psycopg.connect(pg_dsn(conn_id), autocommit=True)
-        self.held = False
-
-    def __enter__(self) -> FailpointHold:
-        self.hold()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        with contextlib.suppress(psycopg.Error):
-            self.release()
-        self.conn.close()
-
-    def hold(self) -> None:
-        self.conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (self.key,))
-        self.held = True
-
-    def release(self) -> None:
-        if self.held:
-            self.conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self.key,))
-            self.held = False
-
-    def waiting(self) -> list[int]:
-        """The task pids waiting at the point now."""
-        return [pid for _, pid in self.conn.execute(failpoints.waiting_tasks_sql(), {"key": self.key})]
-
-    def wait_for_task(self, timeout: float) -> int:
-        """The pid of a task waiting at the point (polls)."""
-        end = time.time() + timeout
-        while not (pids := self.waiting()):
-            assert time.time() < end, f"no task reached {self.key} within {timeout:.0f}s"
-            time.sleep(0.2)
-        return pids[0]
-
-    def wait_until_passed(self, timeout: float) -> None:
-        """After `release`: until no task waits at the point any more (each one was granted the lock and went on)."""
-        end = time.time() + timeout
-        while self.waiting():
-            assert time.time() < end, f"tasks still wait at {self.key} {timeout:.0f}s after the release"
-            time.sleep(0.2)
 
 
 def pytest_collection_modifyitems(items):

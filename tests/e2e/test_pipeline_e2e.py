@@ -20,8 +20,8 @@ import psutil
 import psycopg
 import pytest
 import requests
+from failpoint_hold import FailpointHold
 from sluice import failpoints
-from sluice.connections import pg_dsn
 from sluice.failpoints import Point
 from warehouse_sql import ledger, sql, table_hash
 
@@ -208,29 +208,17 @@ CRASH_DAY = {"interval_start": "2024-01-01T00:00:00+00:00", "interval_end": "202
 CRASH_RETRIES = 4  # e2e_lineitem_crash.yaml: retries.retries; K kills stay below it
 
 
-class FailpointHolder:
-    """Holds a loader failpoint (include/sluice/failpoints.py) on the test's own warehouse connection, so every
-    load task that reaches it waits in pg_locks; `kill` SIGKILLs the task process behind a waiting backend.
+class FailpointHolder(FailpointHold):
+    """Holds a loader failpoint, so every load task that reaches it waits in pg_locks; `kill` SIGKILLs the task
+    process behind a waiting backend.
 
     A SIGKILLed client's backend would sit in the lock wait (PostgreSQL notices a dead client only when it next
     reads from it), so after the kill the test ends that backend too: the same thing the server does to a dead
     client's open transaction, which is what a crash at this point means."""
 
     def __init__(self, pipeline: str, point: Point):
-        self.key = failpoints.lock_key(pipeline, point)
+        super().__init__(pipeline, point)
         self.kills: list[tuple[str, int, int]] = []  # (application_name, backend pid, task pid)
-        self.conn: psycopg.Connection | None = None
-
-    def __enter__(self) -> FailpointHolder:
-        self.conn = psycopg.connect(pg_dsn("sluice_warehouse"), autocommit=True)
-        self.conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (self.key,))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            self.conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self.key,))
-        finally:
-            self.conn.close()
 
     def _task_pid(self, client_port: int) -> int | None:
         pg_port = int(os.environ["SLUICE_PG_PORT"])

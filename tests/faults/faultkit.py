@@ -15,12 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
-import psycopg
 import requests
-from sluice import failpoints
+from failpoint_hold import FailpointHold  # noqa: F401 - the fault tests import it from here
 from sluice.airflow_api import TERMINAL, AirflowApiError
-from sluice.connections import pg_dsn
-from sluice.failpoints import Point
 from warehouse_sql import ledger, sql, table_hash  # noqa: F401 - the fault tests import them from here
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,59 +95,6 @@ def kill_tree(main: psutil.Process) -> list[int]:
 
 
 # ---------------------------------------------------------------- failpoints
-
-
-class FailpointHold:
-    """Holds a failpoint (include/sluice/failpoints.py) on the test's own connection; tasks that reach it wait."""
-
-    def __init__(self, pipeline: str, point: Point):
-        self.key = failpoints.lock_key(pipeline, point)
-        self.conn: psycopg.Connection | None = None
-
-    def __enter__(self) -> FailpointHold:
-        self.conn = psycopg.connect(pg_dsn("sluice_warehouse"), autocommit=True)
-        self.conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (self.key,))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    def release(self) -> None:
-        """Let waiting tasks pass (a restarted PostgreSQL already dropped the lock with this connection)."""
-        if self.conn is not None:
-            try:
-                with contextlib.suppress(psycopg.OperationalError):
-                    self.conn.execute("SELECT pg_advisory_unlock_all()")
-            finally:
-                self.conn.close()
-                self.conn = None
-
-    def waiting(self) -> list[tuple[int, int, str]]:
-        """(backend pid, task pid, application_name) of every task waiting here."""
-        rows = self.conn.execute(failpoints.waiting_tasks_sql(), {"key": self.key}).fetchall()
-        out = []
-        for backend, task_pid in rows:
-            app = self.conn.execute("SELECT application_name FROM pg_stat_activity WHERE pid = %s", (backend,))
-            out.append((backend, task_pid, (app.fetchone() or ("?",))[0]))
-        return out
-
-    def wait_for_task(self, api, dag_id: str, run_id: str, timeout: float = 600) -> tuple[int, int, str]:
-        """The first task to reach the point (polls; fails if the run ends first)."""
-        end = time.time() + timeout
-        while True:
-            waiting = self.waiting()
-            if waiting:
-                return waiting[0]
-            assert time.time() < end, f"no task reached {self.key} within {timeout:.0f}s"
-            assert api.run_state(dag_id, run_id) not in TERMINAL, "the run ended before reaching the failpoint"
-            time.sleep(0.2)
-
-    def end_backends(self, backends: list[int]) -> None:
-        """End the backends of killed clients (a lock wait never reads from the dead socket)."""
-        for b in backends:
-            self.conn.execute("SELECT pg_terminate_backend(%s)", (b,))
-        while self.conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", (backends,)).fetchone():
-            time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- waiting on the API through outages

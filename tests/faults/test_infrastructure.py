@@ -63,7 +63,7 @@ def test_warehouse_restarted_mid_load(api, clean_crash_run):
     sql("TRUNCATE e2e.lineitem_crash")
     with FailpointHold(CRASH, Point.load_before_commit) as hold:
         run_id = api.trigger(CRASH, conf=CRASH_DAY)
-        hold.wait_for_task(api, CRASH, run_id)
+        hold.wait_for_backend(api=api, dag_id=CRASH, run_id=run_id)
         took = restart("postgres")
     poll("warehouse back", warehouse_answers, 300)
     state = wait_for_run(api, CRASH, run_id)
@@ -105,7 +105,7 @@ def test_api_server_restarted_mid_run(api, clean_crash_run):
     sql("TRUNCATE e2e.lineitem_crash")
     with FailpointHold(CRASH, Point.load_before_commit) as hold:
         run_id = api.trigger(CRASH, conf=CRASH_DAY)
-        hold.wait_for_task(api, CRASH, run_id)
+        hold.wait_for_backend(api=api, dag_id=CRASH, run_id=run_id)
         down = time.monotonic()
         restart("airflow-api-server")
         poll("api-server healthy", lambda: api_healthy(api), 600, every=0.5)
@@ -123,11 +123,11 @@ def test_s3_endpoint_stopped_mid_extract_then_started(api, clean_crash_run, s3_c
     sql("TRUNCATE e2e.lineitem_crash")
     with FailpointHold(CRASH, Point.extract_after_chunk) as first:
         run_id = api.trigger(CRASH, conf=CRASH_DAY)
-        first.wait_for_task(api, CRASH, run_id)
+        first.wait_for_backend(api=api, dag_id=CRASH, run_id=run_id)
         with FailpointHold(CRASH, Point.extract_start) as retry:  # try 1 is past it; its retry will wait here
             with stopped("s3"):
                 first.release()  # try 1 goes on against the stopped endpoint
-                retry.wait_for_task(api, CRASH, run_id)
+                retry.wait_for_backend(api=api, dag_id=CRASH, run_id=run_id)
             ensure_buckets(s3_client)
             land_crash_data()
     state = wait_for_run(api, CRASH, run_id)

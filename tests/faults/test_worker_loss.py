@@ -30,11 +30,11 @@ def test_whole_worker_killed_during_load_is_recovered_without_a_person(api, clea
     sql("TRUNCATE e2e.lineitem_crash")
     with FailpointHold(CRASH, Point.load_before_commit) as hold:
         run_id = api.trigger(CRASH, conf=CRASH_DAY)
-        _, task_pid, _ = hold.wait_for_task(api, CRASH, run_id)
+        _, task_pid, _ = hold.wait_for_backend(api=api, dag_id=CRASH, run_id=run_id)
         program, main = worker_of(task_pid)
         killed = set(kill_tree(main))
         killed_at = time.monotonic()
-        lost = [(b, app) for b, pid, app in hold.waiting() if pid in killed]
+        lost = [(b, app) for b, pid, app in hold.waiting_backends() if pid in killed]
         hold.end_backends([b for b, _ in lost])
         # The surviving worker's tasks stay held until every lost one is back in the queue: their heartbeats must
         # keep them alive through the whole timeout.
