@@ -536,7 +536,7 @@ def test_killed_backend_commits_nothing_and_the_retry_loads(pg, pg_schema, make_
     assert ledger(pg, cfg, "run1") == [(0, "run1")]
 
 
-def test_concurrent_loads_of_one_table_serialize_on_the_advisory_lock(pg, pg_schema, make_cfg, warehouse_dsn):
+def test_concurrent_loads_of_one_table_wait_on_the_advisory_lock(pg, pg_schema, make_cfg, warehouse_dsn):
     cfg = make_cfg()
     load_arrow(cfg, DAY, "run0", 9, rows([1]))
     with psycopg.connect(warehouse_dsn) as holder:
@@ -548,12 +548,92 @@ def test_concurrent_loads_of_one_table_serialize_on_the_advisory_lock(pg, pg_sch
             "SELECT count(*) = 3 FROM pg_stat_activity WHERE application_name LIKE %s AND wait_event = 'advisory'",
             [f"sluice load {cfg.name}#%"],
         )
-        holder.rollback()  # releases the lock: the three loads go one at a time
+        holder.rollback()  # releases the lock: the merge goes alone, the straight COPYs side by side
     for thread, _ in threads:
         thread.join(60)
     assert [box.get("error") for _, box in threads] == [None, None, None]
     assert [r[:2] for r in content(pg, pg_schema)] == [(1, "a2"), (2, "b1"), (10, "x"), (11, "y"), (12, "z")]
     assert ledger(pg, cfg, "run1") == [(0, "run1"), (1, "run1"), (2, "run1")]
+
+
+@pytest.fixture
+def held_before_commit(monkeypatch, warehouse_dsn):
+    """Holds the load.before_commit failpoint of a pipeline: (hold(pipeline) -> connection, waiting count)."""
+    from sluice import failpoints
+
+    monkeypatch.setenv(failpoints.ENV, "1")
+    conns = []
+
+    def hold(pipeline: str) -> psycopg.Connection:
+        conn = psycopg.connect(warehouse_dsn, autocommit=True)
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [failpoints.lock_key(pipeline, "load.before_commit")])
+        conns.append(conn)
+        return conn
+
+    yield hold
+    for conn in conns:
+        conn.close()
+
+
+def test_upsert_chunks_into_new_key_ranges_load_side_by_side(pg, pg_schema, make_cfg, held_before_commit):
+    """Chunks whose key ranges the target holds nothing of take the table lock shared: both reach the point just
+    before COMMIT together (with an exclusive lock the second would wait for the first to commit)."""
+    from sluice import failpoints
+
+    cfg = make_cfg()
+    load_arrow(cfg, DAY, "run0", 9, rows([1]))
+    hold = held_before_commit(cfg.name)
+    threads = [in_thread(load_arrow, cfg, DAY, "run1", i, rows(ids)) for i, ids in enumerate(([10, 11], [20, 21]))]
+    key = {"key": failpoints.lock_key(cfg.name, "load.before_commit")}
+    wait_for(pg, f"SELECT count(*) = 2 FROM ({failpoints.waiting_sql()}) w", key)
+    held = pg.execute(
+        "SELECT l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+        "AND l.granted AND l.objid::int = hashtext(%s) AND a.application_name LIKE %s",
+        [f"{pg_schema}.t", f"sluice load {cfg.name}#%"],
+    ).fetchall()
+    assert held == [("ShareLock",), ("ShareLock",)]
+    hold.close()
+    for thread, _ in threads:
+        thread.join(60)
+    assert [box["result"]["write_path"] for _, box in threads] == ["copy", "copy"]
+    assert [r[0] for r in content(pg, pg_schema)] == [1, 10, 11, 20, 21]
+    assert ledger(pg, cfg, "run1") == [(0, "run1"), (1, "run1")]
+
+
+def test_two_runs_copying_the_same_new_keys_at_once_end_as_the_later_generation(
+    pg, pg_schema, make_cfg, held_before_commit
+):
+    """Generation 1 COPYs keys 1-3 straight in and waits before COMMIT; generation 2 probes the same range, finds
+    nothing committed and COPYs too, so the primary key makes it wait for generation 1. Once that commits,
+    generation 2's COPY fails on the key, rolls back and merges under the exclusive lock: its rows win (the later
+    extraction), and both ledger rows count what they wrote."""
+    cfg = make_cfg()
+    load_arrow(cfg, DAY, "run0", 9, rows([100]))
+    hold = held_before_commit(cfg.name)
+    first, box1 = in_thread(load_arrow, cfg, DAY, "run1", 0, rows([1, 2, 3], names=["g1"] * 3), generation=1)
+    from sluice import failpoints
+
+    wait_for(pg, f"SELECT count(*) = 1 FROM ({failpoints.waiting_sql()}) w", {"key": hold_key(cfg)})
+    second, box2 = in_thread(load_arrow, cfg, DAY, "run2", 0, rows([1, 2, 3], names=["g2"] * 3), generation=2)
+    wait_for(
+        pg,
+        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = %s AND wait_event = 'transactionid')",
+        [f"sluice load {cfg.name}#0"],
+    )
+    hold.close()  # generation 1 commits; generation 2's COPY fails on the key and it merges instead
+    for thread in (first, second):
+        thread.join(60)
+    assert (box1.get("error"), box2.get("error")) == (None, None)
+    assert box1["result"]["write_path"] == "copy" and box1["result"]["inserted"] == 3
+    assert box2["result"]["write_path"] != "copy" and (box2["result"]["inserted"], box2["result"]["updated"]) == (0, 3)
+    assert [r[:2] for r in content(pg, pg_schema)] == [(1, "g2"), (2, "g2"), (3, "g2"), (100, "n100")]
+    assert ledger(pg, cfg) == [(9, "run0"), (0, "run1"), (0, "run2")]
+
+
+def hold_key(cfg) -> str:
+    from sluice import failpoints
+
+    return failpoints.lock_key(cfg.name, "load.before_commit")
 
 
 # ------------------------------------------------------------------------------------------------ finalize

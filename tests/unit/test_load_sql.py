@@ -286,6 +286,7 @@ def test_direct_copy_and_replace_interval():
 
 def test_advisory_lock_and_settings():
     assert s(q.advisory_lock()) == "SELECT pg_advisory_xact_lock(hashtext(%(key)s))"
+    assert s(q.advisory_lock(shared=True)) == "SELECT pg_advisory_xact_lock_shared(hashtext(%(key)s))"
     assert q.lock_key("sales", "orders") == "sales.orders"
     assert s(q.set_local("work_mem", "256MB")) == "SET LOCAL work_mem = '256MB'"
     assert s(q.set_local("timezone", "it's")) == "SET LOCAL timezone = 'it''s'"

@@ -1,8 +1,12 @@
 """Load one validated chunk of one generation into PostgreSQL exactly once.
 
-Per chunk: the schema step in its own short transaction (loading/target.py), then one load transaction: take the
-target's advisory lock (`pg_advisory_xact_lock(hashtext('<schema>.<table>'))`) before reading the target, write the
-good rows, insert the `sluice.load_ledger` row, commit. A crash anywhere leaves nothing behind; a retry finds the
+Per chunk: the schema step in its own short transaction (loading/target.py; only when the table must be created or
+changed), then one load transaction: take the target's advisory lock (`pg_advisory_xact_lock(hashtext('<schema>.
+<table>'))`) before reading the target, write the good rows, insert the `sluice.load_ledger` row, commit. An upsert
+chunk COPYed straight into a key range the target holds nothing of takes the lock shared, so such chunks load side by
+side (lineitem's first load: every chunk); its primary key makes a concurrent writer of the same keys wait, and the
+chunk that loses that race (unique violation, deadlock) rolls back and goes the temp table + merge path under the
+exclusive lock, which every other write and every schema change takes. A crash anywhere leaves nothing behind; a retry finds the
 ledger row for (pipeline, run_id, generation, chunk) and returns what it recorded. A cleared run or a re-run is a new
 generation (a new extraction, sluice.load_run_seq) and loads the current source.
 
@@ -34,7 +38,10 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
+from psycopg import errors as psycopg_errors
+
 from sluice import failpoints
+from sluice.config import WriteMode
 from sluice.loading import arrow_copy, writes
 from sluice.loading import sql as q
 from sluice.loading.ledger import COUNTS, TIMINGS, Counts, Timings, ensure_metadata
@@ -90,6 +97,16 @@ class ChunkLoadResult(Counts, Timings):
     write_path: str  # a WritePath value
 
 
+class _RangeTaken(Exception):
+    """Under the shared lock, the target turned out to hold keys in the chunk's range: roll back, merge instead."""
+
+
+# what a concurrent straight COPY into the same keys raises (the primary key's check waits for the other writer)
+CONCURRENT_WRITE = (
+    psycopg_errors.UniqueViolation,
+    psycopg_errors.DeadlockDetected,
+    psycopg_errors.LockNotAvailable,
+)
 TEMP_BUFFERS = "512MB"  # a chunk's temp table stays in memory (default 8MB); set before the session's first temp use
 # what a chunk records in the ledger besides its key (the ledger's counts, in one place: ledger.COUNTS)
 RESULT_FIELDS = (*COUNTS, "duplicates", "checksum", *TIMINGS)
@@ -178,77 +195,99 @@ def load_arrow(
         changes = ensure_table(conn, tgt, extra, cfg.name, run_id)
         # a probe in autocommit keeps no lock: no transaction reads the target before holding the advisory lock
         direct = not tgt.keyed or (bounds is not None and not writes.overlaps(conn, tgt, bounds))
-        try:
-            with conn.transaction():
-                conn.execute(q.set_local("timezone", "UTC"))
-                copy_seconds, checksum, copied = 0.0, None, None
-                if not direct:  # before the lock: parallel chunks overlap this COPY with another chunk's MERGE
-                    copy_seconds, checksum, copied = writes.copy_temp(conn, tgt, extra, names, prepared)
-                lock(conn, tgt)
-                if (done := _recorded(conn, key, prepared, checksum)) is not None:
-                    return done
-                t1 = time.perf_counter()
-                before = writes.counts(conn, tgt)
-                if replay_of is None and not q.scalar(conn.execute(q.generation_started(), key)):
-                    writes.replace_earlier(conn, tgt, cfg.name, interval, generation)
-                if direct and (not tgt.keyed or not writes.overlaps(conn, tgt, bounds)):  # sure now, under the lock
-                    conn.execute(q.set_run_no(), {"run_no": str(stamp), "interval_end": interval.end.isoformat()})
-                    t0 = time.perf_counter()
-                    checksum, copied = writes.copy(
-                        conn, q.copy_into_target(tgt.schema, tgt.table, prepared.column_names), prepared
-                    )
-                    copy_seconds, path = time.perf_counter() - t0, WritePath.copy
-                    t1 += copy_seconds
-                else:
-                    if checksum is None:  # a chunk of this run took the key range meanwhile
+        while True:
+            # upsert chunks COPYed straight into an empty key range hold the lock shared, so they load side by side;
+            # the primary key guards them against each other (another run writing the same keys meanwhile)
+            shared = direct and tgt.mode is WriteMode.upsert
+            try:
+                with conn.transaction():
+                    conn.execute(q.set_local("timezone", "UTC"))
+                    copy_seconds, checksum, copied = 0.0, None, None
+                    if not direct:  # before the lock: parallel chunks overlap this COPY with another chunk's MERGE
                         copy_seconds, checksum, copied = writes.copy_temp(conn, tgt, extra, names, prepared)
+                    lock(conn, tgt, shared)
+                    if (done := _recorded(conn, key, prepared, checksum)) is not None:
+                        return done
+                    t1 = time.perf_counter()
+                    before = writes.counts(conn, tgt)
+                    if (
+                        replay_of is None
+                        and tgt.mode is not WriteMode.upsert  # replace_earlier has nothing to remove for upsert
+                        and not q.scalar(conn.execute(q.generation_started(), key))
+                    ):
+                        writes.replace_earlier(conn, tgt, cfg.name, interval, generation)
+                    if direct and (not tgt.keyed or not writes.overlaps(conn, tgt, bounds)):  # sure now, under the lock
+                        conn.execute(q.set_run_no(), {"run_no": str(stamp), "interval_end": interval.end.isoformat()})
+                        t0 = time.perf_counter()
+                        checksum, copied = writes.copy(
+                            conn, q.copy_into_target(tgt.schema, tgt.table, prepared.column_names), prepared
+                        )
+                        copy_seconds, path = time.perf_counter() - t0, WritePath.copy
                         t1 += copy_seconds
-                    path = writes.write(conn, tgt, names, stamp, interval, strategy or writes.STRATEGY, bounds)
-                inserted, updated, deleted = (a - b for a, b in zip(writes.counts(conn, tgt), before, strict=True))
-                sent = prepared.num_rows
-                unchanged = sent - inserted - updated
-                if (copied is not None and copied != sent) or unchanged < 0:
-                    raise ConservationError(
-                        f"chunk {index}: {sent} rows sent, PostgreSQL copied {copied}, inserted {inserted} and "
-                        f"updated {updated}; rolled back"
+                    elif shared:  # another writer's keys landed in the range: merge them under the exclusive lock
+                        raise _RangeTaken
+                    else:
+                        if checksum is None:  # a chunk of this run took the key range meanwhile
+                            copy_seconds, checksum, copied = writes.copy_temp(conn, tgt, extra, names, prepared)
+                            t1 += copy_seconds
+                        path = writes.write(conn, tgt, names, stamp, interval, strategy or writes.STRATEGY, bounds)
+                    inserted, updated, deleted = (a - b for a, b in zip(writes.counts(conn, tgt), before, strict=True))
+                    sent = prepared.num_rows
+                    unchanged = sent - inserted - updated
+                    if (copied is not None and copied != sent) or unchanged < 0:
+                        raise ConservationError(
+                            f"chunk {index}: {sent} rows sent, PostgreSQL copied {copied}, inserted {inserted} and "
+                            f"updated {updated}; rolled back"
+                        )
+                    result: ChunkLoadResult = {
+                        "index": index,
+                        "generation": generation,
+                        "rows_in": rows_in,
+                        "rows_loaded": rows_good,
+                        "rows_quarantined": rows_quarantined,
+                        "inserted": inserted,
+                        "updated": updated,
+                        "unchanged": unchanged,
+                        "superseded": superseded,
+                        "deleted": deleted,
+                        "duplicates": duplicates,
+                        "checksum": checksum,
+                        "copy_seconds": round(copy_seconds, 3),
+                        "merge_seconds": round(time.perf_counter() - t1, 3),
+                        "replayed": False,
+                        "schema_changes": changes,
+                        "write_path": path.value,
+                    }
+                    conn.execute(
+                        q.ledger_insert(),
+                        {
+                            **{k: v for k, v in result.items() if k in RESULT_FIELDS},
+                            **key,
+                            "target": tgt.name,
+                            "interval_start": interval.start,
+                            "interval_end": interval.end,
+                            "write_mode": tgt.mode.value,
+                            "started_at": started,
+                            "finished_at": datetime.now(UTC),
+                        },
                     )
-                result: ChunkLoadResult = {
-                    "index": index,
-                    "generation": generation,
-                    "rows_in": rows_in,
-                    "rows_loaded": rows_good,
-                    "rows_quarantined": rows_quarantined,
-                    "inserted": inserted,
-                    "updated": updated,
-                    "unchanged": unchanged,
-                    "superseded": superseded,
-                    "deleted": deleted,
-                    "duplicates": duplicates,
-                    "checksum": checksum,
-                    "copy_seconds": round(copy_seconds, 3),
-                    "merge_seconds": round(time.perf_counter() - t1, 3),
-                    "replayed": False,
-                    "schema_changes": changes,
-                    "write_path": path.value,
-                }
-                conn.execute(
-                    q.ledger_insert(),
-                    {
-                        **{k: v for k, v in result.items() if k in RESULT_FIELDS},
-                        **key,
-                        "target": tgt.name,
-                        "interval_start": interval.start,
-                        "interval_end": interval.end,
-                        "write_mode": tgt.mode.value,
-                        "started_at": started,
-                        "finished_at": datetime.now(UTC),
-                    },
+                    if before_commit is not None:
+                        before_commit(conn)
+                    failpoints.hit(conn, cfg.name, failpoints.Point.load_before_commit)
+            except (_RangeTaken, *CONCURRENT_WRITE) as exc:
+                if not shared:
+                    raise
+                log.info(
+                    "chunk %d: another writer took keys in the chunk's range meanwhile (%s); loading it through the "
+                    "merge path under the exclusive lock",
+                    index,
+                    type(exc).__name__,
                 )
-                if before_commit is not None:
-                    before_commit(conn)
-                failpoints.hit(conn, cfg.name, failpoints.Point.load_before_commit)
-        except psycopg.errors.DataError as exc:
-            raise UnstorableValue(writes.refused(exc, prepared, tgt, index)) from exc
+                direct = False
+                continue
+            except psycopg.errors.DataError as exc:
+                raise UnstorableValue(writes.refused(exc, prepared, tgt, index)) from exc
+            break
         failpoints.hit(conn, cfg.name, failpoints.Point.load_after_commit)
     log.info(
         "chunk %d (generation %d) -> %s: %d rows (%d inserted, %d updated, %d unchanged, %d superseded, %d deleted) "

@@ -115,9 +115,9 @@ class Target:
         return {"schema": self.schema, "table": self.table}
 
 
-def lock(conn: psycopg.Connection, tgt: Target) -> None:
+def lock(conn: psycopg.Connection, tgt: Target, shared: bool = False) -> None:
     """The table's advisory lock (to the end of the transaction), then a bound on any table-lock wait."""
-    conn.execute(q.advisory_lock(), {"key": tgt.name})
+    conn.execute(q.advisory_lock(shared), {"key": tgt.name})
     conn.execute(q.set_local("lock_timeout", LOCK_TIMEOUT))
 
 
@@ -125,15 +125,22 @@ def ensure_table(
     conn: psycopg.Connection, tgt: Target, extra: list[q.Col], pipeline: str, run_id: str
 ) -> list[SchemaChange]:
     """In its own transaction: create the target when missing; otherwise compare it with the config and fail, naming
-    every difference (nothing is loaded), or with on_extra_columns: evolve add the new columns and record it."""
+    every difference (nothing is loaded), or with on_extra_columns: evolve add the new columns and record it.
+
+    A table that already matches is only read (catalog reads take no lock on it), so the chunks of a run do not
+    queue behind one another's loads for the exclusive lock; the lock and a second look come when something is to
+    change or to refuse."""
+    if _ensure(conn, tgt, extra, pipeline, run_id, check_only=True) == []:
+        return []
     with conn.transaction():
         lock(conn, tgt)
-        return _ensure(conn, tgt, extra, pipeline, run_id)
+        return _ensure(conn, tgt, extra, pipeline, run_id) or []  # a list whenever check_only is False
 
 
 def _ensure(
-    conn: psycopg.Connection, tgt: Target, extra: list[q.Col], pipeline: str, run_id: str
-) -> list[SchemaChange]:
+    conn: psycopg.Connection, tgt: Target, extra: list[q.Col], pipeline: str, run_id: str, check_only: bool = False
+) -> list[SchemaChange] | None:
+    """The schema step; with check_only, [] when the table needs nothing, None when it would change or refuse."""
     existing = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(q.table_columns(), tgt.where())}
     wanted = {c.name: c for c in (*tgt.columns, *extra)}
     changes: list[SchemaChange] = []
@@ -144,6 +151,8 @@ def _ensure(
         changes.append({"change": change, "column": column, "type": type_})
 
     if not existing:
+        if check_only:
+            return None
         pk = tgt.pk if tgt.keyed else ()  # append keeps every row: a key would refuse a second interval's repeat
         conn.execute(q.create_table(tgt.schema, tgt.table, list(wanted.values()), pk, hidden=True))
         record("create_table")
@@ -163,6 +172,10 @@ def _ensure(
             problems.append(
                 f"primary key is ({', '.join(table_pk) or 'none'}) in the table but ({', '.join(tgt.pk)}) in the config"
             )
+    hidden = all(h in existing for h in q.HIDDEN)
+    run_default = "sluice.run_no" in (existing.get(q.RUN_COL, (None, None, None))[2] or "")
+    if check_only:
+        return [] if not (problems or add or not hidden or not run_default or q.INTERVAL_COL not in existing) else None
     if problems:
         raise SchemaMismatch(
             f"target table {tgt.name} does not match pipeline {pipeline}: "
@@ -175,11 +188,10 @@ def _ensure(
         conn.execute(q.add_column(tgt.schema, tgt.table, col))
         record("add_column", col.name, q.pg_type(col.pg_type))
         log.warning("schema evolution: added nullable column %s %s to %s", col.name, col.pg_type, tgt.name)
-    hidden = all(h in existing for h in q.HIDDEN)
     if not hidden:  # a table created outside Sluice
         conn.execute(q.add_hidden_columns(tgt.schema, tgt.table))
         record("add_hidden_columns")
-    if "sluice.run_no" not in (existing.get(q.RUN_COL, (None, None, None))[2] or ""):
+    if not run_default:
         conn.execute(q.set_run_default(tgt.schema, tgt.table))
     if q.INTERVAL_COL not in existing:  # also a table from before _sluice_interval existed: migrated in place
         conn.execute(q.add_interval_column(tgt.schema, tgt.table))

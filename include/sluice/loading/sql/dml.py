@@ -214,9 +214,12 @@ def interval_has_rows(schema: str, table: str, interval_column: str) -> sql.Comp
     )
 
 
-def advisory_lock() -> sql.Composed:
-    """Per target table, held to the end of the transaction; the key is '<schema>.<table>' (see lock_key)."""
-    return sql.SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(sql.Placeholder("key"))
+def advisory_lock(shared: bool = False) -> sql.Composed:
+    """Per target table, held to the end of the transaction; the key is '<schema>.<table>' (see lock_key). Shared:
+    held by upsert chunks COPYed straight into a key range the target holds nothing of, which may run together;
+    exclusive (every other write, every schema change) excludes them and each other."""
+    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    return sql.SQL("SELECT {}(hashtext({}))").format(sql.SQL(fn), sql.Placeholder("key"))
 
 
 def lock_key(schema: str, table: str) -> str:
