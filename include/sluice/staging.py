@@ -27,6 +27,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import urlparse
 
@@ -288,7 +289,9 @@ def _concat(parts: list[pa.Table]) -> pa.Table:
 
 
 class _ChunkWriter:
-    """Accumulates batches and writes a chunk each time chunk_rows rows are buffered; holds at most one chunk."""
+    """Accumulates batches and writes a chunk each time chunk_rows rows are buffered. The Parquet encoding, checksum
+    and upload of a chunk run in a background thread (they release the GIL) while the source is read on: at most one
+    chunk is being written while the next one fills, so memory stays bounded by two chunks."""
 
     def __init__(self, store: StagingStore, chunk_rows: int):
         self.store = store
@@ -296,9 +299,12 @@ class _ChunkWriter:
         self.parts: list[pa.Table] = []
         self.buffered = 0
         self.rejects: list[Reject] = []
-        self.chunks: list[ChunkRef] = []
+        self.chunks: list[ChunkRef] = []  # written, in order
         self.schema: pa.Schema | None = None
         self.started = self.last = time.monotonic()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-stage")
+        self._pending: Future[ChunkRef] | None = None
+        self._next = 0
 
     def on_reject(self, reject: Reject) -> None:
         self.rejects.append(reject)
@@ -315,9 +321,17 @@ class _ChunkWriter:
             self._flush(self.chunk_rows)
 
     def finish(self, fallback: pa.Schema) -> list[ChunkRef]:
-        if self.buffered or self.rejects:
-            self._flush(self.buffered, fallback)
+        try:
+            if self.buffered or self.rejects:
+                self._flush(self.buffered, fallback)
+            self._wait()
+        finally:
+            self.close()
         return self.chunks
+
+    def close(self) -> None:
+        """Stop the writer thread (after the chunk being written, whose error, if any, is dropped)."""
+        self._pool.shutdown(wait=True)
 
     def _flush(self, rows: int, fallback: pa.Schema | None = None) -> None:
         if self.parts:
@@ -326,23 +340,30 @@ class _ChunkWriter:
         else:
             chunk = rest = (self.schema or fallback or pa.schema([])).empty_table()
         rejects, self.rejects = self.rejects, []
-        index = len(self.chunks)
-        ref = self.store.write_chunk(index, chunk, rejects)
-        self.chunks.append(ref)
         self.parts = [rest] if rest.num_rows else []
         self.buffered = rest.num_rows
+        self._wait()
+        self._pending = self._pool.submit(self.store.write_chunk, self._next, chunk, rejects)
+        self._next += 1
+
+    def _wait(self) -> None:
+        """Collect the chunk being written (its error, if the write failed)."""
+        if self._pending is None:
+            return
+        ref, self._pending = self._pending.result(), None
+        self.chunks.append(ref)
         now = time.monotonic()
         rate = ref["rows"] / max(now - self.last, 1e-9)
         self.last = now
-        log.info(
-            "chunk %d: %d rows, %d rejects, %.0f rows/s -> %s", index, ref["rows"], ref["rejects"], rate, ref["key"]
-        )
+        index, rows, rejects = ref["index"], ref["rows"], ref["rejects"]
+        log.info("chunk %d: %d rows, %d rejects, %.0f rows/s -> %s", index, rows, rejects, rate, ref["key"])
 
 
 def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str, generation: int) -> list[ChunkRef]:
     """Stream the source into Parquet chunks of cfg.staging.chunk_rows rows; return their ChunkRefs.
 
-    A chunk is written as soon as it holds chunk_rows rows, so memory is bounded by the chunk, not the interval.
+    A chunk is written as soon as it holds chunk_rows rows (in a background thread, while the next one fills), so
+    memory is bounded by two chunks, not by the interval.
     Rejected source rows attach to the chunk being filled when they arrived (a trailing chunk may hold 0 rows and only
     rejects). 0 rows and 0 rejects: an empty manifest and [] — or NoDataError when cfg.require_data is set.
     """
@@ -359,11 +380,15 @@ def extract_and_stage(cfg: PipelineConfig, interval: Interval, run_id: str, gene
     )
     listed: list[list[dict]] = []  # what an S3 source read (key, size, ETag), reported by the source
     failpoints.hit_conn_id(cfg.target.conn_id, cfg.name, Point.extract_start)
-    for batch in iter_source(cfg, interval, writer.on_reject, on_objects=listed.append):
-        staged = len(writer.chunks)
-        writer.add(batch)
-        if not staged and writer.chunks:
-            failpoints.hit_conn_id(cfg.target.conn_id, cfg.name, Point.extract_after_chunk)
+    try:
+        for batch in iter_source(cfg, interval, writer.on_reject, on_objects=listed.append):
+            staged = len(writer.chunks)
+            writer.add(batch)
+            if not staged and writer.chunks:
+                failpoints.hit_conn_id(cfg.target.conn_id, cfg.name, Point.extract_after_chunk)
+    except BaseException:
+        writer.close()
+        raise
     fallback = pa.schema([(c.source_column, pa.string()) for c in cfg.target.columns])
     chunks = writer.finish(fallback)
     if not chunks and cfg.require_data:

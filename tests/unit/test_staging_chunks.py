@@ -224,6 +224,26 @@ def test_failure_midway_leaves_no_manifest_and_keeps_the_earlier_generation(tmp_
     assert first.read_manifest()["generation"] == 1
 
 
+def test_a_chunk_write_that_fails_in_the_writer_thread_fails_the_extraction(tmp_path, monkeypatch):
+    """Chunks are encoded and uploaded in a background thread while the source is read on; a failed upload is the
+    extraction's error (at the next chunk or at the end), and no manifest is written."""
+    cfg = make_cfg(tmp_path)
+    fake_source(monkeypatch, [("rows", 35)])
+    original = StagingStore.write_chunk
+
+    def failing(self, index, table, rejects=()):
+        if index == 1:
+            raise OSError("S3 endpoint went away")
+        return original(self, index, table, rejects)
+
+    monkeypatch.setattr(StagingStore, "write_chunk", failing)
+    with pytest.raises(OSError, match="S3 endpoint went away"):
+        extract_and_stage(cfg, INTERVAL, RUN_ID, GEN)
+    store = store_for(cfg)
+    assert store.exists(store.chunk_key(0)) and not store.exists(store.chunk_key(1))
+    assert not store.exists(store.manifest_key)
+
+
 def test_manifest_is_the_last_file_written(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path)
     fake_source(monkeypatch, [("rows", 7), ("reject", 3), ("rows", 7)])
