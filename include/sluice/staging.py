@@ -6,7 +6,9 @@ warehouse's sluice.load_run_seq, so a cleared run, whose run_id Airflow keeps, n
     <staging.url>/<pipeline>/<interval.key>/<run_id, sanitized>/g<generation>/
         chunk-00000.parquet            source rows, raw source columns (string_view cast to string)
         chunk-00000.rejects.parquet    rows the source could not parse: file, line, raw, reason (only if any)
-        chunk-00000.good.parquet       written later by validation (StagingStore.derived_key(0, "good"))
+        chunk-00000.good.parquet       written later by validation (StagingStore.derived_key(0, "good")), unless
+                                       validation changed nothing: then the loader reads the chunk file's columns
+        chunk-00000.quarantine.parquet the chunk's quarantined rows, by validation
         chunk-00000.gx.json            GX validation result, also by validation (derived_key(0, "gx", ext="json"))
         manifest.json                  written LAST: chunk keys, rows, rejects, checksums; for S3 sources also
                                        source_objects (key, size, ETag of each object read), for `backfill plan`

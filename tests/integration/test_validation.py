@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import psycopg
 import pyarrow as pa
 import pytest
 from sluice.config import PipelineConfig
@@ -429,3 +430,42 @@ def test_expectation_kwargs_are_checked_by_gx_before_any_data_is_read(tmp_path):
         "unknown kwarg 'maxvalue'",
         "did you mean 'max_value'?",
     )
+
+
+@pytest.mark.integration
+def test_a_chunk_validation_left_unchanged_is_not_written_twice(new_cfg, pg, warehouse_dsn):
+    """Rows already in the declared types (a Parquet source) with nothing quarantined: the report points the loader
+    at the staged chunk itself and names the columns to read (the provenance columns stay behind); one bad row and
+    the good rows get a file of their own again."""
+    from sluice.loading.postgres import load_chunk
+    from sluice.sources.base import ORIGIN_COLS, with_origin
+
+    cfg = new_cfg([QTY_RANGE], schema=f"it_{uuid.uuid4().hex[:8]}")
+    typed = pa.record_batch(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "qty": pa.array([5, 6, 7], pa.int32()),
+            "price": pa.array([Decimal("1.25"), Decimal("2.50"), None], pa.decimal128(10, 2)),
+            "day": pa.array([datetime(2024, 3, 1).date()] * 3, pa.date32()),
+        }
+    )
+    chunk = stage(cfg, pa.Table.from_batches([with_origin(typed, "s3://b/part-0.parquet", 1)]))
+    report = validate_chunk(cfg, INTERVAL, RUN_ID, chunk)
+    assert (report["good_key"], report["good_columns"]) == (chunk["key"], ["id", "qty", "price", "day"])
+    store = StagingStore(cfg.staging, cfg.name, INTERVAL, RUN_ID, chunk["generation"])
+    assert store.exists(store.derived_key(0, "quarantine")) and not store.exists(store.derived_key(0, "good"))
+    assert set(ORIGIN_COLS) <= set(store.read_table(chunk["key"]).column_names)
+    result = load_chunk(cfg, INTERVAL, RUN_ID, {**report, "superseded_key": None})
+    assert result["inserted"] == 3
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        assert conn.execute(f'SELECT id, qty, price FROM "{cfg.target.schema_}".orders ORDER BY id').fetchall() == [
+            (1, 5, Decimal("1.25")),
+            (2, 6, Decimal("2.50")),
+            (3, 7, None),
+        ]
+        conn.execute(f'DROP SCHEMA "{cfg.target.schema_}" CASCADE')
+    bad = typed.set_column(1, "qty", pa.array([5, 600, 7], pa.int32()))
+    staged = stage(cfg, pa.Table.from_batches([with_origin(bad, "s3://b/p", 1)]), 1)
+    again = validate_chunk(cfg, INTERVAL, RUN_ID, staged)
+    assert again["good_key"] == store.derived_key(1, "good") and again["good_columns"] is None
+    assert store.read_table(again["good_key"])["id"].to_pylist() == [1, 3]

@@ -83,6 +83,7 @@ def test_a_chunk_report_round_trips_through_json():
         "chunk_key": "s3://b/p/chunk-00000.parquet",
         "checksum": "sha256:00",
         "good_key": "s3://b/p/chunk-00000.good.parquet",
+        "good_columns": None,
         "quarantine_key": "s3://b/p/chunk-00000.quarantine.parquet",
         "gx_key": None,
         "warnings": [],

@@ -6,9 +6,9 @@ changed), then one load transaction: take the target's advisory lock (`pg_adviso
 chunk COPYed straight into a key range the target holds nothing of takes the lock shared, so such chunks load side by
 side (lineitem's first load: every chunk); its primary key makes a concurrent writer of the same keys wait, and the
 chunk that loses that race (unique violation, deadlock) rolls back and goes the temp table + merge path under the
-exclusive lock, which every other write and every schema change takes. A crash anywhere leaves nothing behind; a retry finds the
-ledger row for (pipeline, run_id, generation, chunk) and returns what it recorded. A cleared run or a re-run is a new
-generation (a new extraction, sluice.load_run_seq) and loads the current source.
+exclusive lock, which every other write and every schema change takes. A crash anywhere leaves nothing behind; a
+retry finds the ledger row for (pipeline, run_id, generation, chunk) and returns what it recorded. A cleared run or a
+re-run is a new generation (a new extraction, sluice.load_run_seq) and loads the current source.
 
 How rows are written (writes.py: pyarrow CSV streamed into COPY; SQL text in loading/sql/):
   * new keys: when the target holds no key between the chunk's first and last key (probed before the transaction,
@@ -122,7 +122,7 @@ def load_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, report: Gat
     store = StagingStore(cfg.staging, cfg.name, interval, run_id, generation if "generation" in report else None)
     table, superseded = None, 0
     if report.get("good_key") and report.get("rows_good", 1):
-        table = store.read_table(report["good_key"])
+        table = store.read_table(report["good_key"], columns=report.get("good_columns"))
         if superseded_key := report.get("superseded_key"):
             rows = store.read_table(superseded_key)[ROW].combine_chunks()
             table, superseded = drop_superseded(table, rows), len(rows)

@@ -125,7 +125,8 @@ class ChunkReport(TypedDict):
     rows_rejected: int  # rows the source could not parse
     chunk_key: str
     checksum: str  # of the staged chunk (ChunkRef.checksum)
-    good_key: str
+    good_key: str  # the chunk file itself when validation changed nothing (then read only good_columns of it)
+    good_columns: list[str] | None
     quarantine_key: str
     gx_key: str | None  # GX's validation result document, when a suite ran
     warnings: list[str]
@@ -169,6 +170,13 @@ def column_stats(arr: pa.ChunkedArray) -> ColumnStats:
         "max": _json_value(mm["max"].as_py()) if mm else None,
         "sum": _json_value(pc.sum(arr).as_py()) if numeric else None,
     }
+
+
+def _unchanged(good: pa.Table, staged: pa.Table) -> bool:
+    """Are the cast good rows the staged chunk's columns of the same names, types and values (every row kept)?"""
+    if good.num_rows != staged.num_rows or not set(good.column_names) <= set(staged.column_names):
+        return False
+    return all(staged[n].type == good[n].type and staged[n].equals(good[n]) for n in good.column_names)
 
 
 def _summary(spec: ExpectationSpec, result: Any) -> str:
@@ -286,6 +294,9 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
         counts["source rejects (rows the source could not parse)"] = n_rejects
     rows_in = table.num_rows + n_rejects
     cast_failed, extra, missing = cast.bad_count, cast.extra_columns, cast.missing
+    # nothing quarantined and the cast changed nothing (a Parquet source in the declared types): the good rows are
+    # the staged chunk's own columns, so the loader reads them from the chunk file instead of a second copy
+    reused = not quarantine.num_rows and not len(positions) and _unchanged(good, table)
     del (
         table,
         cast,
@@ -300,7 +311,10 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
             f"+ {quarantine.num_rows} quarantined (a bug: please report it)"
         )
     good_key, quarantine_key = store.derived_key(index, "good"), store.derived_key(index, "quarantine")
-    store.write_table(good_key, good)
+    if reused:
+        good_key = chunk["key"]
+    else:
+        store.write_table(good_key, good)
     store.write_table(quarantine_key, quarantine)
     replace_quarantine_rows(pg_dsn(cfg.target.conn_id), cfg.name, run_id, interval, index, quarantine, generation)
     keyed = cfg.target.write_mode is not WriteMode.append
@@ -323,6 +337,7 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
         "chunk_key": chunk["key"],
         "checksum": chunk.get("checksum"),
         "good_key": good_key,
+        "good_columns": good.column_names if reused else None,
         "quarantine_key": quarantine_key,
         "gx_key": gx_key,
         "warnings": verdict.warnings,
