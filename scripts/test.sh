@@ -11,6 +11,7 @@ export SLUICE_PROMETHEUS_PORT=${SLUICE_TEST_PROMETHEUS_PORT:-29090} SLUICE_FLOWE
 # every interface, so tests/e2e/test_remote_worker.py reaches it from its own network namespace (the services are
 # password-protected; the moto S3 endpoint is a test double)
 export SLUICE_BIND_ADDRESS=${SLUICE_TEST_BIND_ADDRESS:-0.0.0.0}
+export SLUICE_DAG_PARSE_INTERVAL=${SLUICE_DAG_PARSE_INTERVAL:-10}  # the suite's own stack: quicker DAG updates
 export SLUICE_FAILPOINTS=1  # tests hold tasks at named points (include/sluice/failpoints.py)
 export SLUICE_PIPELINES_DIRS="$PWD/config/pipelines:$PWD/tests/e2e/pipelines"
 # make test-faults adds its own pipelines (tests/faults/pipelines) with SLUICE_TEST_EXTRA_PIPELINES

@@ -208,7 +208,7 @@ class StagingStore:
 
     def read_table(self, key: str, columns: list[str] | None = None) -> pa.Table:
         with self.fs.open_input_file(self._path(key)) as f:
-            return pq.ParquetFile(f).read(columns=columns)
+            return pq.ParquetFile(f, pre_buffer=True).read(columns=columns)  # coalesced ranged reads
 
     def write_bytes(self, key: str, data: bytes) -> str:
         """Store a small non-tabular object (e.g. a JSON document about a chunk); returns its checksum."""

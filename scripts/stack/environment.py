@@ -69,6 +69,7 @@ class Settings:
     pipelines_dirs: str
     flower: bool = False
     bind: str = LOOPBACK
+    parse_interval: int = 30  # seconds between two parses of a DAG file (new pipeline files show up this fast)
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -81,6 +82,7 @@ class Settings:
             pipelines_dirs=env.get("SLUICE_PIPELINES_DIRS", str(REPO / "config" / "pipelines")),
             flower=env.get("SLUICE_FLOWER", "0") == "1",
             bind=env.get("SLUICE_BIND_ADDRESS", LOOPBACK).strip() or LOOPBACK,
+            parse_interval=int(env.get("SLUICE_DAG_PARSE_INTERVAL", "30")),
         )
 
     @property
@@ -232,7 +234,8 @@ def airflow_env(settings: Settings, host: str | None = None) -> dict[str, str]:
         # The port the api-server fetches a remote worker's logs from (local workers override it, one port each).
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(p["worker_logs"]),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+        # Airflow's default; each cycle re-parses the six DAG files (~1.5 CPU-s here), so 10 s took 15 % of a core
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(settings.parse_interval),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
