@@ -12,6 +12,7 @@ from decimal import Decimal
 import psycopg
 import pyarrow as pa
 import pytest
+from sluice import failpoints
 from sluice.config import PipelineConfig
 from sluice.interval import Interval
 from sluice.loading.duplicates import drop_superseded, losers
@@ -556,17 +557,19 @@ def test_concurrent_loads_of_one_table_wait_on_the_advisory_lock(pg, pg_schema, 
     assert ledger(pg, cfg, "run1") == [(0, "run1"), (1, "run1"), (2, "run1")]
 
 
+def before_commit_key(pipeline: str) -> str:
+    return failpoints.lock_key(pipeline, failpoints.Point.load_before_commit)
+
+
 @pytest.fixture
 def held_before_commit(monkeypatch, warehouse_dsn):
-    """Holds the load.before_commit failpoint of a pipeline: (hold(pipeline) -> connection, waiting count)."""
-    from sluice import failpoints
-
+    """Holds the load.before_commit failpoint of a pipeline: hold(pipeline) -> the holding connection."""
     monkeypatch.setenv(failpoints.ENV, "1")
     conns = []
 
     def hold(pipeline: str) -> psycopg.Connection:
         conn = psycopg.connect(warehouse_dsn, autocommit=True)
-        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [failpoints.lock_key(pipeline, "load.before_commit")])
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [before_commit_key(pipeline)])
         conns.append(conn)
         return conn
 
@@ -578,14 +581,11 @@ def held_before_commit(monkeypatch, warehouse_dsn):
 def test_upsert_chunks_into_new_key_ranges_load_side_by_side(pg, pg_schema, make_cfg, held_before_commit):
     """Chunks whose key ranges the target holds nothing of take the table lock shared: both reach the point just
     before COMMIT together (with an exclusive lock the second would wait for the first to commit)."""
-    from sluice import failpoints
-
     cfg = make_cfg()
     load_arrow(cfg, DAY, "run0", 9, rows([1]))
     hold = held_before_commit(cfg.name)
     threads = [in_thread(load_arrow, cfg, DAY, "run1", i, rows(ids)) for i, ids in enumerate(([10, 11], [20, 21]))]
-    key = {"key": failpoints.lock_key(cfg.name, "load.before_commit")}
-    wait_for(pg, f"SELECT count(*) = 2 FROM ({failpoints.waiting_sql()}) w", key)
+    wait_for(pg, f"SELECT count(*) = 2 FROM ({failpoints.waiting_sql()}) w", {"key": before_commit_key(cfg.name)})
     held = pg.execute(
         "SELECT l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
         "AND l.granted AND l.objid::int = hashtext(%s) AND a.application_name LIKE %s",
@@ -611,9 +611,7 @@ def test_two_runs_copying_the_same_new_keys_at_once_end_as_the_later_generation(
     load_arrow(cfg, DAY, "run0", 9, rows([100]))
     hold = held_before_commit(cfg.name)
     first, box1 = in_thread(load_arrow, cfg, DAY, "run1", 0, rows([1, 2, 3], names=["g1"] * 3), generation=1)
-    from sluice import failpoints
-
-    wait_for(pg, f"SELECT count(*) = 1 FROM ({failpoints.waiting_sql()}) w", {"key": hold_key(cfg)})
+    wait_for(pg, f"SELECT count(*) = 1 FROM ({failpoints.waiting_sql()}) w", {"key": before_commit_key(cfg.name)})
     second, box2 = in_thread(load_arrow, cfg, DAY, "run2", 0, rows([1, 2, 3], names=["g2"] * 3), generation=2)
     wait_for(
         pg,
@@ -628,12 +626,6 @@ def test_two_runs_copying_the_same_new_keys_at_once_end_as_the_later_generation(
     assert box2["result"]["write_path"] != "copy" and (box2["result"]["inserted"], box2["result"]["updated"]) == (0, 3)
     assert [r[:2] for r in content(pg, pg_schema)] == [(1, "g2"), (2, "g2"), (3, "g2"), (100, "n100")]
     assert ledger(pg, cfg) == [(9, "run0"), (0, "run1"), (0, "run2")]
-
-
-def hold_key(cfg) -> str:
-    from sluice import failpoints
-
-    return failpoints.lock_key(cfg.name, "load.before_commit")
 
 
 # ------------------------------------------------------------------------------------------------ finalize

@@ -296,7 +296,7 @@ def validate_chunk(cfg: PipelineConfig, interval: Interval, run_id: str, chunk: 
     cast_failed, extra, missing = cast.bad_count, cast.extra_columns, cast.missing
     # nothing quarantined and the cast changed nothing (a Parquet source in the declared types): the good rows are
     # the staged chunk's own columns, so the loader reads them from the chunk file instead of a second copy
-    reused = not quarantine.num_rows and not len(positions) and _unchanged(good, table)
+    reused = not quarantine.num_rows and _unchanged(good, table)  # the flagged rows are in quarantine too
     del (
         table,
         cast,
